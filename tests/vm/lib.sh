@@ -1,0 +1,77 @@
+# Helpers for vmtest scenario scripts (busybox sh). Source with `. /vmtest/lib.sh`.
+#
+# A scenario passes when its script exits 0. `fail REASON` ends it with that reason (one
+# line, shown in the harness's FAIL line); everything printed goes to the console log, which
+# the harness shows on failure. `vm_data KEY` sends its stdin to the host-side check.
+
+# Debian's busybox prefers its own applets: a plain `ip` would run busybox's, which knows
+# neither `vf` nor `netns`.
+ip() { /sbin/ip "$@"; }
+
+fail() {
+    echo "FAIL: $*"
+    printf '%s\n' "$*" >/tmp/vmtest-reason
+    exit 1
+}
+
+note() { echo "-- $*"; }
+
+# Runs a command, echoing it and its exit status.
+run() {
+    echo "\$ $*"
+    "$@"
+    _rc=$?
+    [ $_rc = 0 ] || echo "[exit $_rc]"
+    return $_rc
+}
+
+# Runs a command that must succeed; its output goes to the console.
+must() { run "$@" || fail "\`$*\` failed (exit $_rc)"; }
+
+# Runs a command that must fail; its stderr is kept in $ERR.
+must_fail() {
+    echo "\$ $*  (must fail)"
+    ERR="$("$@" 2>&1 >/dev/null)"
+    _rc=$?
+    echo "$ERR"
+    [ $_rc != 0 ] || fail "\`$*\` succeeded but should have failed"
+}
+
+expect_eq() { # what got want
+    [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+    echo "ok: $1 = $3"
+}
+
+# Sends stdin to the host as data block KEY of this scenario.
+vm_data() {
+    sed "s/^/VMTEST DATA $VMTEST_SCENARIO $1: /" >/dev/ttyS1
+}
+
+# SR-IOV capable PFs as "netdev pci" lines, in PCI order.
+pfs() {
+    for dev in /sys/bus/pci/devices/*; do
+        [ -e "$dev/sriov_totalvfs" ] || continue
+        for n in "$dev"/net/*; do
+            [ -e "$n" ] && echo "${n##*/} ${dev##*/}"
+        done
+    done
+}
+
+# The sysfs directory of netdev $1's PCI device.
+pf_dir() { echo "/sys/class/net/$1/device"; }
+
+# Number of virtfn links of the PF whose sysfs directory is $1.
+virtfn_count() { ls -d "$1"/virtfn* 2>/dev/null | wc -l; }
+
+# Driver of the PCI device whose sysfs directory is $1 ("" when unbound).
+driver_of() {
+    if [ -e "$1/driver" ]; then basename "$(readlink "$1/driver")"; fi
+}
+
+# Fails unless this guest has at least $1 PFs.
+need_pfs() {
+    [ "$(pfs | wc -l)" -ge "$1" ] || fail "need $1 SR-IOV PFs, found: $(pfs | tr '\n' ' ')"
+}
+
+# `jq -r FILTER` on the file $1.
+jqf() { jq -r "$2" "$1"; }

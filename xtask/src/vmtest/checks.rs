@@ -1,0 +1,78 @@
+//! Host-side checks of what scenarios reported.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use super::plan::HostContext;
+use super::report::ScenarioReport;
+use super::sh;
+
+/// The PF the simulator (`--demo`) offers as an igb (82576) NIC.
+const DEMO_IGB_PF: &str = "eno49";
+
+/// `fidelity`: the guest's `debug sysfs-manifest` of a real igb PF with 7 VFs (autoprobe on)
+/// must equal the simulator's for the same split, line for line.
+pub fn fidelity(ctx: &HostContext<'_>, report: &ScenarioReport) -> Result<()> {
+    let guest = trim_end(report.data("manifest"));
+    if guest.is_empty() {
+        bail!("the guest sent no manifest");
+    }
+    let state = ctx.work.join("fidelity-demo-state");
+    if state.exists() {
+        fs::remove_dir_all(&state).with_context(|| format!("cannot remove {}", state.display()))?;
+    }
+    fs::create_dir_all(&state).with_context(|| format!("cannot create {}", state.display()))?;
+    let vfpool = |args: &[&str]| {
+        sh::stdout(
+            Command::new(ctx.vfpool)
+                .arg("--demo")
+                .arg("--state")
+                .arg(&state)
+                .args(args),
+        )
+    };
+    vfpool(&["nic", "split", DEMO_IGB_PF, "--vfs", "7"])?;
+    let host = vfpool(&["debug", "sysfs-manifest", DEMO_IGB_PF])?;
+    let host: Vec<String> = host.lines().map(str::to_owned).collect();
+    let host = trim_end(&host);
+    if host == guest {
+        return Ok(());
+    }
+    let simulator = ctx.work.join("fidelity-simulator.manifest");
+    let kernel = ctx.work.join("fidelity-real-kernel.manifest");
+    write_lines(&simulator, host)?;
+    write_lines(&kernel, guest)?;
+    let diff = Command::new("diff")
+        .args([
+            "-u",
+            "--label",
+            "simulator (vfpool --demo)",
+            "--label",
+            "real kernel (guest)",
+        ])
+        .arg(&simulator)
+        .arg(&kernel)
+        .output()
+        .context("cannot run diff")?;
+    bail!(
+        "the real kernel's sysfs manifest differs from the simulator's:\n{}",
+        String::from_utf8_lossy(&diff.stdout).trim_end()
+    )
+}
+
+fn trim_end(lines: &[String]) -> &[String] {
+    let end = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    &lines[..end]
+}
+
+fn write_lines(path: &Path, lines: &[String]) -> Result<()> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,138 @@
+//! What runs where: the scenarios (a guest script plus an optional host-side check) and the
+//! machine configurations that choose among them.
+//!
+//! Adding a scenario: write `tests/vm/scenarios/<name>.sh` (see `tests/vm/lib.sh` for the
+//! helpers and the result protocol), add it to [`SCENARIOS`], and list it in the boots of the
+//! configs it should run in. A host-side check receives the scenario's `vm_data` blocks.
+
+use super::checks;
+use super::report::ScenarioReport;
+use std::path::Path;
+
+/// A host-side check of what a scenario reported; an error fails the scenario.
+pub type HostCheck = fn(&HostContext<'_>, &ScenarioReport) -> anyhow::Result<()>;
+
+/// What a host-side check may use.
+#[derive(Debug)]
+pub struct HostContext<'a> {
+    /// The same static vfpool binary the guest runs.
+    pub vfpool: &'a Path,
+    /// A scratch directory of this config's run.
+    pub work: &'a Path,
+}
+
+#[derive(Debug)]
+pub struct Scenario {
+    /// Also the script's name: `tests/vm/scenarios/<name>.sh`.
+    pub name: &'static str,
+    pub about: &'static str,
+    pub host_check: Option<HostCheck>,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "sriov-sanity",
+        about: "the lab itself: each igb PF offers 7 VFs, sriov_numvfs creates and removes them (shell only)",
+        host_check: None,
+    },
+    Scenario {
+        name: "inventory",
+        about: "`nic list` agrees with sysfs; `host check` sees the IOMMU and interrupt remapping or their absence",
+        host_check: None,
+    },
+    Scenario {
+        name: "split",
+        about: "split 7 / restore / split again; --autoprobe off leaves VFs unbound; 7 -> 3 through vfpool",
+        host_check: None,
+    },
+    Scenario {
+        name: "bad-input",
+        about: "split --vfs 8 fails naming the range and leaves sriov_numvfs alone",
+        host_check: None,
+    },
+    Scenario {
+        name: "fidelity",
+        about: "the real kernel's sysfs manifest of a 7-VF igb PF equals the simulator's (`--demo`)",
+        host_check: Some(checks::fidelity),
+    },
+];
+
+/// One emulated machine.
+#[derive(Debug)]
+pub struct Config {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// q35 with `kernel-irqchip=split` and `intel-iommu,intremap=on`, booted with
+    /// `intel_iommu=on iommu=pt`; otherwise plain q35 without an IOMMU.
+    pub iommu: bool,
+    /// igb PFs (82576, 7 VFs each), each behind its own pcie-root-port: on the root bus the
+    /// VF<->PF mailbox does not work under QEMU.
+    pub pfs: u8,
+    /// A small ext4 disk (virtio-blk) that survives from one boot to the next, mounted in the
+    /// guest as vfpool's state directory.
+    pub state_disk: bool,
+    /// The machine is booted once per entry, in order, running that entry's scenarios.
+    pub boots: &'static [&'static [&'static str]],
+}
+
+pub const CONFIGS: &[Config] = &[
+    Config {
+        name: "iommu",
+        about: "two igb PFs behind an emulated VT-d with interrupt remapping",
+        iommu: true,
+        pfs: 2,
+        state_disk: false,
+        boots: &[&[
+            "sriov-sanity",
+            "inventory",
+            "split",
+            "bad-input",
+            "fidelity",
+        ]],
+    },
+    Config {
+        name: "noiommu",
+        about: "one igb PF, no IOMMU",
+        iommu: false,
+        pfs: 1,
+        state_disk: false,
+        boots: &[&["sriov-sanity", "inventory", "split", "bad-input"]],
+    },
+];
+
+pub fn scenario(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn configs_name_known_scenarios_once() {
+        for config in CONFIGS {
+            let mut seen = BTreeSet::new();
+            for name in config.boots.iter().flat_map(|b| b.iter()) {
+                assert!(
+                    scenario(name).is_some(),
+                    "{}: unknown scenario {name}",
+                    config.name
+                );
+                assert!(seen.insert(name), "{}: {name} listed twice", config.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_scenario_has_a_script() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vm/scenarios");
+        for s in SCENARIOS {
+            assert!(
+                dir.join(format!("{}.sh", s.name)).is_file(),
+                "no script for {}",
+                s.name
+            );
+        }
+    }
+}
