@@ -85,6 +85,21 @@ impl Context {
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out(&format!("{}\n", serde_json::to_string_pretty(v)?));
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`vfpool nic list | head`) ends output quietly.
+pub fn out(s: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if o.write_all(s.as_bytes()).and_then(|_| o.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// `println!` that does not panic on a closed pipe.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::context::out(&format!("{}\n", format_args!($($arg)*))) };
 }

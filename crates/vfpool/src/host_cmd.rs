@@ -71,9 +71,9 @@ fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
             };
             t.row(vec![c.name.to_owned(), s.to_owned(), c.detail.clone()]);
         }
-        print!("{}", t.render());
+        crate::context::out(&t.render());
         for c in report.checks.iter().filter(|c| !c.remedy.is_empty()) {
-            println!(
+            crate::outln!(
                 "\n{} ({}): {}",
                 c.name,
                 if c.status == Status::Fail {
@@ -84,7 +84,7 @@ fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
                 c.remedy
             );
         }
-        println!(
+        crate::outln!(
             "\nVM passthrough: {}\ncontainers:     {}",
             if report.vm_ready {
                 "ready"
@@ -137,15 +137,15 @@ fn host_persist(ctx: &Context, udev: bool, root: &std::path::Path) -> anyhow::Re
         print_json(&serde_json::json!({ "desired": desired, "installed": installed }))?;
     } else {
         for (pci, n) in &desired.nics {
-            println!(
+            crate::outln!(
                 "{} ({pci}): {} VFs, autoprobe {}",
                 n.name,
                 n.num_vfs,
                 if n.autoprobe { "on" } else { "off" }
             );
         }
-        println!("recorded in {}", Desired::path(&ctx.state).display());
-        println!("installed {}", installed.display());
+        crate::outln!("recorded in {}", Desired::path(&ctx.state).display());
+        crate::outln!("installed {}", installed.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -168,7 +168,7 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
         match &a.result {
             Ok(r) => {
                 if !ctx.json() {
-                    println!(
+                    crate::outln!(
                         "{} ({}): {} VFs{}",
                         a.name,
                         a.pci,
@@ -180,7 +180,7 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {} ({}): {e:#}", a.name, a.pci);
+                ecrate::outln!("error: {} ({}): {e:#}", a.name, a.pci);
                 out.push(
                     serde_json::json!({"pci": a.pci, "name": a.name, "error": format!("{e:#}")}),
                 );
@@ -203,7 +203,7 @@ pub fn run_debug(ctx: &Context, cmd: DebugCmd) -> anyhow::Result<ExitCode> {
             let inv = Inventory::scan(&ctx.fs)?;
             let nic = inv.find_sriov_pf(&nic)?;
             for line in manifest::manifest(&ctx.fs, nic)? {
-                println!("{line}");
+                crate::outln!("{line}");
             }
         }
         DebugCmd::SimFault {

@@ -106,7 +106,7 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
             opt(&n.numa_node),
         ]);
     }
-    print!("{}", t.render());
+    crate::context::out(&t.render());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,10 +163,10 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
         ("iommu group", opt(&nic.iommu_group)),
     ];
     for (k, v) in fields {
-        println!("{k:<12} {}", v.trim_end());
+        crate::outln!("{k:<12} {}", v.trim_end());
     }
     if !nic.vfs.is_empty() {
-        println!();
+        crate::outln!("");
         let mut t = Table::new(&["VF", "PCI", "NETDEV", "DRIVER", "MAC", "IOMMU GROUP"]);
         for vf in &nic.vfs {
             t.row(vec![
@@ -178,7 +178,7 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
                 opt(&vf.iommu_group),
             ]);
         }
-        print!("{}", t.render());
+        crate::context::out(&t.render());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -214,7 +214,7 @@ fn finish(
             Ok(rep) => ok.push(rep),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e:#}");
+                ecrate::outln!("error: {e:#}");
             }
         }
     }
@@ -230,7 +230,7 @@ fn finish(
             } else {
                 format!("{} VFs (was {}) in {} ms", r.num_vfs, r.previous, r.millis)
             };
-            println!("{} ({}): {what}", r.nic, r.pci);
+            crate::outln!("{} ({}): {what}", r.nic, r.pci);
         }
     }
     Ok(if failed == 0 {
