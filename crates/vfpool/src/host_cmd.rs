@@ -180,7 +180,7 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                ecrate::outln!("error: {} ({}): {e:#}", a.name, a.pci);
+                eprintln!("error: {} ({}): {e:#}", a.name, a.pci);
                 out.push(
                     serde_json::json!({"pci": a.pci, "name": a.name, "error": format!("{e:#}")}),
                 );

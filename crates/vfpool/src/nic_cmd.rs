@@ -214,7 +214,7 @@ fn finish(
             Ok(rep) => ok.push(rep),
             Err(e) => {
                 failed += 1;
-                ecrate::outln!("error: {e:#}");
+                eprintln!("error: {e:#}");
             }
         }
     }
