@@ -425,3 +425,7 @@ impl NetOps for SimNetOps {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;
