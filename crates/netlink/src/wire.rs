@@ -491,9 +491,11 @@ pub(crate) mod tests {
                 VfInfo::Trust(VfInfoTrust::new(1, false)),
             ]),
         ];
-        let mut header = LinkHeader::default();
-        header.index = 2;
-        header.flags = LinkFlags::Up | LinkFlags::LowerUp;
+        let header = LinkHeader {
+            index: 2,
+            flags: LinkFlags::Up | LinkFlags::LowerUp,
+            ..Default::default()
+        };
         let payload = emit_link(
             header,
             vec![
