@@ -1,5 +1,7 @@
 //! The host crate over the simulated host: inventory, split/restore and their errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 use std::time::Duration;
 
