@@ -318,3 +318,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn vf_addresses_come_from_the_links_when_offset_and_stride_disagree() {
+    let (_d, _sim, fs) = demo();
+    split::split(&fs, &pf(&fs, "eno49"), 3, &fast(), &|_, _| {}).unwrap();
+    let nic = pf(&fs, "eno49");
+    let truth: Vec<_> = nic.vfs.iter().map(|v| v.pci).collect();
+    // A device whose sriov_offset lies: the virtfn links still tell the truth.
+    std::fs::write(nic.dir.join("sriov_offset"), "130\n").unwrap();
+    let again: Vec<_> = pf(&fs, "eno49").vfs.iter().map(|v| v.pci).collect();
+    assert_eq!(again, truth);
+}
