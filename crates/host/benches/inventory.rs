@@ -23,43 +23,57 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The floor: the same files read with no parsing.
+/// The floor: the same entries the inventory reads (class of every function; the listing,
+/// ids, driver, NUMA node, IOMMU group, SR-IOV counts and geometry and netdev attributes of a
+/// PF; the listing, driver, IOMMU group and netdev address of a VF), read on one thread with
+/// no parsing.
 fn floor(sys: &Path) -> usize {
     let mut n = 0;
+    let read = |p: &Path| std::fs::read(p).map(|b| b.len()).unwrap_or(0);
+    let link = |p: &Path| {
+        std::fs::read_link(p)
+            .map(|t| t.as_os_str().len())
+            .unwrap_or(0)
+    };
     let devices = sys.join("bus/pci/devices");
     for e in std::fs::read_dir(&devices).unwrap().flatten() {
         let d = e.path();
-        n += std::fs::read(d.join("class")).map(|b| b.len()).unwrap_or(0);
+        n += read(&d.join("class"));
         let entries: Vec<_> = std::fs::read_dir(&d)
             .unwrap()
             .flatten()
             .map(|e| e.file_name())
             .collect();
         let has = |s: &str| entries.iter().any(|e| e == s);
-        for a in [
-            "vendor",
-            "device",
-            "numa_node",
-            "sriov_totalvfs",
-            "sriov_numvfs",
-            "sriov_drivers_autoprobe",
-        ] {
-            if has(a) {
-                n += std::fs::read(d.join(a)).map(|b| b.len()).unwrap_or(0);
+        if !has("physfn") {
+            for a in [
+                "vendor",
+                "device",
+                "numa_node",
+                "sriov_totalvfs",
+                "sriov_numvfs",
+                "sriov_drivers_autoprobe",
+                "sriov_offset",
+                "sriov_stride",
+            ] {
+                if has(a) {
+                    n += read(&d.join(a));
+                }
             }
         }
-        for l in ["driver", "iommu_group", "physfn"] {
+        for l in ["driver", "iommu_group"] {
             if has(l) {
-                n += std::fs::read_link(d.join(l))
-                    .map(|p| p.as_os_str().len())
-                    .unwrap_or(0);
+                n += link(&d.join(l));
             }
         }
         if has("net") {
             for nd in std::fs::read_dir(d.join("net")).unwrap().flatten() {
-                n += std::fs::read(nd.path().join("address"))
-                    .map(|b| b.len())
-                    .unwrap_or(0);
+                n += read(&nd.path().join("address"));
+                if !has("physfn") {
+                    for a in ["operstate", "speed", "mtu", "type"] {
+                        n += read(&nd.path().join(a));
+                    }
+                }
             }
         }
     }
