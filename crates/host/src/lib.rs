@@ -1,1 +1,91 @@
+//! vfpool's view of one host: what NICs it has, their SR-IOV state, and the safe way to
+//! change it.
+//!
+//! Everything reads and writes through [`Sysfs`], rooted at `/sys` on a real host or at a
+//! generated tree for the demo and the tests ([`sim::SimHost`]).
 
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod inventory;
+pub mod manifest;
+pub mod persist;
+pub mod sim;
+pub mod split;
+pub mod sysfs;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use inventory::{Found, Inventory, Nic, Vf};
+pub use sysfs::{AttrWriter, HostPaths, KernelWriter, Sysfs};
+use vfpool_model::{InvalidValue, PciAddr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot read sysfs at {path}: {reason}")]
+    SysfsUnreadable { path: PathBuf, reason: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unexpected contents in {path}: '{value}'")]
+    Parse { path: PathBuf, value: String },
+    #[error("cannot write '{value}' to {path}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error(
+        "unknown NIC '{nic}': no network PCI function has that netdev name or address (known: {known})"
+    )]
+    UnknownNic { nic: String, known: String },
+    #[error("NIC '{nic}' ({pci}) has no SR-IOV capability (sriov_totalvfs is absent or 0)")]
+    NotSriov { nic: String, pci: PciAddr },
+    #[error("NIC '{nic}' is a VF ({vf_pci}) of {pf}; a PF is needed")]
+    IsVf {
+        nic: String,
+        vf_pci: PciAddr,
+        pf: String,
+    },
+    #[error("invalid --vfs '{value}' for NIC {nic}: allowed 1..={total} (its sriov_totalvfs)")]
+    VfCountOutOfRange {
+        nic: String,
+        value: String,
+        total: u32,
+    },
+    #[error("setting {nic} to {value} VFs failed: {hint}; the NIC is left at {left_at} VFs")]
+    NumVfs {
+        nic: String,
+        value: u32,
+        left_at: u32,
+        hint: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{nic}: {ready} of {total} VFs ready after {waited:?} ({missing}); the NIC was set back to 0 VFs"
+    )]
+    SplitTimeout {
+        nic: String,
+        ready: u32,
+        total: u32,
+        waited: Duration,
+        missing: String,
+    },
+    #[error("cannot save {path}")]
+    Save {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not valid: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}

@@ -1,1 +1,88 @@
-fn main() {}
+//! `vfpool`: the command line. It parses arguments, builds the host context, and calls the
+//! libraries; what it prints with `-o json` is a documented contract (README).
+
+#![forbid(unsafe_code)]
+
+mod context;
+mod host_cmd;
+mod nic_cmd;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vfpool",
+    version,
+    about = "SR-IOV VF pools for VMs and containers"
+)]
+pub struct Cli {
+    /// Run against the built-in simulated host (a server with I350, 82599ES, ConnectX-5 and
+    /// an onboard NIC); with no --state, in a fresh temporary directory.
+    #[arg(long, global = true)]
+    pub demo: bool,
+    /// Where sysfs is.
+    #[arg(long, global = true, env = "VFPOOL_SYSFS_ROOT", value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// Where procfs is (for the kernel command line and interrupts).
+    #[arg(long, global = true, env = "VFPOOL_PROC_ROOT", value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
+    /// The state directory (ledger, desired VF counts; with --demo also the simulated host).
+    #[arg(long, global = true, env = "VFPOOL_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The host: readiness checks and reboot persistence.
+    #[command(subcommand)]
+    Host(host_cmd::HostCmd),
+    /// Physical NICs and their SR-IOV state.
+    #[command(subcommand)]
+    Nic(nic_cmd::NicCmd),
+    /// Tools for developers and the test tiers.
+    #[command(subcommand, hide = true)]
+    Debug(host_cmd::DebugCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VFPOOL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = context::Context::new(&cli)?;
+    match cli.command {
+        Command::Host(c) => host_cmd::run(&ctx, c),
+        Command::Nic(c) => nic_cmd::run(&ctx, c),
+        Command::Debug(c) => host_cmd::run_debug(&ctx, c),
+    }
+}

@@ -1,0 +1,412 @@
+//! The host's network PCI functions, read from sysfs in one pass.
+//!
+//! Each device directory is listed once; that listing says which attributes exist
+//! (`sriov_totalvfs`, `physfn`, `virtfnN`, `net`, `driver`), so nothing is probed twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use vfpool_model::{MacAddr, NicState, PciAddr, PfRef};
+
+use crate::HostError;
+use crate::sysfs::Sysfs;
+
+/// A physical network function: a PF with or without SR-IOV.
+#[derive(Debug, Clone, Serialize)]
+pub struct Nic {
+    /// The first netdev's name, or the PCI address when no driver gave it a netdev.
+    pub name: String,
+    pub netdevs: Vec<String>,
+    pub pci: PciAddr,
+    pub vendor_id: String,
+    pub device_id: String,
+    pub vendor: String,
+    pub model: String,
+    pub driver: Option<String>,
+    pub state: NicState,
+    pub mac: Option<MacAddr>,
+    pub operstate: Option<String>,
+    /// Mbit/s, when the link reports one.
+    pub speed: Option<u32>,
+    pub mtu: Option<u32>,
+    /// `ether` or `infiniband` (from the netdev's ARPHRD type).
+    pub link_type: Option<String>,
+    pub numa_node: Option<u32>,
+    pub iommu_group: Option<u32>,
+    pub total_vfs: u32,
+    pub num_vfs: u32,
+    /// VFs that are not leased. The host alone knows no leases, so this equals `num_vfs`
+    /// until the ledger is consulted.
+    pub free_vfs: u32,
+    /// `sriov_drivers_autoprobe`: whether new VFs get their kernel driver at once.
+    pub autoprobe: Option<bool>,
+    #[serde(skip)]
+    pub vfs: Vec<Vf>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// A virtual function of a PF.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Vf {
+    pub index: u16,
+    pub pci: PciAddr,
+    pub netdev: Option<String>,
+    pub driver: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub iommu_group: Option<u32>,
+    pub numa_node: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    pub nics: Vec<Nic>,
+}
+
+/// What a NIC reference resolved to.
+#[derive(Debug, Clone, Copy)]
+pub enum Found<'a> {
+    Pf(&'a Nic),
+    Vf(&'a Nic, &'a Vf),
+}
+
+impl Inventory {
+    /// Reads every network-class PCI function under `sys/bus/pci/devices`.
+    pub fn scan(fs: &Sysfs) -> Result<Self, HostError> {
+        let devices = fs.path("bus/pci/devices");
+        if !devices.is_dir() {
+            return Err(HostError::SysfsUnreadable {
+                path: devices,
+                reason: "no such directory; is sysfs mounted, or is --sysfs-root right?".into(),
+            });
+        }
+        // Pass 1: the class of every function, and the listing of the network ones.
+        let names = fs.list(&devices)?;
+        let funcs = par_map(&names, 64, |name| -> Result<Option<Func>, HostError> {
+            let Ok(pci) = name.parse::<PciAddr>() else {
+                return Ok(None);
+            };
+            let dir = devices.join(name);
+            match fs.read_num_opt(&dir.join("class"))? {
+                Some(class) if (class >> 16) == 0x02 => {
+                    let entries = fs.list(&dir)?;
+                    Ok(Some((pci, dir, entries)))
+                }
+                _ => Ok(None),
+            }
+        })?;
+        let mut pfs = Vec::new();
+        let mut vf_dirs: HashMap<PciAddr, (PathBuf, Vec<String>)> = HashMap::new();
+        for (pci, dir, entries) in funcs.into_iter().flatten() {
+            if has(&entries, "physfn") {
+                vf_dirs.insert(pci, (dir, entries));
+            } else {
+                pfs.push((pci, dir, entries));
+            }
+        }
+        // Pass 2: each PF with its VFs. VF i sits at PF + offset + i * stride (the kernel's
+        // own arithmetic); the virtfnN link is read only when that address is not a VF.
+        let mut nics = par_map(&pfs, 2, |(pci, dir, entries)| -> Result<Nic, HostError> {
+            let mut nic = read_pf(fs, *pci, dir.clone(), entries)?;
+            let mut indices: Vec<u16> = entries
+                .iter()
+                .filter_map(|e| e.strip_prefix("virtfn").and_then(|i| i.parse().ok()))
+                .collect();
+            indices.sort_unstable();
+            let geometry = match (
+                read_u32(fs, entries, dir, "sriov_offset")?,
+                read_u32(fs, entries, dir, "sriov_stride")?,
+            ) {
+                (Some(o), Some(s)) if !indices.is_empty() => Some((o, s)),
+                _ => None,
+            };
+            for index in indices {
+                let computed = geometry
+                    .and_then(|(o, s)| pci.offset_by(o + u32::from(index) * s))
+                    .filter(|a| vf_dirs.contains_key(a));
+                let vf_pci = match computed {
+                    Some(a) => a,
+                    None => match fs
+                        .link_name(&dir.join(format!("virtfn{index}")))?
+                        .and_then(|t| t.parse::<PciAddr>().ok())
+                    {
+                        Some(a) => a,
+                        None => continue,
+                    },
+                };
+                let listed;
+                let (vf_dir, vf_entries) = match vf_dirs.get(&vf_pci) {
+                    Some((d, e)) => (d.clone(), e.as_slice()),
+                    None => {
+                        let d = devices.join(vf_pci.to_string());
+                        listed = fs.list(&d)?;
+                        (d, listed.as_slice())
+                    }
+                };
+                nic.vfs.push(read_vf(
+                    fs,
+                    index,
+                    vf_pci,
+                    nic.numa_node,
+                    &vf_dir,
+                    vf_entries,
+                )?);
+            }
+            Ok(nic)
+        })?;
+        nics.sort_by_key(|n| n.pci);
+        Ok(Self { nics })
+    }
+
+    /// Finds a NIC by netdev name or PCI address, among PFs and their VFs.
+    pub fn find(&self, nic: &str) -> Result<Found<'_>, HostError> {
+        let r = PfRef::parse(nic).map_err(HostError::Invalid)?;
+        for pf in &self.nics {
+            let hit = match &r {
+                PfRef::Name(n) => pf.netdevs.iter().any(|d| d == n),
+                PfRef::Pci(p) => pf.pci == *p,
+            };
+            if hit {
+                return Ok(Found::Pf(pf));
+            }
+            for vf in &pf.vfs {
+                let hit = match &r {
+                    PfRef::Name(n) => vf.netdev.as_deref() == Some(n.as_str()),
+                    PfRef::Pci(p) => vf.pci == *p,
+                };
+                if hit {
+                    return Ok(Found::Vf(pf, vf));
+                }
+            }
+        }
+        Err(HostError::UnknownNic {
+            nic: nic.to_owned(),
+            known: self
+                .nics
+                .iter()
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Finds a PF that can have VFs: the errors say why another function cannot.
+    pub fn find_sriov_pf(&self, nic: &str) -> Result<&Nic, HostError> {
+        match self.find(nic)? {
+            Found::Vf(pf, vf) => Err(HostError::IsVf {
+                nic: nic.to_owned(),
+                vf_pci: vf.pci,
+                pf: pf.name.clone(),
+            }),
+            Found::Pf(pf) if pf.total_vfs == 0 => Err(HostError::NotSriov {
+                nic: nic.to_owned(),
+                pci: pf.pci,
+            }),
+            Found::Pf(pf) => Ok(pf),
+        }
+    }
+}
+
+type Func = (PciAddr, PathBuf, Vec<String>);
+
+/// Maps `f` over `items` on up to four threads (sysfs reads are system calls: a host with
+/// a thousand VFs is read faster on several cores), keeping the order.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    min_items: usize,
+    f: impl Fn(&T) -> Result<R, HostError> + Sync,
+) -> Result<Vec<R>, HostError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
+    if threads < 2 || items.len() < min_items {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Result<Vec<R>, HostError>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(_) => {
+                    return Err(HostError::SysfsUnreadable {
+                        path: PathBuf::from("bus/pci/devices"),
+                        reason: "an inventory thread panicked".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+fn has(entries: &[String], name: &str) -> bool {
+    entries.binary_search_by(|e| e.as_str().cmp(name)).is_ok()
+}
+
+fn read_u32(
+    fs: &Sysfs,
+    entries: &[String],
+    dir: &Path,
+    name: &str,
+) -> Result<Option<u32>, HostError> {
+    if !has(entries, name) {
+        return Ok(None);
+    }
+    Ok(fs
+        .read_num_opt(&dir.join(name))?
+        .and_then(|v| u32::try_from(v).ok()))
+}
+
+fn read_link_u32(
+    fs: &Sysfs,
+    entries: &[String],
+    dir: &Path,
+    name: &str,
+) -> Result<Option<u32>, HostError> {
+    if !has(entries, name) {
+        return Ok(None);
+    }
+    Ok(fs.link_name(&dir.join(name))?.and_then(|g| g.parse().ok()))
+}
+
+fn read_link(
+    fs: &Sysfs,
+    entries: &[String],
+    dir: &Path,
+    name: &str,
+) -> Result<Option<String>, HostError> {
+    if !has(entries, name) {
+        return Ok(None);
+    }
+    fs.link_name(&dir.join(name))
+}
+
+fn netdevs(fs: &Sysfs, entries: &[String], dir: &Path) -> Result<Vec<String>, HostError> {
+    if !has(entries, "net") {
+        return Ok(Vec::new());
+    }
+    fs.list(&dir.join("net"))
+}
+
+fn read_mac(fs: &Sysfs, netdev_dir: &Path) -> Result<Option<MacAddr>, HostError> {
+    Ok(fs
+        .read_opt(&netdev_dir.join("address"))?
+        .and_then(|a| a.parse().ok()))
+}
+
+fn hex_id(fs: &Sysfs, entries: &[String], dir: &Path, name: &str) -> Result<u16, HostError> {
+    if !has(entries, name) {
+        return Ok(0);
+    }
+    Ok(fs
+        .read_num_opt(&dir.join(name))?
+        .and_then(|v| u16::try_from(v).ok())
+        .unwrap_or(0))
+}
+
+fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result<Nic, HostError> {
+    let vendor_id = hex_id(fs, entries, &dir, "vendor")?;
+    let device_id = hex_id(fs, entries, &dir, "device")?;
+    let (vendor, model) = match pci_ids::Device::from_vid_pid(vendor_id, device_id) {
+        Some(d) => (d.vendor().name().to_owned(), d.name().to_owned()),
+        None => (
+            pci_ids::Vendors::iter()
+                .find(|v| v.id() == vendor_id)
+                .map(|v| v.name().to_owned())
+                .unwrap_or_else(|| format!("vendor {vendor_id:04x}")),
+            format!("device {device_id:04x}"),
+        ),
+    };
+    let driver = read_link(fs, entries, &dir, "driver")?;
+    let numa_node = read_u32(fs, entries, &dir, "numa_node")?;
+    let iommu_group = read_link_u32(fs, entries, &dir, "iommu_group")?;
+    let total_vfs = read_u32(fs, entries, &dir, "sriov_totalvfs")?.unwrap_or(0);
+    let num_vfs = read_u32(fs, entries, &dir, "sriov_numvfs")?.unwrap_or(0);
+    let autoprobe = read_u32(fs, entries, &dir, "sriov_drivers_autoprobe")?.map(|v| v != 0);
+    let netdevs = netdevs(fs, entries, &dir)?;
+    let (mut mac, mut operstate, mut speed, mut mtu, mut link_type) =
+        (None, None, None, None, None);
+    if let Some(first) = netdevs.first() {
+        let nd = dir.join("net").join(first);
+        mac = read_mac(fs, &nd)?;
+        operstate = fs.read_opt(&nd.join("operstate"))?;
+        speed = fs
+            .read_num_opt(&nd.join("speed"))
+            .ok()
+            .flatten()
+            .and_then(|v| u32::try_from(v).ok());
+        mtu = fs
+            .read_num_opt(&nd.join("mtu"))?
+            .and_then(|v| u32::try_from(v).ok());
+        link_type = fs.read_num_opt(&nd.join("type"))?.map(|t| match t {
+            1 => "ether".to_owned(),
+            32 => "infiniband".to_owned(),
+            other => format!("arphrd-{other}"),
+        });
+    }
+    let state = if total_vfs == 0 {
+        NicState::Unvirtualizable
+    } else if num_vfs > 0 {
+        NicState::Virtualized
+    } else {
+        NicState::Virtualizable
+    };
+    Ok(Nic {
+        name: netdevs.first().cloned().unwrap_or_else(|| pci.to_string()),
+        netdevs,
+        pci,
+        vendor_id: format!("{vendor_id:04x}"),
+        device_id: format!("{device_id:04x}"),
+        vendor,
+        model,
+        driver,
+        state,
+        mac,
+        operstate,
+        speed,
+        mtu,
+        link_type,
+        numa_node,
+        iommu_group,
+        total_vfs,
+        num_vfs,
+        free_vfs: num_vfs,
+        autoprobe,
+        vfs: Vec::new(),
+        dir,
+    })
+}
+
+/// A VF's NUMA node is its PF's: it is not read again.
+fn read_vf(
+    fs: &Sysfs,
+    index: u16,
+    pci: PciAddr,
+    numa_node: Option<u32>,
+    dir: &Path,
+    entries: &[String],
+) -> Result<Vf, HostError> {
+    let driver = read_link(fs, entries, dir, "driver")?;
+    let iommu_group = read_link_u32(fs, entries, dir, "iommu_group")?;
+    let netdev = netdevs(fs, entries, dir)?.into_iter().next();
+    let mac = match &netdev {
+        Some(n) => read_mac(fs, &dir.join("net").join(n))?,
+        None => None,
+    };
+    Ok(Vf {
+        index,
+        pci,
+        netdev,
+        driver,
+        mac,
+        iommu_group,
+        numa_node,
+    })
+}
