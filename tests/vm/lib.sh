@@ -16,12 +16,13 @@ fail() {
 
 note() { echo "-- $*"; }
 
-# Runs a command, echoing it and its exit status.
+# Runs a command, echoing it and its exit status to stderr (so `run cmd >file` keeps only the
+# command's own output in the file).
 run() {
-    echo "\$ $*"
+    echo "\$ $*" >&2
     "$@"
     _rc=$?
-    [ $_rc = 0 ] || echo "[exit $_rc]"
+    [ $_rc = 0 ] || echo "[exit $_rc]" >&2
     return $_rc
 }
 
@@ -30,7 +31,7 @@ must() { run "$@" || fail "\`$*\` failed (exit $_rc)"; }
 
 # Runs a command that must fail; its stderr is kept in $ERR.
 must_fail() {
-    echo "\$ $*  (must fail)"
+    echo "\$ $*  (must fail)" >&2
     ERR="$("$@" 2>&1 >/dev/null)"
     _rc=$?
     echo "$ERR"
@@ -75,3 +76,13 @@ need_pfs() {
 
 # `jq -r FILTER` on the file $1.
 jqf() { jq -r "$2" "$1"; }
+
+# Flattens the JSON file $1 into `path=value` lines in $2 (`0.name=eth0`, `vfs.3.pci=...`,
+# null as `null`), so that many fields cost one jq run (each takes a while under TCG).
+json_flat() {
+    jq -r 'paths(type != "object" and type != "array") as $p | "\($p | map(tostring) | join("."))=\(getpath($p) | tostring)"' "$1" >"$2" ||
+        fail "$1 is not JSON"
+}
+
+# The value at PATH in a json_flat file ($1), empty when absent.
+jget() { sed -n "s/^$2=//p" "$1" | head -n1; }

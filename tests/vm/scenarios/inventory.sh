@@ -12,7 +12,8 @@ while read -r nic pci; do
     dir=$(pf_dir "$nic")
     jq -c --arg n "$nic" '[.[] | select(.name == $n)]' /tmp/list.json >/tmp/nic.json
     expect_eq "nic list entries named $nic" "$(jqf /tmp/nic.json length)" 1
-    field() { jqf /tmp/nic.json ".[0].$1 | tostring"; }
+    json_flat /tmp/nic.json /tmp/nic.flat
+    field() { jget /tmp/nic.flat "0.$1"; }
     expect_eq "$nic pci" "$(field pci)" "$pci"
     expect_eq "$nic driver" "$(field driver)" "$(driver_of "$dir")"
     expect_eq "$nic state" "$(field state)" virtualizable

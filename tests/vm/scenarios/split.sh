@@ -8,7 +8,12 @@ set -- $(pfs | head -n1)
 nic=$1 pci=$2
 dir=$(pf_dir "$nic")
 
-show() { vfpool nic show "$1" -o json >/tmp/show.json || fail "vfpool nic show $1 -o json failed"; }
+# `nic show NIC -o json`, flattened into /tmp/show.flat (see json_flat).
+show() {
+    vfpool nic show "$1" -o json >/tmp/show.json || fail "vfpool nic show $1 -o json failed"
+    json_flat /tmp/show.json /tmp/show.flat
+}
+get() { jget /tmp/show.flat "$1"; }
 
 note "split $nic into 7 VFs"
 must vfpool nic split "$nic" --vfs 7
@@ -16,18 +21,18 @@ expect_eq "sriov_numvfs" "$(cat "$dir/sriov_numvfs")" 7
 expect_eq "virtfn links" "$(virtfn_count "$dir")" 7
 show "$nic"
 cat /tmp/show.json
-expect_eq "show state" "$(jqf /tmp/show.json .state)" virtualized
-expect_eq "show num_vfs" "$(jqf /tmp/show.json .num_vfs)" 7
+expect_eq "show state" "$(get state)" virtualized
+expect_eq "show num_vfs" "$(get num_vfs)" 7
 expect_eq "show vfs" "$(jqf /tmp/show.json '.vfs | length')" 7
 i=0
 while [ $i -lt 7 ]; do
     vf=$(readlink -f "$dir/virtfn$i")
-    expect_eq "vf $i index" "$(jqf /tmp/show.json ".vfs[$i].index")" $i
-    expect_eq "vf $i pci" "$(jqf /tmp/show.json ".vfs[$i].pci")" "${vf##*/}"
-    expect_eq "vf $i driver" "$(jqf /tmp/show.json ".vfs[$i].driver")" "$(driver_of "$vf")"
+    expect_eq "vf $i index" "$(get "vfs.$i.index")" $i
+    expect_eq "vf $i pci" "$(get "vfs.$i.pci")" "${vf##*/}"
+    expect_eq "vf $i driver" "$(get "vfs.$i.driver")" "$(driver_of "$vf")"
     expect_eq "vf $i driver (autoprobe on)" "$(driver_of "$vf")" igbvf
     netdev=$(ls "$vf/net" 2>/dev/null | head -n1)
-    expect_eq "vf $i netdev" "$(jqf /tmp/show.json ".vfs[$i].netdev // \"\"")" "$netdev"
+    expect_eq "vf $i netdev" "$(get "vfs.$i.netdev")" "$netdev"
     i=$((i + 1))
 done
 
@@ -36,7 +41,7 @@ must vfpool nic restore "$pci"
 expect_eq "sriov_numvfs after restore" "$(cat "$dir/sriov_numvfs")" 0
 expect_eq "virtfn links after restore" "$(virtfn_count "$dir")" 0
 show "$nic"
-expect_eq "show state after restore" "$(jqf /tmp/show.json .state)" virtualizable
+expect_eq "show state after restore" "$(get state)" virtualizable
 
 note "split again with --autoprobe off"
 must vfpool nic split "$nic" --vfs 7 --autoprobe off
