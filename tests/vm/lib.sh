@@ -86,3 +86,8 @@ json_flat() {
 
 # The value at PATH in a json_flat file ($1), empty when absent.
 jget() { sed -n "s/^$2=//p" "$1" | head -n1; }
+
+# Fails unless vfpool's state directory is the state disk (configs with state_disk).
+need_state_disk() {
+    grep -q ' /var/lib/vfpool ext4 ' /proc/mounts || fail "/var/lib/vfpool is not the state disk"
+}

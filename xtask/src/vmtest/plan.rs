@@ -55,6 +55,16 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "the real kernel's sysfs manifest of a 7-VF igb PF equals the simulator's (`--demo`)",
         host_check: Some(checks::fidelity),
     },
+    Scenario {
+        name: "persist-before-reboot",
+        about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk",
+        host_check: None,
+    },
+    Scenario {
+        name: "apply-after-reboot",
+        about: "after a real reboot (0 VFs), `host apply` re-creates the persisted split",
+        host_check: None,
+    },
 ];
 
 /// One emulated machine.
@@ -97,6 +107,14 @@ pub const CONFIGS: &[Config] = &[
         pfs: 1,
         state_disk: false,
         boots: &[&["sriov-sanity", "inventory", "split", "bad-input"]],
+    },
+    Config {
+        name: "reboot",
+        about: "one igb PF, no IOMMU, booted twice with the same state disk",
+        iommu: false,
+        pfs: 1,
+        state_disk: true,
+        boots: &[&["persist-before-reboot"], &["apply-after-reboot"]],
     },
 ];
 

@@ -259,7 +259,9 @@ pub fn main(args: Vec<String>) -> Result<ExitCode> {
                 for line in lines {
                     println!("    {line}");
                 }
-                if let Some(log) = &outcome.log {
+                if let Some(log) = outcome.log.as_ref().filter(|log| log.lines.is_empty()) {
+                    println!("    --- guest log ({}): nothing ---", log.source);
+                } else if let Some(log) = &outcome.log {
                     println!("    --- guest log ({}) ---", log.source);
                     for line in &log.lines {
                         println!("    | {line}");
