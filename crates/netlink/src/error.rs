@@ -1,0 +1,242 @@
+//! The one error type of this crate.
+
+use std::io;
+use std::path::PathBuf;
+
+use vfpool_model::{InvalidValue, MacAddr};
+
+/// What failed, on which netdev or VF, with the kernel's errno chained as the source.
+///
+/// Messages are one lower-case line that says what failed and, where the errno has a
+/// well-known meaning for SR-IOV drivers, why (`the driver does not support this setting`).
+/// The errno itself is the source and is not repeated in the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetlinkError {
+    /// The netlink socket could not be opened, bound or used.
+    #[error("cannot open a route netlink socket")]
+    Socket {
+        #[source]
+        source: io::Error,
+    },
+
+    /// No netdev with this name in the network namespace that was asked.
+    #[error("no network interface named '{name}'")]
+    LinkNotFound { name: String },
+
+    /// RTM_GETLINK for one netdev failed (other than "not found").
+    #[error("cannot read link {name}")]
+    GetLink {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A multi-part dump (RTM_GETLINK with NLM_F_DUMP) failed.
+    #[error("cannot dump {what}")]
+    Dump {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The requested VF settings are invalid whatever the driver.
+    #[error("invalid vf settings")]
+    InvalidSettings {
+        #[source]
+        source: InvalidValue,
+    },
+
+    /// One PF-side VF knob (`ip link set PF vf N ...`) was refused.
+    #[error("cannot set {setting} {value} on {pf} vf {vf}{}", errno_hint(.source))]
+    SetVf {
+        pf: String,
+        vf: u16,
+        /// `mac`, `vlan`, `vlan-proto`, `spoofchk`, `trust`, `link-state`, `min-rate`, `max-rate`.
+        setting: &'static str,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The MTU was refused; `min`/`max` are the device's range when the kernel reports it.
+    #[error("cannot set mtu {mtu} on {name}{}{}", mtu_range(*.min, *.max), errno_hint(.source))]
+    SetMtu {
+        name: String,
+        mtu: u32,
+        min: Option<u32>,
+        max: Option<u32>,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The MAC address of a netdev was refused.
+    #[error("cannot set mac {mac} on {name}{}", errno_hint(.source))]
+    SetMac {
+        name: String,
+        mac: MacAddr,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Bringing a netdev up or down failed.
+    #[error("cannot set {name} {}{}", if *.up { "up" } else { "down" }, errno_hint(.source))]
+    SetUp {
+        name: String,
+        up: bool,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Moving a netdev into another network namespace failed.
+    #[error("cannot move {name} to another network namespace{}{}",
+        .new_name.as_deref().map(|n| format!(" as {n}")).unwrap_or_default(), errno_hint(.source))]
+    MoveToNetns {
+        name: String,
+        new_name: Option<String>,
+        #[source]
+        source: io::Error,
+    },
+
+    /// `setns` into a network namespace (by fd) failed, or `/proc/thread-self/ns/net`
+    /// could not be opened.
+    #[error("cannot enter network namespace")]
+    EnterNetns {
+        #[source]
+        source: io::Error,
+    },
+
+    /// The backend cannot do this at all (the simulated host has no namespaces).
+    #[error("{op} is not supported by the {backend} backend")]
+    Unsupported {
+        op: &'static str,
+        backend: &'static str,
+    },
+
+    /// A file of the simulated host could not be read or written.
+    #[error("cannot access simulated host file {}", .path.display())]
+    SimIo {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The simulated VF state file is corrupt.
+    #[error("corrupt simulated vf state in {}", .path.display())]
+    SimState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl NetlinkError {
+    /// The errno behind this error, if the kernel (or the simulated kernel) gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Socket { source }
+            | NetlinkError::GetLink { source, .. }
+            | NetlinkError::Dump { source, .. }
+            | NetlinkError::SetVf { source, .. }
+            | NetlinkError::SetMtu { source, .. }
+            | NetlinkError::SetMac { source, .. }
+            | NetlinkError::SetUp { source, .. }
+            | NetlinkError::MoveToNetns { source, .. }
+            | NetlinkError::EnterNetns { source }
+            | NetlinkError::SimIo { source, .. } => source.raw_os_error(),
+            NetlinkError::LinkNotFound { .. } => Some(nix::libc::ENODEV),
+            _ => None,
+        }
+    }
+}
+
+/// A short explanation of what an errno means for netdev/VF configuration, prefixed with
+/// `": "`, or nothing when the errno says it all.
+fn errno_hint(e: &io::Error) -> &'static str {
+    use nix::libc;
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => ": the driver does not support this setting",
+        Some(libc::EPROTONOSUPPORT) => {
+            ": the driver does not support this vlan protocol (igb and ixgbe have only 802.1q)"
+        }
+        Some(libc::EINVAL) => {
+            ": the driver rejected the value (out of range, unsupported, or no such vf)"
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) => ": permission denied (needs CAP_NET_ADMIN)",
+        Some(libc::EADDRNOTAVAIL) => ": the address was refused",
+        Some(libc::EBUSY) => ": the device is busy",
+        Some(libc::ENODEV) => ": the device is gone",
+        Some(libc::EEXIST) => ": the name is already taken there",
+        _ => "",
+    }
+}
+
+fn mtu_range(min: Option<u32>, max: Option<u32>) -> String {
+    match (min, max) {
+        (Some(min), Some(max)) => format!(" (allowed {min}..={max})"),
+        (None, Some(max)) => format!(" (allowed up to {max})"),
+        (Some(min), None) => format!(" (allowed from {min})"),
+        (None, None) => String::new(),
+    }
+}
+
+/// Turns a decode failure of a kernel reply into an `io::Error` (`InvalidData`), so that
+/// every kernel-facing failure carries one source type.
+pub(crate) fn decode_error(e: netlink_packet_core::DecodeError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed netlink reply: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::libc;
+
+    #[test]
+    fn messages_are_one_line_with_hint_and_chained_source() {
+        let e = NetlinkError::SetVf {
+            pf: "eth0".into(),
+            vf: 2,
+            setting: "link-state",
+            value: "enable".into(),
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot set link-state enable on eth0 vf 2: the driver does not support this setting"
+        );
+        let src = std::error::Error::source(&e).unwrap().to_string();
+        assert!(src.contains("os error 95"), "{src}");
+        assert_eq!(e.errno(), Some(libc::EOPNOTSUPP));
+
+        let e = NetlinkError::SetMtu {
+            name: "veth0".into(),
+            mtu: 70000,
+            min: Some(68),
+            max: Some(65535),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("cannot set mtu 70000 on veth0 (allowed 68..=65535): "),
+            "{e}"
+        );
+        let e = NetlinkError::MoveToNetns {
+            name: "veth1".into(),
+            new_name: Some("net1".into()),
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot move veth1 to another network namespace as net1: the name is already taken there"
+        );
+        let e = NetlinkError::SetUp {
+            name: "x".into(),
+            up: false,
+            source: io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert_eq!(e.to_string(), "cannot set x down");
+    }
+}

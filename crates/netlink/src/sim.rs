@@ -1,0 +1,431 @@
+//! The simulated backend: the demo host and unit tests.
+//!
+//! The simulated host is a directory `SIMROOT` whose `sys/` is laid out like sysfs (written
+//! by the sysfs simulator in vfpool-host): `sys/class/net/IF` links to
+//! `sys/devices/.../PCI/net/IF`; the PCI device directory has `sriov_numvfs`,
+//! `sriov_totalvfs`, a `driver` link named after the driver, `virtfnN`; each netdev directory
+//! has `address`, `mtu`, `operstate`, `carrier`, `ifindex` (and maybe `flags`).
+//!
+//! VF configs live in `SIMROOT/netlink/PF.json`, replaced atomically (temp file + rename)
+//! under an exclusive `flock` on `SIMROOT/netlink/.lock`, so several processes can share a
+//! simulated host. The sysfs simulator deletes `PF.json` whenever it changes `sriov_numvfs`:
+//! a missing file (or a VF missing from it) means kernel defaults.
+//!
+//! Drivers refuse what the real ones refuse (see FINDINGS.md of the QEMU igb lab): igb has no
+//! link state (EOPNOTSUPP), no min rate (EINVAL), no 802.1ad (EPROTONOSUPPORT); ixgbe has no
+//! min rate and no 802.1ad; mlx5_core takes everything; a VF index >= `sriov_numvfs` is
+//! EINVAL; igb and ixgbe refuse a max rate while the PF link is down (EINVAL).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::libc;
+use serde::{Deserialize, Serialize};
+use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
+
+use crate::{LinkInfo, NetOps, NetlinkError, OperState, VfKnob};
+
+/// The MTU range (min, max) a driver gives its netdevs, as the real drivers do (real sysfs
+/// has no file for it). `None` is a virtual device (veth, lo: 68..=65535); unknown drivers
+/// get 68..=9000.
+pub fn mtu_range_for_driver(driver: Option<&str>) -> (u32, u32) {
+    let max = match driver {
+        None => 65535,
+        Some("igb" | "igbvf") => 9216,
+        Some("ixgbe" | "ixgbevf") => 9710,
+        Some("mlx5_core") => 9978,
+        Some("i40e" | "iavf") => 9706,
+        Some("ice") => 9702,
+        Some(_) => 9000,
+    };
+    (68, max)
+}
+
+/// What a PF driver's `ndo_set_vf_*` accept.
+struct DriverCaps {
+    link_state: bool,
+    min_rate: bool,
+    dot1ad: bool,
+    /// A non-zero max rate needs the PF link up (the rate is checked against link speed).
+    rate_needs_link: bool,
+}
+
+fn driver_caps(driver: Option<&str>) -> DriverCaps {
+    match driver {
+        Some("igb") => DriverCaps {
+            link_state: false,
+            min_rate: false,
+            dot1ad: false,
+            rate_needs_link: true,
+        },
+        Some("ixgbe") => DriverCaps {
+            link_state: true,
+            min_rate: false,
+            dot1ad: false,
+            rate_needs_link: true,
+        },
+        Some("i40e") => DriverCaps {
+            link_state: true,
+            min_rate: false,
+            dot1ad: true,
+            rate_needs_link: true,
+        },
+        _ => DriverCaps {
+            link_state: true,
+            min_rate: true,
+            dot1ad: true,
+            rate_needs_link: false,
+        },
+    }
+}
+
+/// A VF as a freshly created one reports itself (`sriov_numvfs` just written).
+pub(crate) fn kernel_default_vf() -> VfConfig {
+    VfConfig {
+        mac: MacAddr::ZERO,
+        vlan: 0,
+        qos: 0,
+        vlan_proto: VlanProto::Dot1Q,
+        spoofchk: Some(true),
+        trust: Some(false),
+        link_state: Some(LinkState::Auto),
+        min_tx_rate: 0,
+        max_tx_rate: 0,
+    }
+}
+
+/// The content of `SIMROOT/netlink/PF.json`: only VFs that were changed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PfState {
+    vfs: BTreeMap<u16, VfConfig>,
+}
+
+/// [`NetOps`] over a simulated host directory.
+#[derive(Debug, Clone)]
+pub struct SimNetOps {
+    root: PathBuf,
+}
+
+/// A netdev of the simulated host.
+struct SimDev {
+    dir: PathBuf,
+    /// The PCI function directory, when the netdev sits under one.
+    pci: Option<PathBuf>,
+    driver: Option<String>,
+}
+
+impl SimNetOps {
+    /// A backend over the simulated host at `simroot` (nothing is read until used).
+    pub fn new(simroot: impl Into<PathBuf>) -> Self {
+        SimNetOps {
+            root: simroot.into(),
+        }
+    }
+
+    /// Where the VF configs of `pf` are kept.
+    pub fn state_path(&self, pf: &str) -> PathBuf {
+        self.root.join("netlink").join(format!("{pf}.json"))
+    }
+
+    fn dev(&self, name: &str) -> Result<SimDev, NetlinkError> {
+        let link = self.root.join("sys/class/net").join(name);
+        if name.is_empty() || name.contains('/') || !link.exists() {
+            return Err(NetlinkError::LinkNotFound {
+                name: name.to_string(),
+            });
+        }
+        let dir = fs::canonicalize(&link).map_err(|source| NetlinkError::SimIo {
+            path: link.clone(),
+            source,
+        })?;
+        let pci = if dir.join("device").exists() {
+            fs::canonicalize(dir.join("device")).ok()
+        } else {
+            dir.parent()
+                .filter(|p| p.file_name().is_some_and(|n| n == "net"))
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+        };
+        let driver = pci.as_ref().and_then(|p| {
+            fs::read_link(p.join("driver"))
+                .ok()
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        });
+        Ok(SimDev { dir, pci, driver })
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<File, NetlinkError> {
+        let dir = self.root.join("netlink");
+        let path = dir.join(".lock");
+        let io_err = |source| NetlinkError::SimIo {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(io_err)?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
+        if exclusive { f.lock() } else { f.lock_shared() }.map_err(io_err)?;
+        Ok(f)
+    }
+
+    fn load(&self, pf: &str) -> Result<PfState, NetlinkError> {
+        let path = self.state_path(pf);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| NetlinkError::SimState { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PfState::default()),
+            Err(source) => Err(NetlinkError::SimIo { path, source }),
+        }
+    }
+
+    fn store(&self, pf: &str, state: &PfState) -> Result<(), NetlinkError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = self.state_path(pf);
+        let tmp = path.with_file_name(format!(
+            ".{pf}.json.tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let json = serde_json::to_vec_pretty(state).map_err(|source| NetlinkError::SimState {
+            path: path.clone(),
+            source,
+        })?;
+        fs::write(&tmp, json)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|source| {
+                let _ = fs::remove_file(&tmp);
+                NetlinkError::SimIo {
+                    path: path.clone(),
+                    source,
+                }
+            })
+    }
+
+    fn read_attr(&self, dev: &SimDev, attr: &str) -> Result<String, NetlinkError> {
+        let path = dev.dir.join(attr);
+        fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|source| NetlinkError::SimIo { path, source })
+    }
+
+    fn write_attr(&self, dir: &Path, attr: &str, value: &str) -> Result<(), NetlinkError> {
+        let path = dir.join(attr);
+        fs::write(&path, format!("{value}\n"))
+            .map_err(|source| NetlinkError::SimIo { path, source })
+    }
+
+    /// `sriov_numvfs` of the PF's PCI function, or `None` if it has no SR-IOV.
+    fn num_vfs(&self, dev: &SimDev) -> Result<Option<u16>, NetlinkError> {
+        let Some(pci) = &dev.pci else { return Ok(None) };
+        if !pci.join("sriov_totalvfs").exists() {
+            return Ok(None);
+        }
+        let path = pci.join("sriov_numvfs");
+        let s = match fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(0)),
+            Err(source) => return Err(NetlinkError::SimIo { path, source }),
+        };
+        s.trim().parse().map(Some).map_err(|_| NetlinkError::SimIo {
+            path,
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a number: '{}'", s.trim()),
+            ),
+        })
+    }
+
+    /// The errno the real driver would return for `knob` on VF `vf`, if any.
+    fn check_knob(
+        &self,
+        dev: &SimDev,
+        vf: u16,
+        knob: &VfKnob,
+    ) -> Result<Option<i32>, NetlinkError> {
+        let Some(num_vfs) = self.num_vfs(dev)? else {
+            // No ndo_set_vf_* at all (veth, lo, a NIC without SR-IOV).
+            return Ok(Some(libc::EOPNOTSUPP));
+        };
+        let caps = driver_caps(dev.driver.as_deref());
+        if let VfKnob::LinkState(_) = knob
+            && !caps.link_state
+        {
+            return Ok(Some(libc::EOPNOTSUPP));
+        }
+        if vf >= num_vfs {
+            return Ok(Some(libc::EINVAL));
+        }
+        Ok(match *knob {
+            VfKnob::Mac(mac) if mac.is_multicast() => Some(libc::EINVAL),
+            VfKnob::Vlan { vlan, qos, .. } if vlan > 4095 || qos > 7 => Some(libc::EINVAL),
+            VfKnob::Vlan {
+                proto: VlanProto::Dot1AD,
+                ..
+            } if !caps.dot1ad => Some(libc::EPROTONOSUPPORT),
+            VfKnob::Rate { min, .. } if min != 0 && !caps.min_rate => Some(libc::EINVAL),
+            VfKnob::Rate { min, max } if max != 0 && min > max => Some(libc::EINVAL),
+            VfKnob::Rate { max, .. }
+                if max != 0
+                    && caps.rate_needs_link
+                    && OperState::from_sysfs(
+                        &self.read_attr(dev, "operstate").unwrap_or_default(),
+                    ) != OperState::Up =>
+            {
+                Some(libc::EINVAL)
+            }
+            _ => None,
+        })
+    }
+}
+
+impl NetOps for SimNetOps {
+    fn vf_configs(&self, pf: &str) -> Result<Vec<(u16, VfConfig)>, NetlinkError> {
+        let dev = self.dev(pf)?;
+        let Some(n) = self.num_vfs(&dev)? else {
+            return Ok(Vec::new());
+        };
+        let _lock = self.lock(false)?;
+        let mut state = self.load(pf)?;
+        Ok((0..n)
+            .map(|i| (i, state.vfs.remove(&i).unwrap_or_else(kernel_default_vf)))
+            .collect())
+    }
+
+    fn set_vf_knob(&self, pf: &str, vf: u16, knob: &VfKnob) -> Result<(), NetlinkError> {
+        let dev = self.dev(pf)?;
+        let fail = |errno: i32| NetlinkError::SetVf {
+            pf: pf.to_string(),
+            vf,
+            setting: knob.setting(),
+            value: knob.value(),
+            source: io::Error::from_raw_os_error(errno),
+        };
+        if let Some(errno) = self.check_knob(&dev, vf, knob)? {
+            return Err(fail(errno));
+        }
+        let _lock = self.lock(true)?;
+        // Re-check under the lock: sriov_numvfs may have changed meanwhile.
+        if let Some(errno) = self.check_knob(&dev, vf, knob)? {
+            return Err(fail(errno));
+        }
+        let mut state = self.load(pf)?;
+        knob.apply_to(state.vfs.entry(vf).or_insert_with(kernel_default_vf));
+        self.store(pf, &state)?;
+        tracing::debug!(pf, vf, knob = %knob, "simulated vf knob set");
+        Ok(())
+    }
+
+    fn link(&self, name: &str) -> Result<LinkInfo, NetlinkError> {
+        let dev = self.dev(name)?;
+        let num = |attr: &str| -> Result<u32, NetlinkError> {
+            let s = self.read_attr(&dev, attr)?;
+            s.parse().map_err(|_| NetlinkError::SimIo {
+                path: dev.dir.join(attr),
+                source: io::Error::new(io::ErrorKind::InvalidData, format!("not a number: '{s}'")),
+            })
+        };
+        let (min, max) = mtu_range_for_driver(dev.driver.as_deref());
+        let oper_state = OperState::from_sysfs(&self.read_attr(&dev, "operstate")?);
+        let admin_up = match self.read_attr(&dev, "flags") {
+            Ok(f) => u32::from_str_radix(f.trim_start_matches("0x"), 16)
+                .map(|f| f & 1 == 1)
+                .unwrap_or(oper_state != OperState::Down),
+            Err(_) => oper_state != OperState::Down,
+        };
+        Ok(LinkInfo {
+            ifindex: num("ifindex")?,
+            name: name.to_string(),
+            mtu: num("mtu")?,
+            min_mtu: Some(min),
+            max_mtu: Some(max),
+            mac: self.read_attr(&dev, "address")?.parse().ok(),
+            admin_up,
+            oper_state,
+            carrier: self
+                .read_attr(&dev, "carrier")
+                .ok()
+                .and_then(|c| c.parse::<u8>().ok())
+                .map(|c| c != 0),
+        })
+    }
+
+    fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), NetlinkError> {
+        let dev = self.dev(name)?;
+        let (min, max) = mtu_range_for_driver(dev.driver.as_deref());
+        if !(min..=max).contains(&mtu) {
+            return Err(NetlinkError::SetMtu {
+                name: name.to_string(),
+                mtu,
+                min: Some(min),
+                max: Some(max),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        let _lock = self.lock(true)?;
+        self.write_attr(&dev.dir, "mtu", &mtu.to_string())
+    }
+
+    fn set_mac(&self, name: &str, mac: MacAddr) -> Result<(), NetlinkError> {
+        let dev = self.dev(name)?;
+        if mac.is_multicast() || mac.is_zero() {
+            return Err(NetlinkError::SetMac {
+                name: name.to_string(),
+                mac,
+                source: io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+            });
+        }
+        let _lock = self.lock(true)?;
+        self.write_attr(&dev.dir, "address", &mac.to_string())
+    }
+
+    fn set_up(&self, name: &str, up: bool) -> Result<(), NetlinkError> {
+        let dev = self.dev(name)?;
+        let _lock = self.lock(true)?;
+        self.write_attr(&dev.dir, "operstate", if up { "up" } else { "down" })?;
+        self.write_attr(&dev.dir, "carrier", if up { "1" } else { "0" })?;
+        if let Ok(flags) = self.read_attr(&dev, "flags")
+            && let Ok(f) = u32::from_str_radix(flags.trim_start_matches("0x"), 16)
+        {
+            let f = if up { f | 1 } else { f & !1 };
+            self.write_attr(&dev.dir, "flags", &format!("{f:#x}"))?;
+        }
+        Ok(())
+    }
+
+    fn move_to_netns(
+        &self,
+        _name: &str,
+        _netns: BorrowedFd<'_>,
+        _new_name: Option<&str>,
+    ) -> Result<(), NetlinkError> {
+        Err(NetlinkError::Unsupported {
+            op: "moving a netdev to another network namespace",
+            backend: "simulated",
+        })
+    }
+
+    fn move_from_netns(
+        &self,
+        _netns: BorrowedFd<'_>,
+        _name: &str,
+        _new_name: Option<&str>,
+    ) -> Result<(), NetlinkError> {
+        Err(NetlinkError::Unsupported {
+            op: "moving a netdev out of another network namespace",
+            backend: "simulated",
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;

@@ -1,0 +1,475 @@
+//! The simulated backend over a small hand-made sysfs tree.
+
+use std::os::fd::AsFd;
+use std::os::unix::fs::symlink;
+use std::sync::Arc;
+
+use nix::libc;
+use vfpool_model::VfSettings;
+
+use super::*;
+
+/// A simulated host: igb eth0 (7 VFs, link up), ixgbe PF named `ixgbe` (4 VFs), mlx5_core eth2 (8 VFs),
+/// igb eth3 (SR-IOV capable, 0 VFs, link down), a virtual veth0.
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Host { dir };
+        h.pf("0000:01:00.0", "eth0", "igb", 7, 7, "up", 2);
+        h.pf("0000:02:00.0", "ixgbe", "ixgbe", 63, 4, "up", 3);
+        h.pf("0000:03:00.0", "eth2", "mlx5_core", 127, 8, "down", 4);
+        h.pf("0000:04:00.0", "eth3", "igb", 7, 0, "down", 5);
+        h.netdev(&h.sys().join("devices/virtual/net/veth0"), "veth0", 6, "up");
+        h
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn sys(&self) -> PathBuf {
+        self.root().join("sys")
+    }
+
+    fn ops(&self) -> SimNetOps {
+        SimNetOps::new(self.root())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pf(&self, pci: &str, ifname: &str, driver: &str, total: u16, num: u16, oper: &str, idx: u32) {
+        let sys = self.sys();
+        let drv = sys.join("bus/pci/drivers").join(driver);
+        fs::create_dir_all(&drv).unwrap();
+        let dev = sys.join("devices/pci0000:00").join(pci);
+        fs::create_dir_all(&dev).unwrap();
+        symlink(format!("../../bus/pci/drivers/{driver}"), dev.join("driver")).unwrap();
+        fs::write(dev.join("sriov_totalvfs"), format!("{total}\n")).unwrap();
+        fs::write(dev.join("sriov_numvfs"), format!("{num}\n")).unwrap();
+        self.netdev(&dev.join("net").join(ifname), ifname, idx, oper);
+    }
+
+    fn netdev(&self, dir: &Path, ifname: &str, idx: u32, oper: &str) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("address"), format!("52:54:00:12:34:{idx:02x}\n")).unwrap();
+        fs::write(dir.join("mtu"), "1500\n").unwrap();
+        fs::write(dir.join("operstate"), format!("{oper}\n")).unwrap();
+        fs::write(dir.join("carrier"), if oper == "up" { "1\n" } else { "0\n" }).unwrap();
+        fs::write(dir.join("ifindex"), format!("{idx}\n")).unwrap();
+        let class = self.sys().join("class/net");
+        fs::create_dir_all(&class).unwrap();
+        let rel = dir.strip_prefix(self.sys()).unwrap();
+        symlink(Path::new("../..").join(rel), class.join(ifname)).unwrap();
+    }
+
+    fn set_numvfs(&self, pci: &str, pf: &str, n: u16) {
+        let dev = self.sys().join("devices/pci0000:00").join(pci);
+        fs::write(dev.join("sriov_numvfs"), format!("{n}\n")).unwrap();
+        // The sysfs simulator's side of the contract.
+        let _ = fs::remove_file(self.root().join("netlink").join(format!("{pf}.json")));
+    }
+}
+
+fn errno(e: &NetlinkError) -> i32 {
+    e.errno().unwrap_or_else(|| panic!("no errno in {e:?}"))
+}
+
+fn set(ops: &SimNetOps, pf: &str, vf: u16, k: VfKnob) -> Result<(), NetlinkError> {
+    ops.set_vf_knob(pf, vf, &k)
+}
+
+fn vf(ops: &SimNetOps, pf: &str, vf: u16) -> VfConfig {
+    ops.vf_configs(pf)
+        .unwrap()
+        .into_iter()
+        .find(|(i, _)| *i == vf)
+        .unwrap()
+        .1
+}
+
+const MAC1: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+
+#[test]
+fn fresh_vfs_report_kernel_defaults() {
+    let h = Host::new();
+    let ops = h.ops();
+    let vfs = ops.vf_configs("eth0").unwrap();
+    assert_eq!(vfs.len(), 7);
+    assert_eq!(vfs[6], (6, kernel_default_vf()));
+    assert_eq!(vfs[0].1.spoofchk, Some(true));
+    assert_eq!(vfs[0].1.trust, Some(false));
+    assert_eq!(vfs[0].1.link_state, Some(LinkState::Auto));
+    assert!(ops.vf_configs("eth3").unwrap().is_empty(), "0 VFs");
+    assert!(ops.vf_configs("veth0").unwrap().is_empty(), "not a PF");
+    assert!(matches!(
+        ops.vf_configs("nope0"),
+        Err(NetlinkError::LinkNotFound { .. })
+    ));
+}
+
+#[test]
+fn igb_accepts_what_the_lab_igb_accepts() {
+    let h = Host::new();
+    let ops = h.ops();
+    set(&ops, "eth0", 0, VfKnob::Mac(MAC1)).unwrap();
+    set(
+        &ops,
+        "eth0",
+        3,
+        VfKnob::Vlan {
+            vlan: 200,
+            qos: 5,
+            proto: VlanProto::Dot1Q,
+        },
+    )
+    .unwrap();
+    set(&ops, "eth0", 0, VfKnob::Trust(true)).unwrap();
+    set(&ops, "eth0", 1, VfKnob::SpoofChk(false)).unwrap();
+    set(&ops, "eth0", 4, VfKnob::Rate { min: 0, max: 100 }).unwrap();
+    let vfs = ops.vf_configs("eth0").unwrap();
+    assert_eq!(vfs[0].1.mac, MAC1);
+    assert_eq!(vfs[0].1.trust, Some(true));
+    assert_eq!(vfs[1].1.spoofchk, Some(false));
+    assert_eq!((vfs[3].1.vlan, vfs[3].1.qos), (200, 5));
+    assert_eq!(vfs[4].1.max_tx_rate, 100);
+    assert_eq!(vfs[5].1, kernel_default_vf());
+}
+
+#[test]
+fn igb_rejects_like_the_real_driver() {
+    let h = Host::new();
+    let ops = h.ops();
+    let e = set(&ops, "eth0", 2, VfKnob::LinkState(LinkState::Enable)).unwrap_err();
+    assert_eq!(errno(&e), libc::EOPNOTSUPP);
+    assert_eq!(
+        e.to_string(),
+        "cannot set link-state enable on eth0 vf 2: the driver does not support this setting"
+    );
+    // Link state is refused whatever the value, even the one igb reports.
+    let e = set(&ops, "eth0", 2, VfKnob::LinkState(LinkState::Auto)).unwrap_err();
+    assert_eq!(errno(&e), libc::EOPNOTSUPP);
+
+    let e = set(&ops, "eth0", 2, VfKnob::Rate { min: 10, max: 0 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert!(e.to_string().starts_with("cannot set min-rate 10"), "{e}");
+
+    let e = set(
+        &ops,
+        "eth0",
+        3,
+        VfKnob::Vlan {
+            vlan: 300,
+            qos: 0,
+            proto: VlanProto::Dot1AD,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(errno(&e), libc::EPROTONOSUPPORT);
+    assert!(
+        e.to_string()
+            .starts_with("cannot set vlan-proto 802.1ad (vlan 300 qos 0) on eth0 vf 3"),
+        "{e}"
+    );
+
+    // Nothing of the refused knobs was recorded.
+    assert_eq!(vf(&ops, "eth0", 2), kernel_default_vf());
+    assert_eq!(vf(&ops, "eth0", 3), kernel_default_vf());
+}
+
+#[test]
+fn vf_index_out_of_range_is_einval() {
+    let h = Host::new();
+    let ops = h.ops();
+    let e = set(&ops, "eth0", 7, VfKnob::Mac(MAC1)).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert!(e.to_string().contains("eth0 vf 7"), "{e}");
+    // A PF with SR-IOV but no VFs enabled.
+    let e = set(&ops, "eth3", 0, VfKnob::Trust(true)).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+}
+
+#[test]
+fn max_rate_needs_the_pf_link_up_on_igb() {
+    let h = Host::new();
+    let ops = h.ops();
+    h.set_numvfs("0000:04:00.0", "eth3", 2);
+    let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 100 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert!(e.to_string().starts_with("cannot set max-rate 100 on eth3 vf 1"), "{e}");
+    // Clearing the limit is fine while down.
+    set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap();
+    ops.set_up("eth3", true).unwrap();
+    set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 100 }).unwrap();
+    assert_eq!(vf(&ops, "eth3", 1).max_tx_rate, 100);
+}
+
+#[test]
+fn ixgbe_has_link_state_but_no_min_rate_nor_802_1ad() {
+    let h = Host::new();
+    let ops = h.ops();
+    set(&ops, "ixgbe", 1, VfKnob::LinkState(LinkState::Disable)).unwrap();
+    assert_eq!(vf(&ops, "ixgbe", 1).link_state, Some(LinkState::Disable));
+    let e = set(&ops, "ixgbe", 1, VfKnob::Rate { min: 5, max: 50 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    let e = set(
+        &ops,
+        "ixgbe",
+        1,
+        VfKnob::Vlan {
+            vlan: 5,
+            qos: 0,
+            proto: VlanProto::Dot1AD,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(errno(&e), libc::EPROTONOSUPPORT);
+    let e = set(&ops, "ixgbe", 4, VfKnob::Trust(true)).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+}
+
+#[test]
+fn mlx5_accepts_everything() {
+    let h = Host::new();
+    let ops = h.ops();
+    let s = VfSettings {
+        mac: Some(MAC1),
+        vlan: Some(300),
+        qos: Some(2),
+        vlan_proto: Some(VlanProto::Dot1AD),
+        spoofchk: Some(false),
+        trust: Some(true),
+        link_state: Some(LinkState::Enable),
+        min_tx_rate: Some(10),
+        max_tx_rate: Some(1000),
+        mtu: Some(9000),
+    };
+    // eth2 is down: mlx5 does not care for rates.
+    ops.set_vf("eth2", 7, &s).unwrap();
+    assert_eq!(
+        vf(&ops, "eth2", 7),
+        VfConfig {
+            mac: MAC1,
+            vlan: 300,
+            qos: 2,
+            vlan_proto: VlanProto::Dot1AD,
+            spoofchk: Some(false),
+            trust: Some(true),
+            link_state: Some(LinkState::Enable),
+            min_tx_rate: 10,
+            max_tx_rate: 1000,
+        }
+    );
+    // Only the max: the min stays (set_vf reads the current config, like `ip link`).
+    ops.set_vf(
+        "eth2",
+        7,
+        &VfSettings {
+            max_tx_rate: Some(500),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let c = vf(&ops, "eth2", 7);
+    assert_eq!((c.min_tx_rate, c.max_tx_rate), (10, 500));
+}
+
+#[test]
+fn set_vf_stops_at_the_first_error_and_can_be_undone_knob_by_knob() {
+    let h = Host::new();
+    let ops = h.ops();
+    let before = vf(&ops, "eth0", 2);
+    let s = VfSettings {
+        mac: Some(MAC1),
+        vlan: Some(10),
+        link_state: Some(LinkState::Enable),
+        trust: Some(true),
+        ..Default::default()
+    };
+    let e = ops.set_vf("eth0", 2, &s).unwrap_err();
+    let NetlinkError::SetVf { setting, value, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!((*setting, value.as_str()), ("link-state", "enable"));
+    let after = vf(&ops, "eth0", 2);
+    assert_eq!(after.mac, MAC1, "knobs before the failure stay applied");
+    assert_eq!(after.vlan, 10);
+    assert_eq!(after.trust, Some(false), "knobs after the failure are not tried");
+    // Roll back what was applied.
+    for k in VfKnob::plan(&s, None)
+        .iter()
+        .take_while(|k| k.setting() != "link-state")
+    {
+        ops.set_vf_knob("eth0", 2, &k.undo(&before).unwrap()).unwrap();
+    }
+    assert_eq!(vf(&ops, "eth0", 2), before);
+
+    // Invalid settings are refused before anything is applied.
+    let e = ops
+        .set_vf(
+            "eth0",
+            2,
+            &VfSettings {
+                mac: Some(MAC1),
+                vlan: Some(5000),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, NetlinkError::InvalidSettings { .. }), "{e:?}");
+    assert_eq!(vf(&ops, "eth0", 2), before);
+}
+
+#[test]
+fn a_veth_has_no_vfs_to_set() {
+    let h = Host::new();
+    let e = set(&h.ops(), "veth0", 0, VfKnob::Mac(MAC1)).unwrap_err();
+    assert_eq!(errno(&e), libc::EOPNOTSUPP);
+    assert_eq!(
+        e.to_string(),
+        "cannot set mac 02:00:00:00:00:01 on veth0 vf 0: the driver does not support this setting"
+    );
+    let e = set(&h.ops(), "nope", 0, VfKnob::Mac(MAC1)).unwrap_err();
+    assert_eq!(e.to_string(), "no network interface named 'nope'");
+}
+
+#[test]
+fn configs_persist_across_instances_until_numvfs_changes() {
+    let h = Host::new();
+    set(&h.ops(), "eth0", 5, VfKnob::Mac(MAC1)).unwrap();
+    assert!(h.ops().state_path("eth0").exists());
+    let other = SimNetOps::new(h.root());
+    assert_eq!(vf(&other, "eth0", 5).mac, MAC1);
+    // No temp files left behind.
+    let names: Vec<_> = fs::read_dir(h.root().join("netlink"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("tmp")), "{names:?}");
+    // The sysfs simulator re-creates the VFs: kernel defaults again.
+    h.set_numvfs("0000:01:00.0", "eth0", 0);
+    h.set_numvfs("0000:01:00.0", "eth0", 7);
+    assert_eq!(vf(&other, "eth0", 5), kernel_default_vf());
+}
+
+#[test]
+fn corrupt_state_is_a_clear_error() {
+    let h = Host::new();
+    set(&h.ops(), "eth0", 0, VfKnob::Trust(true)).unwrap();
+    fs::write(h.ops().state_path("eth0"), "{not json").unwrap();
+    let e = h.ops().vf_configs("eth0").unwrap_err();
+    assert!(
+        e.to_string().starts_with("corrupt simulated vf state in "),
+        "{e}"
+    );
+}
+
+#[test]
+fn concurrent_writers_lose_no_update() {
+    let h = Arc::new(Host::new());
+    let threads: Vec<_> = (0..8u16)
+        .map(|i| {
+            let root = h.root().to_path_buf();
+            std::thread::spawn(move || {
+                // A separate instance per thread, as separate processes would have.
+                let ops = SimNetOps::new(root);
+                for round in 0..10u8 {
+                    let mac = MacAddr([2, 0, 0, 0, u8::try_from(i).unwrap(), round]);
+                    ops.set_vf_knob("eth2", i, &VfKnob::Mac(mac)).unwrap();
+                    ops.set_vf_knob("eth2", i, &VfKnob::Trust(round % 2 == 0))
+                        .unwrap();
+                    assert_eq!(ops.vf_configs("eth2").unwrap().len(), 8);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let vfs = h.ops().vf_configs("eth2").unwrap();
+    for (i, c) in vfs {
+        assert_eq!(c.mac, MacAddr([2, 0, 0, 0, u8::try_from(i).unwrap(), 9]));
+        assert_eq!(c.trust, Some(false));
+    }
+}
+
+#[test]
+fn link_ops_read_and_write_the_netdev_files() {
+    let h = Host::new();
+    let ops = h.ops();
+    let l = ops.link("eth0").unwrap();
+    assert_eq!(
+        l,
+        LinkInfo {
+            ifindex: 2,
+            name: "eth0".into(),
+            mtu: 1500,
+            min_mtu: Some(68),
+            max_mtu: Some(9216),
+            mac: Some("52:54:00:12:34:02".parse().unwrap()),
+            admin_up: true,
+            oper_state: OperState::Up,
+            carrier: Some(true),
+        }
+    );
+    assert_eq!(ops.link("veth0").unwrap().max_mtu, Some(65535));
+    assert_eq!(ops.link("eth2").unwrap().max_mtu, Some(9978));
+    assert_eq!(ops.link("ixgbe").unwrap().max_mtu, Some(9710));
+
+    ops.set_mtu("eth0", 9216).unwrap();
+    assert_eq!(ops.link("eth0").unwrap().mtu, 9216);
+    let e = ops.set_mtu("eth0", 9217).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert!(
+        e.to_string()
+            .starts_with("cannot set mtu 9217 on eth0 (allowed 68..=9216)"),
+        "{e}"
+    );
+    assert!(matches!(
+        ops.set_mtu("eth0", 67),
+        Err(NetlinkError::SetMtu { min: Some(68), .. })
+    ));
+
+    ops.set_mac("eth0", MAC1).unwrap();
+    assert_eq!(ops.link("eth0").unwrap().mac, Some(MAC1));
+    assert_eq!(
+        fs::read_to_string(h.sys().join("class/net/eth0/address")).unwrap(),
+        "02:00:00:00:00:01\n"
+    );
+    let e = ops.set_mac("eth0", MacAddr([1, 0, 0, 0, 0, 1])).unwrap_err();
+    assert_eq!(errno(&e), libc::EADDRNOTAVAIL);
+
+    ops.set_up("eth0", false).unwrap();
+    let l = ops.link("eth0").unwrap();
+    assert_eq!(
+        (l.admin_up, l.oper_state, l.carrier),
+        (false, OperState::Down, Some(false))
+    );
+    ops.set_up("eth0", true).unwrap();
+    assert!(ops.link("eth0").unwrap().admin_up);
+    assert!(matches!(
+        ops.set_up("nope", true),
+        Err(NetlinkError::LinkNotFound { .. })
+    ));
+}
+
+#[test]
+fn netns_moves_are_unsupported() {
+    let h = Host::new();
+    let f = File::open(h.root()).unwrap();
+    let e = h.ops().move_to_netns("veth0", f.as_fd(), None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "moving a netdev to another network namespace is not supported by the simulated backend"
+    );
+    assert!(h.ops().move_from_netns(f.as_fd(), "x", None).is_err());
+}
+
+#[test]
+fn usable_as_a_trait_object() {
+    let h = Host::new();
+    let ops: Arc<dyn NetOps> = Arc::new(h.ops());
+    assert_eq!(ops.vf_configs("eth0").unwrap().len(), 7);
+}
