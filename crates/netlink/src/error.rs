@@ -195,6 +195,12 @@ mod tests {
     use nix::libc;
 
     #[test]
+    fn errors_travel_between_threads() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<NetlinkError>();
+    }
+
+    #[test]
     fn messages_are_one_line_with_hint_and_chained_source() {
         let e = NetlinkError::SetVf {
             pf: "eth0".into(),

@@ -87,6 +87,9 @@ pub trait NetOps: Send + Sync {
     /// Moves netdev `name` of this backend's namespace into the namespace `netns` (an open
     /// `/proc/PID/ns/net` or `/run/netns/NAME`), renamed to `new_name` there if given:
     /// `ip link set NAME netns NSFD [name NEW]`. The netdev arrives down.
+    ///
+    /// All or nothing: if the kernel moved the netdev but could not rename it (NEW taken in
+    /// the target), it is moved back before the error is returned.
     fn move_to_netns(
         &self,
         name: &str,

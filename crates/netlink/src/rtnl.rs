@@ -78,13 +78,22 @@ impl RtNetlink {
     }
 
     /// Every netdev of the namespace (RTM_GETLINK dump, `ip link show`).
+    ///
+    /// A dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is retried a few times.
     pub fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let replies = self
-            .request(RouteNetlinkMessage::GetLink(wire::dump_links()), true)
-            .map_err(|source| NetlinkError::Dump {
-                what: "links",
-                source,
-            })?;
+        let mut attempt = 0;
+        let replies = loop {
+            attempt += 1;
+            match self.request(RouteNetlinkMessage::GetLink(wire::dump_links()), true) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempt < 5 => continue,
+                r => {
+                    break r.map_err(|source| NetlinkError::Dump {
+                        what: "links",
+                        source,
+                    })?;
+                }
+            }
+        };
         replies
             .iter()
             .filter(|r| r.kind == RTM_NEWLINK)
@@ -299,12 +308,33 @@ impl NetOps for RtNetlink {
         new_name: Option<&str>,
     ) -> Result<(), NetlinkError> {
         let link = self.get_link(name, false)?.info;
-        self.set_link(wire::move_to_netns(
+        let Err(source) = self.set_link(wire::move_to_netns(
             link.ifindex,
             netns.as_raw_fd(),
             new_name,
-        ))
-        .map_err(|source| NetlinkError::MoveToNetns {
+        )) else {
+            return Ok(());
+        };
+        // The kernel moves first and renames after (do_setlink): when the new name is taken
+        // in the target but the old one is not, the netdev has moved under its old name
+        // and the request still fails. Bring it back, so that a failed move moves nothing.
+        if new_name.is_some()
+            && matches!(
+                self.get_link(name, false),
+                Err(NetlinkError::LinkNotFound { .. })
+            )
+        {
+            let undo = self.netns().ok_or(NetlinkError::Unsupported {
+                op: "undoing a half-done netns move without knowing the own namespace",
+                backend: "rtnetlink",
+            });
+            if let Err(e) =
+                undo.and_then(|here| RtNetlink::in_netns(netns)?.move_to_netns(name, here, None))
+            {
+                tracing::warn!(name, error = %e, "netdev moved but not renamed, and could not be moved back");
+            }
+        }
+        Err(NetlinkError::MoveToNetns {
             name: name.to_string(),
             new_name: new_name.map(str::to_string),
             source,

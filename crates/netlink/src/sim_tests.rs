@@ -40,13 +40,26 @@ impl Host {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn pf(&self, pci: &str, ifname: &str, driver: &str, total: u16, num: u16, oper: &str, idx: u32) {
+    fn pf(
+        &self,
+        pci: &str,
+        ifname: &str,
+        driver: &str,
+        total: u16,
+        num: u16,
+        oper: &str,
+        idx: u32,
+    ) {
         let sys = self.sys();
         let drv = sys.join("bus/pci/drivers").join(driver);
         fs::create_dir_all(&drv).unwrap();
         let dev = sys.join("devices/pci0000:00").join(pci);
         fs::create_dir_all(&dev).unwrap();
-        symlink(format!("../../bus/pci/drivers/{driver}"), dev.join("driver")).unwrap();
+        symlink(
+            format!("../../bus/pci/drivers/{driver}"),
+            dev.join("driver"),
+        )
+        .unwrap();
         fs::write(dev.join("sriov_totalvfs"), format!("{total}\n")).unwrap();
         fs::write(dev.join("sriov_numvfs"), format!("{num}\n")).unwrap();
         self.netdev(&dev.join("net").join(ifname), ifname, idx, oper);
@@ -57,7 +70,11 @@ impl Host {
         fs::write(dir.join("address"), format!("52:54:00:12:34:{idx:02x}\n")).unwrap();
         fs::write(dir.join("mtu"), "1500\n").unwrap();
         fs::write(dir.join("operstate"), format!("{oper}\n")).unwrap();
-        fs::write(dir.join("carrier"), if oper == "up" { "1\n" } else { "0\n" }).unwrap();
+        fs::write(
+            dir.join("carrier"),
+            if oper == "up" { "1\n" } else { "0\n" },
+        )
+        .unwrap();
         fs::write(dir.join("ifindex"), format!("{idx}\n")).unwrap();
         let class = self.sys().join("class/net");
         fs::create_dir_all(&class).unwrap();
@@ -198,7 +215,11 @@ fn max_rate_needs_the_pf_link_up_on_igb() {
     h.set_numvfs("0000:04:00.0", "eth3", 2);
     let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 100 }).unwrap_err();
     assert_eq!(errno(&e), libc::EINVAL);
-    assert!(e.to_string().starts_with("cannot set max-rate 100 on eth3 vf 1"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cannot set max-rate 100 on eth3 vf 1"),
+        "{e}"
+    );
     // Clearing the limit is fine while down.
     set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap();
     ops.set_up("eth3", true).unwrap();
@@ -296,13 +317,18 @@ fn set_vf_stops_at_the_first_error_and_can_be_undone_knob_by_knob() {
     let after = vf(&ops, "eth0", 2);
     assert_eq!(after.mac, MAC1, "knobs before the failure stay applied");
     assert_eq!(after.vlan, 10);
-    assert_eq!(after.trust, Some(false), "knobs after the failure are not tried");
+    assert_eq!(
+        after.trust,
+        Some(false),
+        "knobs after the failure are not tried"
+    );
     // Roll back what was applied.
     for k in VfKnob::plan(&s, None)
         .iter()
         .take_while(|k| k.setting() != "link-state")
     {
-        ops.set_vf_knob("eth0", 2, &k.undo(&before).unwrap()).unwrap();
+        ops.set_vf_knob("eth0", 2, &k.undo(&before).unwrap())
+            .unwrap();
     }
     assert_eq!(vf(&ops, "eth0", 2), before);
 
@@ -438,7 +464,9 @@ fn link_ops_read_and_write_the_netdev_files() {
         fs::read_to_string(h.sys().join("class/net/eth0/address")).unwrap(),
         "02:00:00:00:00:01\n"
     );
-    let e = ops.set_mac("eth0", MacAddr([1, 0, 0, 0, 0, 1])).unwrap_err();
+    let e = ops
+        .set_mac("eth0", MacAddr([1, 0, 0, 0, 0, 1]))
+        .unwrap_err();
     assert_eq!(errno(&e), libc::EADDRNOTAVAIL);
 
     ops.set_up("eth0", false).unwrap();

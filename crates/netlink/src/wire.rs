@@ -491,9 +491,11 @@ pub(crate) mod tests {
                 VfInfo::Trust(VfInfoTrust::new(1, false)),
             ]),
         ];
-        let mut header = LinkHeader::default();
-        header.index = 2;
-        header.flags = LinkFlags::Up | LinkFlags::LowerUp;
+        let header = LinkHeader {
+            index: 2,
+            flags: LinkFlags::Up | LinkFlags::LowerUp,
+            ..Default::default()
+        };
         let payload = emit_link(
             header,
             vec![
@@ -561,6 +563,60 @@ pub(crate) mod tests {
             })
             .collect();
         assert_eq!(back, infos);
+    }
+
+    fn arb_config() -> impl proptest::strategy::Strategy<Value = VfConfig> {
+        use proptest::prelude::*;
+        let opt_bool = prop_oneof![Just(None), any::<bool>().prop_map(Some)];
+        let state = prop_oneof![
+            Just(None),
+            Just(Some(LinkState::Auto)),
+            Just(Some(LinkState::Enable)),
+            Just(Some(LinkState::Disable))
+        ];
+        (
+            any::<[u8; 6]>(),
+            0u16..=4094,
+            0u8..=7,
+            any::<bool>(),
+            opt_bool.clone(),
+            opt_bool,
+            state,
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(mac, vlan, qos, ad, spoofchk, trust, link_state, min, max)| VfConfig {
+                    mac: MacAddr(mac),
+                    vlan,
+                    qos,
+                    vlan_proto: if ad {
+                        VlanProto::Dot1AD
+                    } else {
+                        VlanProto::Dot1Q
+                    },
+                    spoofchk,
+                    trust,
+                    link_state,
+                    min_tx_rate: min,
+                    max_tx_rate: max,
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// Any config, encoded knob by knob with the wire types into one IFLA_VF_INFO, parses
+        /// back to itself.
+        #[test]
+        fn any_config_round_trips(vf in 0u16..256, c in arb_config()) {
+            let info = LinkVfInfo(
+                VfKnob::restoring(&c).iter().map(|k| vf_info_for(vf, k)).collect(),
+            );
+            let attr = LinkAttribute::VfInfoList(vec![info]);
+            let payload = emit_link(LinkHeader::default(), vec![attr]);
+            let parsed = parse_link(&payload).unwrap().vfs.unwrap();
+            proptest::prop_assert_eq!(parsed, vec![(vf, c)]);
+        }
     }
 
     #[test]
