@@ -81,58 +81,80 @@ impl Inventory {
                 reason: "no such directory; is sysfs mounted, or is --sysfs-root right?".into(),
             });
         }
-        let mut funcs = Vec::new();
-        for name in fs.list(&devices)? {
+        // Pass 1: the class of every function, and the listing of the network ones.
+        let names = fs.list(&devices)?;
+        let funcs = par_map(&names, 64, |name| -> Result<Option<Func>, HostError> {
             let Ok(pci) = name.parse::<PciAddr>() else {
-                continue;
+                return Ok(None);
             };
-            let dir = devices.join(&name);
-            let Some(class) = fs.read_num_opt(&dir.join("class"))? else {
-                continue;
-            };
-            if (class >> 16) != 0x02 {
-                continue;
+            let dir = devices.join(name);
+            match fs.read_num_opt(&dir.join("class"))? {
+                Some(class) if (class >> 16) == 0x02 => {
+                    let entries = fs.list(&dir)?;
+                    Ok(Some((pci, dir, entries)))
+                }
+                _ => Ok(None),
             }
-            funcs.push((pci, dir));
-        }
-
-        let mut nics = Vec::new();
+        })?;
+        let mut pfs = Vec::new();
         let mut vf_dirs: HashMap<PciAddr, (PathBuf, Vec<String>)> = HashMap::new();
-        for (pci, dir) in funcs {
-            let entries = fs.list(&dir)?;
-            if entries.iter().any(|e| e == "physfn") {
+        for (pci, dir, entries) in funcs.into_iter().flatten() {
+            if has(&entries, "physfn") {
                 vf_dirs.insert(pci, (dir, entries));
             } else {
-                nics.push(read_pf(fs, pci, dir, &entries)?);
+                pfs.push((pci, dir, entries));
             }
         }
-        for nic in &mut nics {
-            let dir = nic.dir.clone();
-            let mut links: Vec<(u16, String)> = Vec::new();
-            for e in fs.list(&dir)? {
-                if let Some(i) = e.strip_prefix("virtfn").and_then(|i| i.parse::<u16>().ok()) {
-                    links.push((i, e));
-                }
-            }
-            links.sort();
-            for (index, link) in links {
-                let Some(target) = fs.link_name(&dir.join(&link))? else {
-                    continue;
+        // Pass 2: each PF with its VFs. VF i sits at PF + offset + i * stride (the kernel's
+        // own arithmetic); the virtfnN link is read only when that address is not a VF.
+        let mut nics = par_map(&pfs, 2, |(pci, dir, entries)| -> Result<Nic, HostError> {
+            let mut nic = read_pf(fs, *pci, dir.clone(), entries)?;
+            let mut indices: Vec<u16> = entries
+                .iter()
+                .filter_map(|e| e.strip_prefix("virtfn").and_then(|i| i.parse().ok()))
+                .collect();
+            indices.sort_unstable();
+            let geometry = match (
+                read_u32(fs, entries, dir, "sriov_offset")?,
+                read_u32(fs, entries, dir, "sriov_stride")?,
+            ) {
+                (Some(o), Some(s)) if !indices.is_empty() => Some((o, s)),
+                _ => None,
+            };
+            for index in indices {
+                let computed = geometry
+                    .and_then(|(o, s)| pci.offset_by(o + u32::from(index) * s))
+                    .filter(|a| vf_dirs.contains_key(a));
+                let vf_pci = match computed {
+                    Some(a) => a,
+                    None => match fs
+                        .link_name(&dir.join(format!("virtfn{index}")))?
+                        .and_then(|t| t.parse::<PciAddr>().ok())
+                    {
+                        Some(a) => a,
+                        None => continue,
+                    },
                 };
-                let Ok(vf_pci) = target.parse::<PciAddr>() else {
-                    continue;
-                };
-                let (vf_dir, entries) = match vf_dirs.remove(&vf_pci) {
-                    Some(v) => v,
+                let listed;
+                let (vf_dir, vf_entries) = match vf_dirs.get(&vf_pci) {
+                    Some((d, e)) => (d.clone(), e.as_slice()),
                     None => {
-                        let d = devices.join(&target);
-                        let e = fs.list(&d)?;
-                        (d, e)
+                        let d = devices.join(vf_pci.to_string());
+                        listed = fs.list(&d)?;
+                        (d, listed.as_slice())
                     }
                 };
-                nic.vfs.push(read_vf(fs, index, vf_pci, &vf_dir, &entries)?);
+                nic.vfs.push(read_vf(
+                    fs,
+                    index,
+                    vf_pci,
+                    nic.numa_node,
+                    &vf_dir,
+                    vf_entries,
+                )?);
             }
-        }
+            Ok(nic)
+        })?;
         nics.sort_by_key(|n| n.pci);
         Ok(Self { nics })
     }
@@ -184,6 +206,44 @@ impl Inventory {
             Found::Pf(pf) => Ok(pf),
         }
     }
+}
+
+type Func = (PciAddr, PathBuf, Vec<String>);
+
+/// Maps `f` over `items` on up to four threads (sysfs reads are system calls: a host with
+/// a thousand VFs is read faster on several cores), keeping the order.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    min_items: usize,
+    f: impl Fn(&T) -> Result<R, HostError> + Sync,
+) -> Result<Vec<R>, HostError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(4);
+    if threads < 2 || items.len() < min_items {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Result<Vec<R>, HostError>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(_) => {
+                    return Err(HostError::SysfsUnreadable {
+                        path: PathBuf::from("bus/pci/devices"),
+                        reason: "an inventory thread panicked".into(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    })
 }
 
 fn has(entries: &[String], name: &str) -> bool {
@@ -324,16 +384,17 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
     })
 }
 
+/// A VF's NUMA node is its PF's: it is not read again.
 fn read_vf(
     fs: &Sysfs,
     index: u16,
     pci: PciAddr,
+    numa_node: Option<u32>,
     dir: &Path,
     entries: &[String],
 ) -> Result<Vf, HostError> {
     let driver = read_link(fs, entries, dir, "driver")?;
     let iommu_group = read_link_u32(fs, entries, dir, "iommu_group")?;
-    let numa_node = read_u32(fs, entries, dir, "numa_node")?;
     let netdev = netdevs(fs, entries, dir)?.into_iter().next();
     let mac = match &netdev {
         Some(n) => read_mac(fs, &dir.join("net").join(n))?,

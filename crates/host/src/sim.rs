@@ -302,6 +302,30 @@ impl SimHost {
         self.save_faults(&f)
     }
 
+    /// What a reboot does to SR-IOV: every PF comes back with 0 VFs, autoprobe on, and no
+    /// VF configuration.
+    pub fn reboot(&self) -> Result<(), HostError> {
+        let devices = self.sys().join("bus/pci/devices");
+        let rd = fs::read_dir(&devices).map_err(|e| gen_err(&devices, e))?;
+        for e in rd.flatten() {
+            let num = e.path().join("sriov_numvfs");
+            if num.exists() {
+                self.write(&num, "0").map_err(|e| gen_err(&num, e))?;
+                let probe = e.path().join("sriov_drivers_autoprobe");
+                self.write(&probe, "1").map_err(|e| gen_err(&probe, e))?;
+            }
+        }
+        let nl = self.root.join("netlink");
+        if let Ok(rd) = fs::read_dir(&nl) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "json") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn faults(&self) -> Faults {
         fs::read(self.root.join("sim/faults.json"))
             .ok()

@@ -47,6 +47,8 @@ pub enum DebugCmd {
         #[arg(long)]
         no_netdev: bool,
     },
+    /// Demo host only: what a reboot does to SR-IOV (every PF back to 0 VFs, autoprobe on).
+    SimReboot,
 }
 
 pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
@@ -164,8 +166,8 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
     let applied = persist::apply(&ctx.fs, &desired, &opts)?;
     let mut failed = 0;
     let mut out = Vec::new();
-    for a in &applied {
-        match &a.result {
+    for a in applied {
+        match a.result {
             Ok(r) => {
                 if !ctx.json() {
                     crate::outln!(
@@ -180,10 +182,9 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {} ({}): {e:#}", a.name, a.pci);
-                out.push(
-                    serde_json::json!({"pci": a.pci, "name": a.name, "error": format!("{e:#}")}),
-                );
+                let e = format!("{:#}", anyhow::Error::from(e));
+                eprintln!("error: {} ({}): {e}", a.name, a.pci);
+                out.push(serde_json::json!({"pci": a.pci, "name": a.name, "error": e}));
             }
         }
     }
@@ -205,6 +206,12 @@ pub fn run_debug(ctx: &Context, cmd: DebugCmd) -> anyhow::Result<ExitCode> {
             for line in manifest::manifest(&ctx.fs, nic)? {
                 crate::outln!("{line}");
             }
+        }
+        DebugCmd::SimReboot => {
+            let Some(sim) = &ctx.sim else {
+                bail!("sim-reboot works only on the simulated host (--demo)");
+            };
+            sim.reboot()?;
         }
         DebugCmd::SimFault {
             nic,

@@ -214,7 +214,7 @@ fn finish(
             Ok(rep) => ok.push(rep),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e:#}");
+                eprintln!("error: {:#}", anyhow::Error::from(e));
             }
         }
     }

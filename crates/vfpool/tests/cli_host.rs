@@ -1,0 +1,429 @@
+//! The `vfpool` binary on the simulated host: every host and nic command, its output
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+//! contract and its error texts.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Demo {
+    dir: tempfile::TempDir,
+}
+
+impl Demo {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn state(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vfpool"))
+            .arg("--demo")
+            .arg("--state")
+            .arg(self.state())
+            .args(args)
+            .env_remove("VFPOOL_SYSFS_ROOT")
+            .env_remove("VFPOOL_STATE")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vfpool {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its one-line error.
+    fn err(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "vfpool {args:?} succeeded");
+        let e = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(e.lines().count(), 1, "not one line: {e}");
+        e.trim_end().to_owned()
+    }
+
+    fn num_vfs(&self, nic: &str) -> u64 {
+        self.json(&["nic", "show", nic])["num_vfs"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+#[test]
+fn nic_list_json_contract() {
+    let d = Demo::new();
+    let v = d.json(&["nic", "list"]);
+    let nics = v.as_array().unwrap();
+    assert_eq!(nics.len(), 9);
+    for key in [
+        "name",
+        "pci",
+        "driver",
+        "model",
+        "state",
+        "total_vfs",
+        "num_vfs",
+        "free_vfs",
+        "numa_node",
+    ] {
+        assert!(nics.iter().all(|n| n.get(key).is_some()), "missing {key}");
+    }
+    let eno49 = nics.iter().find(|n| n["name"] == "eno49").unwrap();
+    assert_eq!(eno49["pci"], "0000:03:00.0");
+    assert_eq!(eno49["driver"], "igb");
+    assert_eq!(eno49["state"], "virtualizable");
+    assert_eq!(eno49["total_vfs"], 7);
+    let eno1 = nics.iter().find(|n| n["name"] == "eno1").unwrap();
+    assert_eq!(eno1["state"], "unvirtualizable");
+    let table = d.ok(&["nic", "list"]);
+    assert!(table.starts_with("NAME "), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("em1 ") && l.contains("virtualizable") && l.contains("max 63"))
+    );
+}
+
+#[test]
+fn split_show_restore_round_trip_across_commands() {
+    let d = Demo::new();
+    let out = d.ok(&["nic", "split", "eno49", "em1", "--vfs", "7"]);
+    assert!(out.contains("eno49 (0000:03:00.0): 7 VFs (was 0)"), "{out}");
+    // The next command, given the same --state, sees the split.
+    let v = d.json(&["nic", "show", "eno49"]);
+    assert_eq!(v["state"], "virtualized");
+    let vfs = v["vfs"].as_array().unwrap();
+    assert_eq!(vfs.len(), 7);
+    for key in ["index", "pci", "netdev", "driver"] {
+        assert!(vfs.iter().all(|f| f.get(key).is_some()), "missing {key}");
+    }
+    assert_eq!(vfs[6]["pci"], "0000:03:13.0");
+    assert_eq!(vfs[6]["driver"], "igbvf");
+    // By PCI address too; then shrink through 0.
+    assert_eq!(d.num_vfs("0000:04:00.0"), 7);
+    d.ok(&["nic", "split", "em1", "--vfs", "3", "--autoprobe", "off"]);
+    let v = d.json(&["nic", "show", "em1"]);
+    assert_eq!(
+        (v["num_vfs"].as_u64(), v["autoprobe"].as_bool()),
+        (Some(3), Some(false))
+    );
+    assert!(
+        v["vfs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["driver"].is_null())
+    );
+    let out = d.ok(&["nic", "restore", "eno49", "em1"]);
+    assert!(out.contains("restored: 0 VFs (was 7)"), "{out}");
+    assert_eq!(d.num_vfs("eno49"), 0);
+}
+
+#[test]
+fn every_split_error_is_one_clear_line_and_changes_nothing() {
+    let d = Demo::new();
+    assert_eq!(
+        d.err(&["nic", "split", "eno49", "--vfs", "8"]),
+        "error: invalid --vfs '8' for NIC eno49: allowed 1..=7 (its sriov_totalvfs)"
+    );
+    assert_eq!(
+        d.err(&["nic", "split", "eno49", "--vfs", "seven"]),
+        "error: invalid --vfs 'seven' for NIC eno49: allowed 1..=7 (its sriov_totalvfs)"
+    );
+    assert!(
+        d.err(&["nic", "split", "eno49", "--vfs", "0"])
+            .contains("allowed 1..=7")
+    );
+    assert!(
+        d.err(&["nic", "split", "eth9", "--vfs", "1"])
+            .starts_with("error: unknown NIC 'eth9': no network PCI function has that netdev name or address (known: eno1, eno49")
+    );
+    assert_eq!(
+        d.err(&["nic", "split", "eno1", "--vfs", "1"]),
+        "error: NIC 'eno1' (0000:02:00.0) has no SR-IOV capability (sriov_totalvfs is absent or 0)"
+    );
+    // A bad NIC among good ones: none is split.
+    assert!(
+        d.err(&["nic", "split", "eno49", "eno1", "--vfs", "2"])
+            .contains("eno1")
+    );
+    assert_eq!(d.num_vfs("eno49"), 0);
+    d.ok(&["nic", "split", "eno49", "--vfs", "2"]);
+    assert_eq!(
+        d.err(&["nic", "split", "eno49v1", "--vfs", "1"]),
+        "error: NIC 'eno49v1' is a VF (0000:03:10.4) of eno49; a PF is needed"
+    );
+    assert!(
+        d.err(&["nic", "split", "a/b", "--vfs", "1"])
+            .starts_with("error: invalid nic 'a/b': a netdev name")
+    );
+
+    // Kernel answers.
+    d.ok(&["debug", "sim-fault", "eno50", "--numvfs-errno", "ENOMEM"]);
+    let e = d.err(&["nic", "split", "eno50", "--vfs", "7"]);
+    assert!(
+        e.starts_with("error: setting eno50 to 7 VFs failed: the kernel answered ENOMEM"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("the NIC is left at 0 VFs: Cannot allocate memory (os error 12)"),
+        "{e}"
+    );
+    d.ok(&["debug", "sim-fault", "eno49", "--numvfs-errno", "EBUSY"]);
+    let e = d.err(&["nic", "split", "eno49", "--vfs", "3"]);
+    assert!(e.contains("EBUSY") && e.contains("left at 2 VFs"), "{e}");
+    d.ok(&["debug", "sim-fault", "eno51", "--numvfs-errno", "EINVAL"]);
+    let e = d.err(&["nic", "split", "eno51", "--vfs", "3"]);
+    assert!(
+        e.contains("EINVAL (the driver refused 3; sriov_totalvfs is 7)"),
+        "{e}"
+    );
+    d.ok(&["debug", "sim-fault", "eno52", "--no-netdev"]);
+    let e = d.err(&["nic", "split", "eno52", "--vfs", "2", "--timeout", "1"]);
+    assert!(
+        e.starts_with(
+            "error: eno52: 0 of 2 VFs ready after 1s (missing: VF 0 netdev, VF 1 netdev)"
+        ),
+        "{e}"
+    );
+    assert_eq!(d.num_vfs("eno52"), 0);
+}
+
+#[test]
+fn unreadable_sysfs_is_reported() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vfpool"))
+        .args(["--sysfs-root", "/nonexistent/sys", "nic", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: cannot read sysfs at /nonexistent/sys/bus/pci/devices: no such directory; is sysfs mounted, or is --sysfs-root right?"
+    );
+}
+
+#[test]
+fn host_check_on_a_ready_host_and_on_one_without_iommu() {
+    let d = Demo::new();
+    let v = d.json(&["host", "check"]);
+    assert_eq!(
+        (v["vm_ready"].as_bool(), v["container_ready"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "iommu",
+        "iommu-cmdline",
+        "iommu-pt",
+        "interrupt-remapping",
+        "vfio-pci",
+        "sriov-nics",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+
+    // A host without IOMMU: generated by the library, read by the binary via --sysfs-root.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = vfpool_host::sim::HostSpec {
+        iommu: false,
+        intremap: false,
+        vfio_loaded: false,
+        cmdline: "BOOT_IMAGE=/vmlinuz ro quiet".into(),
+        ..vfpool_host::sim::HostSpec::demo()
+    };
+    vfpool_host::sim::SimHost::open_or_create(dir.path(), &spec).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vfpool"))
+        .arg("--sysfs-root")
+        .arg(dir.path().join("sys"))
+        .args(["host", "check", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["vm_ready"].as_bool(), v["container_ready"].as_bool()),
+        (Some(false), Some(true))
+    );
+    let check = |n: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(check("iommu")["status"], "fail");
+    assert!(
+        check("iommu")["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("GRUB_CMDLINE_LINUX_DEFAULT")
+    );
+    assert!(
+        check("iommu")["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("update-grub")
+    );
+    assert_eq!(check("interrupt-remapping")["status"], "fail");
+    assert!(
+        check("interrupt-remapping")["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("options vfio_iommu_type1 allow_unsafe_interrupts=1")
+    );
+    assert_eq!(check("iommu-pt")["status"], "warn");
+    assert_eq!(check("vfio-pci")["status"], "warn");
+    // The table says both verdicts.
+    let out = Command::new(env!("CARGO_BIN_EXE_vfpool"))
+        .arg("--sysfs-root")
+        .arg(dir.path().join("sys"))
+        .args(["host", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("VM passthrough: NOT ready") && text.contains("containers:     ready"),
+        "{text}"
+    );
+}
+
+#[test]
+fn persist_installs_a_unit_systemd_accepts_and_apply_restores_the_counts() {
+    let d = Demo::new();
+    let root = tempfile::tempdir().unwrap();
+    assert!(
+        d.err(&["host", "persist", "--root", root.path().to_str().unwrap()])
+            .starts_with("error: nothing to persist: no NIC has VFs")
+    );
+    d.ok(&["nic", "split", "eno49", "--vfs", "7"]);
+    d.ok(&["nic", "split", "em2", "--vfs", "16", "--autoprobe", "off"]);
+    let out = d.ok(&["host", "persist", "--root", root.path().to_str().unwrap()]);
+    assert!(
+        out.contains("eno49 (0000:03:00.0): 7 VFs, autoprobe on"),
+        "{out}"
+    );
+    assert!(
+        out.contains("em2 (0000:04:00.1): 16 VFs, autoprobe off"),
+        "{out}"
+    );
+    let unit_path = root.path().join("etc/systemd/system/vfpool-apply.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    assert!(
+        unit.contains("Before=network-pre.target libvirtd.service kubelet.service"),
+        "{unit}"
+    );
+    assert!(unit.contains(" host apply\n"), "{unit}");
+    assert!(
+        root.path()
+            .join("etc/systemd/system/multi-user.target.wants/vfpool-apply.service")
+            .is_symlink()
+    );
+    if let Ok(o) = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_path)
+        .output()
+    {
+        assert!(
+            o.status.success(),
+            "systemd-analyze verify: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    } else {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
+    }
+
+    // After a "reboot" (all VFs gone), apply brings both back, autoprobe included.
+    d.ok(&["debug", "sim-reboot"]);
+    assert_eq!(d.num_vfs("eno49"), 0);
+    let out = d.ok(&["host", "apply"]);
+    assert!(out.contains("eno49 (0000:03:00.0): 7 VFs"), "{out}");
+    assert_eq!(d.num_vfs("eno49"), 7);
+    let em2 = d.json(&["nic", "show", "em2"]);
+    assert_eq!(
+        (em2["num_vfs"].as_u64(), em2["autoprobe"].as_bool()),
+        (Some(16), Some(false))
+    );
+    // Once persisted, split keeps the record up to date; apply is then a no-op.
+    d.ok(&["nic", "split", "eno49", "--vfs", "4"]);
+    let desired: Value =
+        serde_json::from_slice(&std::fs::read(d.state().join("desired.json")).unwrap()).unwrap();
+    assert_eq!(desired["nics"]["0000:03:00.0"]["num_vfs"], 4);
+    assert!(
+        d.ok(&["host", "apply"])
+            .contains("eno49 (0000:03:00.0): 4 VFs (already)")
+    );
+
+    // The udev flavour: one rule per PF, by PCI address.
+    d.ok(&[
+        "host",
+        "persist",
+        "--udev",
+        "--root",
+        root.path().to_str().unwrap(),
+    ]);
+    let rules = std::fs::read_to_string(root.path().join("etc/udev/rules.d/70-vfpool-sriov.rules"))
+        .unwrap();
+    assert!(rules.contains(
+        "ACTION==\"add\", SUBSYSTEM==\"net\", KERNELS==\"0000:03:00.0\", ATTR{device/sriov_totalvfs}==\"?*\", ATTR{device/sriov_drivers_autoprobe}=\"1\", ATTR{device/sriov_numvfs}=\"4\""
+    ), "{rules}");
+}
+
+#[test]
+fn apply_without_persist_and_a_corrupt_record() {
+    let d = Demo::new();
+    assert!(
+        d.err(&["host", "apply"])
+            .starts_with("error: nothing to apply:")
+    );
+    std::fs::write(d.state().join("desired.json"), "{").unwrap();
+    assert!(
+        d.err(&["host", "apply"])
+            .contains("desired.json is not valid")
+    );
+}
+
+#[test]
+fn demo_without_state_is_fresh_each_time() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vfpool"))
+            .arg("--demo")
+            .args(args)
+            .env_remove("VFPOOL_STATE")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["nic", "split", "eno49", "--vfs", "7"])
+            .status
+            .success()
+    );
+    let v: Value =
+        serde_json::from_slice(&run(&["nic", "show", "eno49", "-o", "json"]).stdout).unwrap();
+    assert_eq!(v["num_vfs"], 0);
+}
