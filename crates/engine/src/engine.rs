@@ -441,7 +441,7 @@ impl Engine {
                 Ok(lease)
             }
             Err(e) => {
-                tracing::warn!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, error = %chain(&e), "acquire failed; rolling back");
+                tracing::debug!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, error = %chain(&e), "acquire failed; rolling back");
                 let errs = self.restore(&lease);
                 let id = lease.id;
                 if errs.is_empty() {
