@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, PciAddr, VfIndexSet};
 
 use crate::hostview::{Health, HostView, VfSlot};
-use crate::ledger::Lease;
+use crate::ledger::{Lease, LeaseState};
 use crate::selector::{PoolSelector, selects};
 
 /// How a pool picks a free VF.
@@ -178,6 +178,14 @@ pub fn pool_vfs(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) 
         };
         let lease = by_vf.get(&pci);
         let (state, reason) = match (lease, &slot.health) {
+            // The VF was destroyed and re-created under its lease: not free until gc.
+            (Some(l), _) if l.state == LeaseState::Stale => (
+                "unhealthy",
+                Some(format!(
+                    "stale lease of '{}' (its VF was re-created); `vfpool lease gc` frees it",
+                    l.owner
+                )),
+            ),
             (Some(_), _) => ("leased", None),
             (None, Health::Unhealthy { reason }) => ("unhealthy", Some(reason.clone())),
             (None, Health::Healthy) => ("free", None),
