@@ -645,7 +645,12 @@ impl SimHost {
             let p = nd.join(n);
             fs::write(&p, v).map_err(|e| gen_err(&p, e))?;
         }
-        link(&nd.join("device"), "../../../")?;
+        // Like the kernel's: `net/IF/device -> ../../../BDF`, the PCI function itself.
+        let fn_name = dev_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        link(&nd.join("device"), &format!("../../../{fn_name}"))?;
         let rel_from_sys = nd
             .strip_prefix(self.sys())
             .unwrap_or(&nd)

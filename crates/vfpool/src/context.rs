@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use vfpool_engine::Engine;
 use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::{AttrWriter, HostPaths, KernelWriter, Sysfs};
+use vfpool_netlink::{NetOps, RtNetlink, SimNetOps};
 
 use crate::{Cli, Output};
 
@@ -77,6 +79,19 @@ impl Context {
             sim,
             _tmp: tmp,
         })
+    }
+
+    /// The rtnetlink backend: the simulated one on a simulated host, the kernel otherwise.
+    pub fn netops(&self) -> anyhow::Result<Arc<dyn NetOps>> {
+        Ok(match &self.sim {
+            Some(s) => Arc::new(SimNetOps::new(s.root())),
+            None => Arc::new(RtNetlink::new()?),
+        })
+    }
+
+    /// The engine over the ledger in the state directory.
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        Ok(Engine::open(&self.state, self.fs.clone(), self.netops()?)?)
     }
 
     pub fn json(&self) -> bool {

@@ -5,7 +5,9 @@
 
 mod context;
 mod host_cmd;
+mod lease_cmd;
 mod nic_cmd;
+mod pool_cmd;
 mod table;
 
 use std::path::PathBuf;
@@ -55,6 +57,12 @@ pub enum Command {
     /// Physical NICs and their SR-IOV state.
     #[command(subcommand)]
     Nic(nic_cmd::NicCmd),
+    /// VF pools: named sets of VFs that leases are taken from.
+    #[command(subcommand)]
+    Pool(pool_cmd::PoolCmd),
+    /// Leases: a VF of a pool held by a container, a VM or a person.
+    #[command(subcommand)]
+    Lease(lease_cmd::LeaseCmd),
     /// Tools for developers and the test tiers.
     #[command(subcommand, hide = true)]
     Debug(host_cmd::DebugCmd),
@@ -83,6 +91,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Host(c) => host_cmd::run(&ctx, c),
         Command::Nic(c) => nic_cmd::run(&ctx, c),
+        Command::Pool(c) => pool_cmd::run(&ctx, c),
+        Command::Lease(c) => lease_cmd::run(&ctx, c),
         Command::Debug(c) => host_cmd::run_debug(&ctx, c),
     }
 }

@@ -32,6 +32,9 @@ pub enum NicCmd {
         /// Seconds to wait for the VFs and their netdevs.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Change the count even when VFs are leased (their leases become stale).
+        #[arg(long)]
+        force: bool,
     },
     /// Removes every VF of the NICs (sriov_numvfs = 0).
     Restore {
@@ -39,6 +42,9 @@ pub enum NicCmd {
         nics: Vec<String>,
         #[arg(long, default_value_t = 180)]
         timeout: u64,
+        /// Remove the VFs even when some are leased (their leases become stale).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -58,19 +64,26 @@ pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
             vfs,
             autoprobe,
             timeout,
+            force,
         } => split_cmd(
             ctx,
             &nics,
             &vfs,
             autoprobe.as_deref().map(|a| a == "on"),
             timeout,
+            force,
         ),
-        NicCmd::Restore { nics, timeout } => restore_cmd(ctx, &nics, timeout),
+        NicCmd::Restore {
+            nics,
+            timeout,
+            force,
+        } => restore_cmd(ctx, &nics, timeout, force),
     }
 }
 
 fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let inv = Inventory::scan(&ctx.fs)?;
+    let mut inv = Inventory::scan(&ctx.fs)?;
+    crate::lease_cmd::subtract_leased(ctx, &mut inv)?;
     if ctx.json() {
         print_json(&inv.nics)?;
         return Ok(ExitCode::SUCCESS);
@@ -111,7 +124,8 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
-    let inv = Inventory::scan(&ctx.fs)?;
+    let mut inv = Inventory::scan(&ctx.fs)?;
+    crate::lease_cmd::subtract_leased(ctx, &mut inv)?;
     let nic = match inv.find(name)? {
         Found::Pf(n) => n,
         Found::Vf(pf, vf) => bail!(
@@ -246,6 +260,7 @@ fn split_cmd(
     vfs: &str,
     autoprobe: Option<bool>,
     timeout: u64,
+    force: bool,
 ) -> anyhow::Result<ExitCode> {
     let inv = Inventory::scan(&ctx.fs)?;
     // Check every NIC and count before touching any: nothing is half-done by bad input.
@@ -258,6 +273,13 @@ fn split_cmd(
         }
         work.push((nic.clone(), n));
     }
+    // Any change of a non-zero count goes through 0: every VF of the NIC is destroyed.
+    let changing: Vec<_> = work
+        .iter()
+        .filter(|(nic, n)| nic.num_vfs != 0 && nic.num_vfs != *n)
+        .map(|(nic, _)| (nic.name.clone(), nic.pci))
+        .collect();
+    crate::lease_cmd::guard_leased(ctx, &changing, force)?;
     let opts = SplitOptions {
         autoprobe,
         timeout: Duration::from_secs(timeout),
@@ -288,12 +310,19 @@ fn split_cmd(
     finish(ctx, results, probe)
 }
 
-fn restore_cmd(ctx: &Context, names: &[String], timeout: u64) -> anyhow::Result<ExitCode> {
+fn restore_cmd(
+    ctx: &Context,
+    names: &[String],
+    timeout: u64,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
     let inv = Inventory::scan(&ctx.fs)?;
     let mut nics = Vec::new();
     for name in names {
         nics.push(inv.find_sriov_pf(name)?.clone());
     }
+    let named: Vec<_> = nics.iter().map(|n| (n.name.clone(), n.pci)).collect();
+    crate::lease_cmd::guard_leased(ctx, &named, force)?;
     let results = nics
         .iter()
         .map(|nic| split::restore(&ctx.fs, nic, Duration::from_secs(timeout)))

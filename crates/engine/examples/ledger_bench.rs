@@ -1,0 +1,221 @@
+//! The lease ledger's benchmark: acquire+release round trips in-process and through the CLI,
+//! 8 concurrent CLI processes, and this disk's fsync rate measured in the same run on the
+//! same filesystem.
+//!
+//! ```text
+//! cargo build --release -p vfpool
+//! cargo run --release -p vfpool-engine --example ledger_bench -- target/release/vfpool [DIR]
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vfpool_engine::{
+    AcquireRequest, Applied, Engine, Lease, LeaseState, Ledger, Original, OwnerKind, Policy,
+    PoolSelector, ReleaseTarget,
+};
+use vfpool_host::sim::{HostSpec, SimHost};
+use vfpool_host::split::{self, SplitOptions};
+use vfpool_host::{Inventory, Sysfs};
+use vfpool_model::PciAddr;
+use vfpool_netlink::SimNetOps;
+
+fn fsync_rate(dir: &Path, for_: Duration) -> f64 {
+    let p = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let buf = [7u8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < for_ {
+        f.write_all(&buf).unwrap();
+        f.sync_all().unwrap();
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&p);
+    rate
+}
+
+fn demo_state(dir: &Path, name: &str, vfpool: &Path) -> PathBuf {
+    let state = dir.join(name);
+    std::fs::create_dir_all(&state).unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(vfpool)
+            .arg("--demo")
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&["nic", "split", "em1", "--vfs", "63"]);
+    run(&["pool", "create", "gold", "--select", "em1"]);
+    state
+}
+
+fn cli_round_trip(vfpool: &Path, state: &Path, owner: &str) {
+    for args in [
+        &[
+            "lease", "acquire", "--pool", "gold", "--owner", owner, "--vlan", "10",
+        ][..],
+        &["lease", "release", owner][..],
+    ] {
+        let o = Command::new(vfpool)
+            .arg("--demo")
+            .arg("--state")
+            .arg(state)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let vfpool = PathBuf::from(
+        args.next()
+            .expect("usage: ledger_bench VFPOOL_BINARY [DIR]"),
+    );
+    let vfpool = std::fs::canonicalize(vfpool).unwrap();
+    let base = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("vfpool-bench-")
+        .tempdir_in(&base)
+        .unwrap();
+    let dir = tmp.path();
+
+    let fsync = fsync_rate(dir, Duration::from_secs(3));
+    println!("fsync: {fsync:.0} write+fsync/s (4 KiB, {})", dir.display());
+
+    // In-process.
+    let root = dir.join("inproc/demo-host");
+    std::fs::create_dir_all(&root).unwrap();
+    let sim = SimHost::open_or_create(&root, &HostSpec::demo()).unwrap();
+    let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
+    let inv = Inventory::scan(&fs).unwrap();
+    let nic = inv.find_sriov_pf("em1").unwrap().clone();
+    split::split(&fs, &nic, 63, &SplitOptions::default(), &|_, _| {}).unwrap();
+    let net = Arc::new(SimNetOps::new(sim.root()));
+    let mut e = Engine::open(&dir.join("inproc"), fs, net).unwrap();
+    e.pool_create(
+        "gold",
+        vec!["em1".parse::<PoolSelector>().unwrap()],
+        Policy::FirstFit,
+    )
+    .unwrap();
+    let start = Instant::now();
+    for _ in 0..20 {
+        e.host().unwrap();
+    }
+    println!(
+        "host scan (inventory + health): {:.2} ms",
+        start.elapsed().as_secs_f64() * 1000.0 / 20.0
+    );
+    let n = 200;
+    let start = Instant::now();
+    for i in 0..n {
+        let mut r = AcquireRequest::new("gold", &format!("o{i}"));
+        r.settings.vlan = Some(10);
+        e.acquire(&r).unwrap();
+        e.release(&ReleaseTarget::Owner(format!("o{i}"))).unwrap();
+    }
+    let el = start.elapsed().as_secs_f64();
+    let rt = n as f64 / el;
+    println!(
+        "in-process: {n} acquire+release round trips in {el:.2} s: {:.2} ms each, {:.0} changes/s, {:.2} changes per fsync",
+        el * 1000.0 / n as f64,
+        rt * 2.0,
+        rt * 2.0 / fsync
+    );
+
+    // The ledger alone: the four transactions of a round trip, no host work.
+    let mut ledger = Ledger::open(&dir.join("ledger-only.db")).unwrap();
+    let me = (i64::from(std::process::id()), 1u64);
+    let n = 500;
+    let start = Instant::now();
+    for i in 0..n {
+        let mut l = Lease {
+            id: 0,
+            owner: format!("l{i}"),
+            owner_kind: OwnerKind::Manual,
+            pool: "gold".into(),
+            vf_pci: PciAddr::new(0, 4, 0x10, 0),
+            pf: "em1".into(),
+            pf_pci: PciAddr::new(0, 4, 0, 0),
+            vf_index: 0,
+            netdev: None,
+            netns: None,
+            created: 0,
+            state: LeaseState::Acquiring,
+            applied: Applied::default(),
+            original: Original::default(),
+            pid: Some(me),
+        };
+        l.id = ledger.write(true, |tx| tx.insert_lease(&l)).unwrap();
+        let id = l.id;
+        ledger
+            .write(false, |tx| {
+                tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
+            })
+            .unwrap();
+        ledger
+            .write(false, |tx| {
+                tx.transition(id, &[LeaseState::Active], LeaseState::Releasing, Some(me))
+            })
+            .unwrap();
+        ledger.write(true, |tx| tx.delete_lease(id)).unwrap();
+    }
+    let el = start.elapsed().as_secs_f64();
+    println!(
+        "ledger only: {n} round trips (4 transactions, 2 fsynced) in {el:.2} s: {:.0} changes/s, {:.2} changes per fsync",
+        n as f64 * 2.0 / el,
+        n as f64 * 2.0 / el / fsync
+    );
+
+    // Through the CLI, one process at a time.
+    let state = demo_state(dir, "cli", &vfpool);
+    let m = 40;
+    let start = Instant::now();
+    for i in 0..m {
+        cli_round_trip(&vfpool, &state, &format!("c{i}"));
+    }
+    let el = start.elapsed().as_secs_f64();
+    println!(
+        "cli: {m} round trips (2 processes each) in {el:.2} s: {:.1} ms each, {:.0} changes/s",
+        el * 1000.0 / m as f64,
+        m as f64 * 2.0 / el
+    );
+
+    // 8 concurrent CLI processes.
+    let state = demo_state(dir, "cli8", &vfpool);
+    let per = 15;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (vfpool, state) = (&vfpool, &state);
+            s.spawn(move || {
+                for i in 0..per {
+                    cli_round_trip(vfpool, state, &format!("t{t}-{i}"));
+                }
+            });
+        }
+    });
+    let el = start.elapsed().as_secs_f64();
+    let changes = 8.0 * per as f64 * 2.0;
+    println!(
+        "cli x8: {} round trips in {el:.2} s: {:.0} changes/s, {:.2} changes per fsync",
+        8 * per,
+        changes / el,
+        changes / el / fsync
+    );
+}

@@ -1,0 +1,910 @@
+//! The engine: pools, acquire, release and garbage collection over the ledger, the host's
+//! sysfs and a [`NetOps`] backend.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use vfpool_host::{HostError, Sysfs};
+use vfpool_model::{InvalidValue, PciAddr, PfRef, VfConfig, VfSettings};
+use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
+
+use crate::error::{EngineError, chain};
+use crate::fault;
+use crate::hostview::{HostView, NON_NET_DRIVERS, VfSlot, vf_driver_for_pf};
+use crate::ledger::{
+    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
+};
+use crate::owner::{NoVmLayer, OwnerStatus, VmOwners, owner_status, process_alive, this_process};
+use crate::pool::{
+    self, Policy, Pool, PoolStatus, PoolVf, describe_overlap, membership, pick, potential,
+    validate_pool_name,
+};
+use crate::selector::PoolSelector;
+
+/// What `lease acquire` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireRequest {
+    pub pool: String,
+    pub owner: String,
+    pub owner_kind: OwnerKind,
+    /// A named VF instead of the policy's choice.
+    pub vf: Option<PciAddr>,
+    pub settings: VfSettings,
+    pub driver: Option<DriverChoice>,
+    /// Preferred NUMA node.
+    pub numa: Option<u32>,
+    /// The container's network namespace (a path); gone means the owner is gone.
+    pub netns: Option<PathBuf>,
+}
+
+impl AcquireRequest {
+    pub fn new(pool: &str, owner: &str) -> Self {
+        Self {
+            pool: pool.to_owned(),
+            owner: owner.to_owned(),
+            owner_kind: OwnerKind::Manual,
+            vf: None,
+            settings: VfSettings::default(),
+            driver: None,
+            numa: None,
+            netns: None,
+        }
+    }
+}
+
+/// Which lease `lease release` means. Releasing by owner touches only that owner's lease, so
+/// an old pod's teardown can never reset a VF already given to a new pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseTarget {
+    Owner(String),
+    Vf(PciAddr),
+}
+
+/// One thing `lease gc` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct GcAction {
+    pub owner: String,
+    pub vf_pci: PciAddr,
+    pub pool: String,
+    /// `rolled-back`, `finished-release`, `released-owner-gone`, `removed-stale`.
+    pub action: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub actions: Vec<GcAction>,
+    /// Leases another live process is acquiring or releasing right now.
+    pub in_progress: usize,
+    /// Leases kept: healthy, or owner unknown.
+    pub kept: usize,
+    pub errors: Vec<String>,
+}
+
+pub struct Engine {
+    fs: Sysfs,
+    net: Arc<dyn NetOps>,
+    ledger: Ledger,
+    vms: Box<dyn VmOwners>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn validate_owner(owner: &str) -> Result<(), InvalidValue> {
+    if owner.is_empty() || owner.len() > 256 || owner.chars().any(|c| c.is_control()) {
+        return Err(InvalidValue::new(
+            "owner",
+            owner,
+            "1 to 256 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `knob` is already in effect in `c` (applying it would change nothing).
+fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
+    let mut after = c.clone();
+    knob.apply_to(&mut after);
+    after == *c
+}
+
+impl Engine {
+    /// Opens the ledger in `state` (`STATE/state.db`).
+    pub fn open(state: &Path, fs: Sysfs, net: Arc<dyn NetOps>) -> Result<Self, EngineError> {
+        Ok(Self {
+            fs,
+            net,
+            ledger: Ledger::open(&Ledger::path_in(state))?,
+            vms: Box::new(NoVmLayer),
+        })
+    }
+
+    /// Sets what answers "does this VM still exist" for `lease gc`.
+    pub fn with_vm_owners(mut self, vms: Box<dyn VmOwners>) -> Self {
+        self.vms = vms;
+        self
+    }
+
+    pub fn ledger(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    pub fn host(&self) -> Result<HostView, EngineError> {
+        HostView::scan(&self.fs)
+    }
+
+    // ---- pools -------------------------------------------------------------------------
+
+    pub fn pool_create(
+        &mut self,
+        name: &str,
+        selectors: Vec<PoolSelector>,
+        policy: Policy,
+    ) -> Result<PoolStatus, EngineError> {
+        validate_pool_name(name)?;
+        if selectors.is_empty() {
+            return Err(InvalidValue::new("select", "", "at least one --select").into());
+        }
+        let host = self.host()?;
+        for s in &selectors {
+            let PoolSelector::Vfs(v) = s else { continue };
+            let pf = host.pfs.iter().find(|p| match &v.pf {
+                PfRef::Name(n) => p.facts.netdevs.iter().any(|d| d == n),
+                PfRef::Pci(a) => p.pci == *a,
+            });
+            let Some(pf) = pf else {
+                return Err(EngineError::Host(HostError::UnknownNic {
+                    nic: v.pf.to_string(),
+                    known: host
+                        .pfs
+                        .iter()
+                        .map(|p| p.facts.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }));
+            };
+            if let Some(max) = v.vfs.as_ref().and_then(|s| s.max())
+                && u32::from(max) >= pf.total_vfs
+            {
+                return Err(InvalidValue::new(
+                    "select",
+                    s,
+                    format!(
+                        "VF indices below {} (sriov_totalvfs of {})",
+                        pf.total_vfs, pf.facts.name
+                    ),
+                )
+                .into());
+            }
+        }
+        let mine = potential(&selectors, &host);
+        if mine.is_empty() {
+            return Err(EngineError::PoolSelectsNothing {
+                pool: name.to_owned(),
+                selectors: selectors
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            });
+        }
+        let pool = Pool {
+            name: name.to_owned(),
+            selectors,
+            policy,
+            created: now(),
+        };
+        let (pools, leases) = self.ledger.write(true, |tx| {
+            let pools = tx.pools()?;
+            if pools.iter().any(|p| p.name == name) {
+                return Err(EngineError::PoolExists {
+                    pool: name.to_owned(),
+                });
+            }
+            for other in &pools {
+                let theirs = potential(&other.selectors, &host);
+                if let Some(overlap) = describe_overlap(&mine, &theirs, &host) {
+                    return Err(EngineError::PoolOverlap {
+                        pool: name.to_owned(),
+                        other: other.name.clone(),
+                        overlap,
+                    });
+                }
+            }
+            tx.insert_pool(&pool)?;
+            Ok((tx.pools()?, tx.leases()?))
+        })?;
+        tracing::info!(pool = name, "pool created");
+        Ok(pool::status(&pool, &pools, &host, &leases))
+    }
+
+    pub fn pool_list(&mut self) -> Result<Vec<PoolStatus>, EngineError> {
+        let host = self.host()?;
+        let (pools, leases) = self.ledger.read(|tx| Ok((tx.pools()?, tx.leases()?)))?;
+        Ok(pools
+            .iter()
+            .map(|p| pool::status(p, &pools, &host, &leases))
+            .collect())
+    }
+
+    pub fn pool_show(&mut self, name: &str) -> Result<(PoolStatus, Vec<PoolVf>), EngineError> {
+        let host = self.host()?;
+        let (pools, leases) = self.ledger.read(|tx| Ok((tx.pools()?, tx.leases()?)))?;
+        let pool = find_pool(&pools, name)?;
+        Ok((
+            pool::status(pool, &pools, &host, &leases),
+            pool::pool_vfs(pool, &pools, &host, &leases),
+        ))
+    }
+
+    pub fn pool_delete(&mut self, name: &str) -> Result<(), EngineError> {
+        self.ledger.write(true, |tx| {
+            let pools = tx.pools()?;
+            find_pool(&pools, name)?;
+            let leased = tx.leases()?.iter().filter(|l| l.pool == name).count();
+            if leased > 0 {
+                return Err(EngineError::PoolLeased {
+                    pool: name.to_owned(),
+                    leased,
+                });
+            }
+            tx.delete_pool(name)
+        })?;
+        tracing::info!(pool = name, "pool deleted");
+        Ok(())
+    }
+
+    // ---- leases ------------------------------------------------------------------------
+
+    /// Every lease; an active lease whose VF no longer exists is shown as stale.
+    pub fn leases(&mut self) -> Result<Vec<Lease>, EngineError> {
+        let host = self.host()?;
+        let mut leases = self.ledger.read(|tx| tx.leases())?;
+        for l in &mut leases {
+            if l.state == LeaseState::Active && !host.vfs.contains_key(&l.vf_pci) {
+                l.state = LeaseState::Stale;
+            }
+        }
+        Ok(leases)
+    }
+
+    /// Marks the leases on every VF of PF `pf_pci` stale, for `nic restore --force` and a
+    /// forced `nic split` (which destroy the VFs). Returns how many.
+    pub fn mark_pf_stale(&mut self, pf_pci: PciAddr) -> Result<usize, EngineError> {
+        self.ledger.write(true, |tx| tx.mark_pf_stale(pf_pci))
+    }
+
+    fn validate(&self, req: &AcquireRequest) -> Result<(), EngineError> {
+        validate_owner(&req.owner)?;
+        validate_pool_name(&req.pool)?;
+        req.settings.validate()?;
+        if let (Some(mtu), Some(DriverChoice::VfioPci)) = (req.settings.mtu, req.driver) {
+            return Err(InvalidValue::new(
+                "mtu",
+                mtu,
+                "only for a VF with a netdev (--driver vfio-pci gives none)",
+            )
+            .into());
+        }
+        if let Some(ns) = &req.netns {
+            if req.owner_kind != OwnerKind::Container {
+                return Err(InvalidValue::new(
+                    "netns",
+                    ns.display(),
+                    "only with --owner-kind container",
+                )
+                .into());
+            }
+            if !ns.is_absolute() || !ns.exists() {
+                return Err(InvalidValue::new(
+                    "netns",
+                    ns.display(),
+                    "an existing network namespace path like /var/run/netns/NAME",
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases a VF of `req.pool` to `req.owner` and configures it. The row is committed
+    /// (state `acquiring`) before the VF is touched; on any failure everything applied is
+    /// rolled back and the row removed.
+    pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
+        self.validate(req)?;
+        let host = self.host()?;
+        let me = this_process();
+        let net = self.net.clone();
+        let fs = self.fs.clone();
+        let inserted = self.ledger.write(true, |tx| {
+            let pools = tx.pools()?;
+            let pool = find_pool(&pools, &req.pool)?;
+            if let Some(l) = tx.lease_by_owner(&req.owner)? {
+                return Err(EngineError::OwnerHasLease {
+                    owner: req.owner.clone(),
+                    vf: l.vf_pci,
+                    pool: l.pool,
+                });
+            }
+            let leases = tx.leases()?;
+            let leased: HashMap<PciAddr, &Lease> = leases.iter().map(|l| (l.vf_pci, l)).collect();
+            let members = membership(&pools, &host);
+            let slot = match req.vf {
+                Some(vf) => {
+                    let slot = host.vfs.get(&vf).ok_or(EngineError::UnknownVf { vf })?;
+                    if members.get(&vf) != Some(&pool.name.as_str()) {
+                        return Err(EngineError::VfNotInPool {
+                            vf,
+                            pool: pool.name.clone(),
+                        });
+                    }
+                    if let Some(l) = leased.get(&vf) {
+                        return Err(EngineError::VfLeased {
+                            vf,
+                            owner: l.owner.clone(),
+                        });
+                    }
+                    if let crate::hostview::Health::Unhealthy { reason } = &slot.health {
+                        return Err(EngineError::VfUnhealthy {
+                            vf,
+                            reason: reason.clone(),
+                        });
+                    }
+                    slot
+                }
+                None => {
+                    let free: Vec<&VfSlot> = members
+                        .iter()
+                        .filter(|(_, p)| **p == pool.name)
+                        .filter_map(|(pci, _)| host.vfs.get(pci))
+                        .filter(|s| !leased.contains_key(&s.pci) && s.health.is_healthy())
+                        .collect();
+                    let mut load: HashMap<PciAddr, usize> = HashMap::new();
+                    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
+                        *load.entry(l.pf_pci).or_default() += 1;
+                    }
+                    match pick(pool.policy, &free, &load, req.numa) {
+                        Some(s) => s,
+                        None => {
+                            let st = pool::status(pool, &pools, &host, &leases);
+                            return Err(EngineError::Exhausted {
+                                pool: pool.name.clone(),
+                                total: st.total,
+                                leased: st.leased,
+                                unhealthy: st.unhealthy,
+                            });
+                        }
+                    }
+                }
+            };
+            if let Some(mtu) = req.settings.mtu {
+                check_mtu(&*net, slot, mtu, req.driver)?;
+            }
+            let original = snapshot(&*net, &fs, slot)?;
+            let mut lease = Lease {
+                id: 0,
+                owner: req.owner.clone(),
+                owner_kind: req.owner_kind,
+                pool: pool.name.clone(),
+                vf_pci: slot.pci,
+                pf: slot.pf.name.clone(),
+                pf_pci: slot.pf_pci,
+                vf_index: slot.index,
+                netdev: slot.netdev.clone(),
+                netns: req.netns.as_ref().map(|p| p.display().to_string()),
+                created: now(),
+                state: LeaseState::Acquiring,
+                applied: Applied {
+                    settings: req.settings.clone(),
+                    driver: req.driver,
+                },
+                original,
+                pid: Some(me),
+            };
+            lease.id = tx.insert_lease(&lease)?;
+            Ok(lease)
+        });
+        let mut lease = match inserted {
+            Ok(l) => l,
+            // Another process took the owner between our check and insert: cannot happen
+            // under BEGIN IMMEDIATE, but the constraint is the last word.
+            Err(e) if is_unique_violation(&e) => {
+                return Err(EngineError::OwnerHasLease {
+                    owner: req.owner.clone(),
+                    vf: req.vf.unwrap_or(PciAddr::new(0, 0, 0, 0)),
+                    pool: req.pool.clone(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        tracing::debug!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, "lease row written");
+        fault::point("acquire:after-row");
+        match self.apply(&lease) {
+            Ok(netdev) => {
+                let id = lease.id;
+                self.ledger.write(false, |tx| {
+                    tx.set_netdev(id, netdev.as_deref())?;
+                    tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
+                })?;
+                lease.netdev = netdev;
+                lease.state = LeaseState::Active;
+                lease.pid = None;
+                tracing::info!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, "vf leased");
+                Ok(lease)
+            }
+            Err(e) => {
+                tracing::debug!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, error = %chain(&e), "acquire failed; rolling back");
+                let errs = self.restore(&lease);
+                let id = lease.id;
+                if errs.is_empty() {
+                    self.ledger.write(true, |tx| tx.delete_lease(id))?;
+                    Err(e)
+                } else {
+                    self.ledger.write(false, |tx| {
+                        tx.transition(id, &[LeaseState::Acquiring], LeaseState::Releasing, None)
+                    })?;
+                    Err(EngineError::Rollback {
+                        vf: lease.vf_pci,
+                        owner: lease.owner.clone(),
+                        errors: errs.join("; "),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Applies a lease to its VF: PF-side knobs, then the driver, then the VF netdev.
+    /// Returns the VF's netdev afterwards.
+    fn apply(&self, lease: &Lease) -> Result<Option<String>, EngineError> {
+        let s = &lease.applied.settings;
+        let pf_driver = self.pf_driver(lease.pf_pci);
+        for (i, knob) in VfKnob::plan(s, Some(&lease.original.vf)).iter().enumerate() {
+            self.net
+                .set_vf_knob(&lease.pf, lease.vf_index, knob)
+                .map_err(|source| EngineError::SetVf {
+                    setting: knob.setting(),
+                    driver: pf_driver.clone().unwrap_or_else(|| "(none)".into()),
+                    vf: lease.vf_pci,
+                    pool: lease.pool.clone(),
+                    owner: lease.owner.clone(),
+                    source: Box::new(source),
+                })?;
+            if i == 0 {
+                fault::point("acquire:mid-pf");
+            }
+        }
+        fault::point("acquire:after-pf");
+        if let Some(choice) = lease.applied.driver {
+            let target = match choice {
+                DriverChoice::VfioPci => "vfio-pci".to_owned(),
+                DriverChoice::Netdevice => match &lease.original.driver {
+                    Some(d) if !NON_NET_DRIVERS.contains(&d.as_str()) => d.clone(),
+                    _ => {
+                        let pfd = pf_driver.clone().unwrap_or_default();
+                        vf_driver_for_pf(&pfd)
+                            .ok_or(EngineError::NoVfDriver {
+                                vf: lease.vf_pci,
+                                pf_driver: pfd,
+                            })?
+                            .to_owned()
+                    }
+                },
+            };
+            self.bind(lease.vf_pci, Some(&target))?;
+        }
+        fault::point("acquire:after-driver");
+        let netdev = self.vf_netdev(lease.vf_pci)?;
+        match &netdev {
+            Some(nd) => {
+                let set_err = |setting| {
+                    let nd = nd.clone();
+                    move |source: NetlinkError| EngineError::SetNetdev {
+                        setting,
+                        netdev: nd,
+                        vf: lease.vf_pci,
+                        source: Box::new(source),
+                    }
+                };
+                if let Some(mac) = s.mac {
+                    self.net.set_mac(nd, mac).map_err(set_err("mac"))?;
+                }
+                if let Some(mtu) = s.mtu {
+                    self.net.set_mtu(nd, mtu).map_err(set_err("mtu"))?;
+                }
+            }
+            None if s.mtu.is_some() => {
+                return Err(InvalidValue::new(
+                    "mtu",
+                    s.mtu.unwrap_or_default(),
+                    format!("only for a VF with a netdev ({} has none)", lease.vf_pci),
+                )
+                .into());
+            }
+            None => {}
+        }
+        fault::point("acquire:after-netdev");
+        Ok(netdev)
+    }
+
+    /// Puts back what `lease` changed, PF side first, then the VF netdev, then the driver.
+    /// Idempotent: each setting is compared with what the VF has now, so a restore that was
+    /// interrupted can simply run again. Keeps going on errors and returns them all.
+    fn restore(&self, lease: &Lease) -> Vec<String> {
+        let mut errs = Vec::new();
+        let dev = self.fs.path(format!("bus/pci/devices/{}", lease.vf_pci));
+        if !self.fs.exists(&dev) {
+            return errs;
+        }
+        let s = &lease.applied.settings;
+        let orig = &lease.original;
+        if !s.pf_side_is_empty() {
+            match self.net.vf_configs(&lease.pf) {
+                Ok(list) => match list.into_iter().find(|(i, _)| *i == lease.vf_index) {
+                    Some((_, cur)) => {
+                        let mut first = true;
+                        for knob in VfKnob::plan(s, Some(&orig.vf)) {
+                            let Some(undo) = knob.undo(&orig.vf) else {
+                                continue;
+                            };
+                            if knob_holds(&undo, &cur) {
+                                continue;
+                            }
+                            if let Err(e) = self.net.set_vf_knob(&lease.pf, lease.vf_index, &undo) {
+                                errs.push(chain(&e));
+                            }
+                            if first {
+                                fault::point("release:mid-pf");
+                                first = false;
+                            }
+                        }
+                    }
+                    None => errs.push(format!(
+                        "{} vf {} is not reported by the PF",
+                        lease.pf, lease.vf_index
+                    )),
+                },
+                Err(e) => errs.push(chain(&e)),
+            }
+        }
+        fault::point("release:after-pf");
+        if let Some(nd) = &orig.netdev
+            && (s.mtu.is_some() || s.mac.is_some())
+            && self.vf_netdev(lease.vf_pci).ok().flatten().as_deref() == Some(nd.as_str())
+        {
+            match self.net.link(nd) {
+                Ok(link) => {
+                    if s.mtu.is_some()
+                        && let Some(mtu) = orig.mtu
+                        && link.mtu != mtu
+                        && let Err(e) = self.net.set_mtu(nd, mtu)
+                    {
+                        errs.push(chain(&e));
+                    }
+                    if s.mac.is_some()
+                        && let Some(mac) = orig.mac
+                        && !mac.is_zero()
+                        && link.mac != Some(mac)
+                        && let Err(e) = self.net.set_mac(nd, mac)
+                    {
+                        errs.push(chain(&e));
+                    }
+                }
+                Err(e) => errs.push(chain(&e)),
+            }
+        }
+        fault::point("release:after-netdev");
+        if lease.applied.driver.is_some() {
+            match self.fs.link_name(&dev.join("driver")) {
+                Ok(cur) if cur == orig.driver => {}
+                Ok(_) => {
+                    if let Err(e) = self.bind(lease.vf_pci, orig.driver.as_deref()) {
+                        errs.push(chain(&e));
+                    }
+                }
+                Err(e) => errs.push(chain(&e)),
+            }
+            let over = dev.join("driver_override");
+            let cur = self.fs.read_opt(&over).ok().flatten();
+            let cur = cur.filter(|c| c != "(null)" && !c.is_empty());
+            if cur != orig.driver_override {
+                let v = orig.driver_override.clone().unwrap_or_else(|| "\n".into());
+                if let Err(e) = self.fs.write(&over, &v) {
+                    errs.push(format!("cannot write {}: {e}", over.display()));
+                }
+            }
+        }
+        fault::point("release:after-driver");
+        errs
+    }
+
+    /// Releases a lease: marks it `releasing`, restores the VF, removes the row.
+    pub fn release(&mut self, target: &ReleaseTarget) -> Result<Lease, EngineError> {
+        let me = this_process();
+        let lease = self.ledger.write(false, |tx| {
+            let l = match target {
+                ReleaseTarget::Owner(o) => {
+                    validate_owner(o)?;
+                    tx.lease_by_owner(o)?
+                        .ok_or_else(|| EngineError::UnknownOwner { owner: o.clone() })?
+                }
+                ReleaseTarget::Vf(v) => tx
+                    .lease_by_vf(*v)?
+                    .ok_or(EngineError::VfNotLeased { vf: *v })?,
+            };
+            if matches!(l.state, LeaseState::Acquiring | LeaseState::Releasing)
+                && let Some(pid) = l.pid.filter(|p| process_alive(*p))
+            {
+                return Err(EngineError::LeaseBusy {
+                    owner: l.owner.clone(),
+                    vf: l.vf_pci,
+                    state: l.state.as_str(),
+                    pid: pid.0,
+                });
+            }
+            if l.state != LeaseState::Stale {
+                tx.transition(l.id, &[l.state], LeaseState::Releasing, Some(me))?;
+            }
+            Ok(l)
+        })?;
+        fault::point("release:after-mark");
+        self.finish_release(&lease)?;
+        tracing::info!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, "vf released");
+        Ok(lease)
+    }
+
+    fn finish_release(&mut self, lease: &Lease) -> Result<(), EngineError> {
+        let errs = if lease.state == LeaseState::Stale {
+            Vec::new()
+        } else {
+            self.restore(lease)
+        };
+        let id = lease.id;
+        if !errs.is_empty() {
+            self.ledger.write(false, |tx| {
+                tx.transition(id, &[LeaseState::Releasing], LeaseState::Releasing, None)
+            })?;
+            return Err(EngineError::Restore {
+                vf: lease.vf_pci,
+                owner: lease.owner.clone(),
+                errors: errs.join("; "),
+            });
+        }
+        self.ledger.write(true, |tx| tx.delete_lease(id))
+    }
+
+    /// Finishes what crashed processes left (rolls back interrupted acquires, completes
+    /// interrupted releases), releases leases whose owner is gone, and removes leases on
+    /// VFs that no longer exist.
+    pub fn gc(&mut self) -> Result<GcReport, EngineError> {
+        let host = self.host()?;
+        let leases = self.ledger.read(|tx| tx.leases())?;
+        let mut report = GcReport::default();
+        for l in leases {
+            let busy = matches!(l.state, LeaseState::Acquiring | LeaseState::Releasing)
+                && l.pid.is_some_and(process_alive);
+            let (action, reason): (&'static str, String) = if busy {
+                report.in_progress += 1;
+                continue;
+            } else {
+                match l.state {
+                    LeaseState::Acquiring => ("rolled-back", "the acquiring process died".into()),
+                    LeaseState::Releasing => {
+                        ("finished-release", "the releasing process died".into())
+                    }
+                    LeaseState::Stale => ("removed-stale", "its VF was destroyed".into()),
+                    LeaseState::Active if !host.vfs.contains_key(&l.vf_pci) => {
+                        ("removed-stale", "its VF no longer exists".into())
+                    }
+                    LeaseState::Active => match owner_status(&l, &*self.vms) {
+                        OwnerStatus::Gone => (
+                            "released-owner-gone",
+                            match &l.netns {
+                                Some(ns) => format!("netns {ns} is gone"),
+                                None => format!("{} {} is gone", l.owner_kind.as_str(), l.owner),
+                            },
+                        ),
+                        _ => {
+                            report.kept += 1;
+                            continue;
+                        }
+                    },
+                }
+            };
+            let stale = action == "removed-stale";
+            let me = this_process();
+            let claimed = self.ledger.write(stale, |tx| {
+                let Some(cur) = tx.lease_by_id(l.id)? else {
+                    return Ok(None);
+                };
+                if cur.state != l.state || cur.pid != l.pid {
+                    return Ok(None);
+                }
+                if stale {
+                    tx.delete_lease(cur.id)?;
+                } else {
+                    tx.transition(cur.id, &[cur.state], LeaseState::Releasing, Some(me))?;
+                }
+                Ok(Some(cur))
+            })?;
+            let Some(cur) = claimed else { continue };
+            if !stale && let Err(e) = self.finish_release(&cur) {
+                report.errors.push(chain(&e));
+                continue;
+            }
+            tracing::info!(pool = %cur.pool, vf = %cur.vf_pci, owner = %cur.owner, action, reason = %reason, "gc");
+            report.actions.push(GcAction {
+                owner: cur.owner,
+                vf_pci: cur.vf_pci,
+                pool: cur.pool,
+                action,
+                reason,
+            });
+        }
+        Ok(report)
+    }
+
+    // ---- host helpers ------------------------------------------------------------------
+
+    fn pf_driver(&self, pf: PciAddr) -> Option<String> {
+        self.fs
+            .link_name(&self.fs.path(format!("bus/pci/devices/{pf}/driver")))
+            .ok()
+            .flatten()
+    }
+
+    fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .fs
+            .list(&self.fs.path(format!("bus/pci/devices/{vf}/net")))?
+            .into_iter()
+            .next())
+    }
+
+    /// Binds `vf` to `target` (or leaves it unbound for `None`) the way that works with
+    /// autoprobe off: `driver_override`, unbind, `drivers_probe`, then check the `driver`
+    /// link, since a failed probe still answers success.
+    fn bind(&self, vf: PciAddr, target: Option<&str>) -> Result<(), EngineError> {
+        let dev = self.fs.path(format!("bus/pci/devices/{vf}"));
+        let cur = self.fs.link_name(&dev.join("driver"))?;
+        if cur.as_deref() == target {
+            return Ok(());
+        }
+        let driver = target.unwrap_or("(none)").to_owned();
+        let w = |path: PathBuf, value: &str| {
+            self.fs
+                .write(&path, value)
+                .map_err(|source| EngineError::BindDriver {
+                    vf,
+                    driver: driver.clone(),
+                    path,
+                    source,
+                })
+        };
+        w(dev.join("driver_override"), target.unwrap_or("\n"))?;
+        if let Some(c) = &cur {
+            w(
+                self.fs.path(format!("bus/pci/drivers/{c}/unbind")),
+                &vf.to_string(),
+            )?;
+        }
+        if let Some(t) = target {
+            w(self.fs.path("bus/pci/drivers_probe"), &vf.to_string())?;
+            let now = self.fs.link_name(&dev.join("driver"))?;
+            if now.as_deref() != Some(t) {
+                return Err(EngineError::DriverNotBound {
+                    vf,
+                    driver,
+                    found: now.unwrap_or_else(|| "none".into()),
+                });
+            }
+        }
+        tracing::debug!(vf = %vf, driver = target.unwrap_or("none"), "driver bound");
+        Ok(())
+    }
+}
+
+fn find_pool<'a>(pools: &'a [Pool], name: &str) -> Result<&'a Pool, EngineError> {
+    pools
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| EngineError::UnknownPool {
+            pool: name.to_owned(),
+            known: if pools.is_empty() {
+                "none".to_owned()
+            } else {
+                pools
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })
+}
+
+/// Checks an MTU against the PF's range and that the VF will have a netdev to set it on.
+fn check_mtu(
+    net: &dyn NetOps,
+    slot: &VfSlot,
+    mtu: u32,
+    driver: Option<DriverChoice>,
+) -> Result<(), EngineError> {
+    let link = net
+        .link(&slot.pf.name)
+        .map_err(|source| EngineError::ReadNetdev {
+            netdev: slot.pf.name.clone(),
+            source: Box::new(source),
+        })?;
+    let (min, max) = (link.min_mtu.unwrap_or(68), link.max_mtu.unwrap_or(u32::MAX));
+    if !(min..=max).contains(&mtu) {
+        return Err(InvalidValue::new(
+            "mtu",
+            mtu,
+            format!("{min}..={max} (the MTU range of {})", slot.pf.name),
+        )
+        .into());
+    }
+    let will_have_netdev = match driver {
+        Some(DriverChoice::Netdevice) => true,
+        Some(DriverChoice::VfioPci) => false,
+        None => slot.netdev.is_some(),
+    };
+    if !will_have_netdev {
+        return Err(InvalidValue::new(
+            "mtu",
+            mtu,
+            format!(
+                "only for a VF with a netdev ({} has none; add --driver netdevice)",
+                slot.pci
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The VF as it is before the lease touches it.
+fn snapshot(net: &dyn NetOps, fs: &Sysfs, slot: &VfSlot) -> Result<Original, EngineError> {
+    let vf = net
+        .vf_configs(&slot.pf.name)
+        .map_err(|source| EngineError::ReadVf {
+            pf: slot.pf.name.clone(),
+            source: Box::new(source),
+        })?
+        .into_iter()
+        .find(|(i, _)| *i == slot.index)
+        .map(|(_, c)| c)
+        .ok_or_else(|| EngineError::VfNotReported {
+            pf: slot.pf.name.clone(),
+            vf: slot.pci,
+        })?;
+    let dev = fs.path(format!("bus/pci/devices/{}", slot.pci));
+    let driver_override = fs
+        .read_opt(&dev.join("driver_override"))?
+        .filter(|s| s != "(null)" && !s.is_empty());
+    let (mut mtu, mut mac) = (None, None);
+    if let Some(nd) = &slot.netdev {
+        let link = net.link(nd).map_err(|source| EngineError::ReadNetdev {
+            netdev: nd.clone(),
+            source: Box::new(source),
+        })?;
+        mtu = Some(link.mtu);
+        mac = link.mac;
+    }
+    Ok(Original {
+        vf,
+        driver: slot.driver.clone(),
+        driver_override,
+        netdev: slot.netdev.clone(),
+        mtu,
+        mac,
+    })
+}

@@ -1,0 +1,41 @@
+//! Fault points for the crash tests.
+//!
+//! `VFPOOL_FAULT=acquire:after-row` (or a comma-separated list) makes the process abort at
+//! that point, as a SIGKILL would stop it: no destructor runs, no transaction commits.
+//! Compiled in always, read only from the environment, once.
+//!
+//! Points, in order: `acquire:after-row`, `acquire:mid-pf` (after the first PF-side knob),
+//! `acquire:after-pf`, `acquire:after-driver`, `acquire:after-netdev`; `release:after-mark`,
+//! `release:mid-pf`, `release:after-pf`, `release:after-netdev`, `release:after-driver`.
+
+use std::sync::OnceLock;
+
+pub const POINTS: [&str; 10] = [
+    "acquire:after-row",
+    "acquire:mid-pf",
+    "acquire:after-pf",
+    "acquire:after-driver",
+    "acquire:after-netdev",
+    "release:after-mark",
+    "release:mid-pf",
+    "release:after-pf",
+    "release:after-netdev",
+    "release:after-driver",
+];
+
+fn armed() -> &'static [String] {
+    static ARMED: OnceLock<Vec<String>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        std::env::var("VFPOOL_FAULT")
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// Aborts the process if `point` is armed.
+pub fn point(point: &str) {
+    if armed().iter().any(|a| a == point) {
+        eprintln!("vfpool: fault point {point} reached; aborting");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,569 @@
+//! The ledger: pools and leases in SQLite (`STATE/state.db`).
+//!
+//! Several processes (the CNI plugin, the CLI, the daemon) open the same file. It runs in
+//! WAL mode with a busy timeout; every acquire or release is a short `BEGIN IMMEDIATE`
+//! transaction, so writers queue instead of failing. `vf_pci` and `owner` are UNIQUE in
+//! `leases`: a VF can never be leased twice, an owner never holds two leases.
+//!
+//! Durability: a transaction that must survive a power cut before the host is touched (the
+//! new lease row) or that frees a VF (the row's removal) commits with `synchronous=FULL`
+//! (one WAL fsync); the state changes in between (`acquiring` -> `active`, `active` ->
+//! `releasing`) commit with `synchronous=NORMAL` (no fsync; durable across a process crash,
+//! and after a power cut the VFs are re-created fresh and `lease gc` reconciles). So each
+//! acquire and each release costs one fsync.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, VfSettings};
+
+use crate::error::EngineError;
+use crate::pool::{Policy, Pool};
+use crate::selector::PoolSelector;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pools (
+    name      TEXT PRIMARY KEY,
+    selectors TEXT NOT NULL,
+    policy    TEXT NOT NULL,
+    created   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    vf_pci     TEXT NOT NULL UNIQUE,
+    owner      TEXT NOT NULL UNIQUE,
+    owner_kind TEXT NOT NULL,
+    pool       TEXT NOT NULL,
+    pf         TEXT NOT NULL,
+    pf_pci     TEXT NOT NULL,
+    vf_index   INTEGER NOT NULL,
+    netdev     TEXT,
+    netns      TEXT,
+    created    INTEGER NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('acquiring', 'active', 'releasing', 'stale')),
+    applied    TEXT NOT NULL,
+    original   TEXT NOT NULL,
+    pid        INTEGER,
+    pid_start  INTEGER
+);
+CREATE INDEX IF NOT EXISTS leases_pool ON leases(pool);
+PRAGMA user_version = 1;
+";
+
+/// Who holds a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnerKind {
+    Container,
+    Vm,
+    Manual,
+}
+
+impl OwnerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::Container => "container",
+            OwnerKind::Vm => "vm",
+            OwnerKind::Manual => "manual",
+        }
+    }
+}
+
+impl FromStr for OwnerKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "container" => Ok(OwnerKind::Container),
+            "vm" => Ok(OwnerKind::Vm),
+            "manual" => Ok(OwnerKind::Manual),
+            _ => Err(InvalidValue::new(
+                "owner-kind",
+                s,
+                "container, vm or manual",
+            )),
+        }
+    }
+}
+
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    /// The row is written; the VF is being configured (or the process died doing it).
+    Acquiring,
+    Active,
+    /// The VF is being restored (or the process died doing it).
+    Releasing,
+    /// The VF vanished under the lease (`nic restore --force`); `lease gc` removes it.
+    Stale,
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Acquiring => "acquiring",
+            LeaseState::Active => "active",
+            LeaseState::Releasing => "releasing",
+            LeaseState::Stale => "stale",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "acquiring" => LeaseState::Acquiring,
+            "active" => LeaseState::Active,
+            "releasing" => LeaseState::Releasing,
+            _ => LeaseState::Stale,
+        }
+    }
+}
+
+/// The driver a lease asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriverChoice {
+    /// The kernel's VF driver (igbvf, ixgbevf, iavf, mlx5_core): the VF gets a netdev.
+    Netdevice,
+    /// vfio-pci, for passing the VF to a VM.
+    VfioPci,
+}
+
+impl FromStr for DriverChoice {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "netdevice" => Ok(DriverChoice::Netdevice),
+            "vfio-pci" => Ok(DriverChoice::VfioPci),
+            _ => Err(InvalidValue::new("driver", s, "netdevice or vfio-pci")),
+        }
+    }
+}
+
+/// What a lease applies to its VF.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Applied {
+    #[serde(flatten)]
+    pub settings: VfSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DriverChoice>,
+}
+
+/// The VF as it was before the lease touched it: what release puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Original {
+    /// The PF-side configuration (IFLA_VFINFO_LIST).
+    pub vf: VfConfig,
+    pub driver: Option<String>,
+    /// `driver_override` as read (`None` for `(null)`).
+    pub driver_override: Option<String>,
+    pub netdev: Option<String>,
+    pub mtu: Option<u32>,
+    pub mac: Option<MacAddr>,
+}
+
+/// One lease row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub id: i64,
+    pub owner: String,
+    pub owner_kind: OwnerKind,
+    pub pool: String,
+    pub vf_pci: PciAddr,
+    pub pf: String,
+    pub pf_pci: PciAddr,
+    pub vf_index: u16,
+    pub netdev: Option<String>,
+    pub netns: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub state: LeaseState,
+    pub applied: Applied,
+    pub original: Original,
+    /// The process in the middle of acquiring or releasing this lease.
+    #[serde(skip)]
+    pub pid: Option<(i64, u64)>,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    durable: Option<bool>,
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    // Serializing these plain structs cannot fail (no maps with non-string keys).
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, String)> {
+    let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let pci = |i: usize| -> rusqlite::Result<PciAddr> {
+        let s: String = r.get(i)?;
+        s.parse().map_err(|e: InvalidValue| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        })
+    };
+    let kind: String = text(3)?;
+    let pid: Option<i64> = r.get(14)?;
+    let pid_start: Option<i64> = r.get(15)?;
+    Ok((
+        Lease {
+            id: r.get(0)?,
+            vf_pci: pci(1)?,
+            owner: text(2)?,
+            owner_kind: kind.parse().unwrap_or(OwnerKind::Manual),
+            pool: text(4)?,
+            pf: text(5)?,
+            pf_pci: pci(6)?,
+            vf_index: r.get(7)?,
+            netdev: r.get(8)?,
+            netns: r.get(9)?,
+            created: r.get(10)?,
+            state: LeaseState::parse(&text(11)?),
+            applied: Applied::default(),
+            original: Original::default(),
+            pid: pid.map(|p| (p, pid_start.unwrap_or(0) as u64)),
+        },
+        text(12)?,
+        text(13)?,
+    ))
+}
+
+const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start";
+
+fn finish_lease(t: (Lease, String, String)) -> Result<Lease, EngineError> {
+    let (mut l, applied, original) = t;
+    l.applied = serde_json::from_str(&applied).map_err(|source| EngineError::CorruptRow {
+        what: format!("applied of lease {}", l.id),
+        source,
+    })?;
+    l.original = serde_json::from_str(&original).map_err(|source| EngineError::CorruptRow {
+        what: format!("original of lease {}", l.id),
+        source,
+    })?;
+    Ok(l)
+}
+
+/// A transaction on the ledger: what the engine's closures get.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    pub fn pools(&self) -> Result<Vec<Pool>, EngineError> {
+        let mut st = self
+            .tx
+            .prepare_cached(
+                "SELECT name, selectors, policy, created FROM pools ORDER BY created, name",
+            )
+            .map_err(EngineError::db("read pools"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(EngineError::db("read pools"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, sel, policy, created) = row.map_err(EngineError::db("read pools"))?;
+            let selectors: Vec<PoolSelector> =
+                serde_json::from_str(&sel).map_err(|source| EngineError::CorruptRow {
+                    what: format!("selectors of pool {name}"),
+                    source,
+                })?;
+            out.push(Pool {
+                name,
+                selectors,
+                policy: policy.parse().unwrap_or(Policy::FirstFit),
+                created,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn insert_pool(&self, p: &Pool) -> Result<(), EngineError> {
+        self.tx
+            .execute(
+                "INSERT INTO pools (name, selectors, policy, created) VALUES (?1, ?2, ?3, ?4)",
+                params![p.name, json(&p.selectors), p.policy.as_str(), p.created],
+            )
+            .map_err(EngineError::db("insert a pool"))?;
+        Ok(())
+    }
+
+    pub fn delete_pool(&self, name: &str) -> Result<(), EngineError> {
+        self.tx
+            .execute("DELETE FROM pools WHERE name = ?1", params![name])
+            .map_err(EngineError::db("delete a pool"))?;
+        Ok(())
+    }
+
+    fn query_leases(
+        &self,
+        filter: &str,
+        p: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Lease>, EngineError> {
+        let sql = format!("SELECT {LEASE_COLS} FROM leases {filter} ORDER BY id");
+        let mut st = self
+            .tx
+            .prepare_cached(&sql)
+            .map_err(EngineError::db("read leases"))?;
+        let rows = st
+            .query_map(p, row_to_lease)
+            .map_err(EngineError::db("read leases"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(finish_lease(r.map_err(EngineError::db("read leases"))?)?);
+        }
+        Ok(out)
+    }
+
+    pub fn leases(&self) -> Result<Vec<Lease>, EngineError> {
+        self.query_leases("", &[])
+    }
+
+    pub fn lease_by_owner(&self, owner: &str) -> Result<Option<Lease>, EngineError> {
+        Ok(self
+            .query_leases("WHERE owner = ?1", &[&owner])?
+            .into_iter()
+            .next())
+    }
+
+    pub fn lease_by_vf(&self, vf: PciAddr) -> Result<Option<Lease>, EngineError> {
+        Ok(self
+            .query_leases("WHERE vf_pci = ?1", &[&vf.to_string()])?
+            .into_iter()
+            .next())
+    }
+
+    pub fn lease_by_id(&self, id: i64) -> Result<Option<Lease>, EngineError> {
+        Ok(self
+            .query_leases("WHERE id = ?1", &[&id])?
+            .into_iter()
+            .next())
+    }
+
+    /// Inserts a new lease and returns its id. The UNIQUE constraints on `vf_pci` and
+    /// `owner` hold even if a caller's own checks were wrong.
+    pub fn insert_lease(&self, l: &Lease) -> Result<i64, EngineError> {
+        let (pid, start) = l.pid.unzip();
+        self.tx
+            .execute(
+                "INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                params![
+                    l.vf_pci.to_string(),
+                    l.owner,
+                    l.owner_kind.as_str(),
+                    l.pool,
+                    l.pf,
+                    l.pf_pci.to_string(),
+                    l.vf_index,
+                    l.netdev,
+                    l.netns,
+                    l.created,
+                    l.state.as_str(),
+                    json(&l.applied),
+                    json(&l.original),
+                    pid,
+                    start.map(|s| s as i64),
+                ],
+            )
+            .map_err(EngineError::db("insert a lease"))?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Moves lease `id` from one of `from` to `to`, recording the process doing it. False
+    /// when the row is gone or in another state (someone else got there first).
+    pub fn transition(
+        &self,
+        id: i64,
+        from: &[LeaseState],
+        to: LeaseState,
+        pid: Option<(i64, u64)>,
+    ) -> Result<bool, EngineError> {
+        let Some(cur) = self.lease_by_id(id)? else {
+            return Ok(false);
+        };
+        if !from.contains(&cur.state) {
+            return Ok(false);
+        }
+        let (p, s) = pid.unzip();
+        self.tx
+            .execute(
+                "UPDATE leases SET state = ?2, pid = ?3, pid_start = ?4 WHERE id = ?1",
+                params![id, to.as_str(), p, s.map(|s| s as i64)],
+            )
+            .map_err(EngineError::db("update a lease"))?;
+        Ok(true)
+    }
+
+    pub fn set_netdev(&self, id: i64, netdev: Option<&str>) -> Result<(), EngineError> {
+        self.tx
+            .execute(
+                "UPDATE leases SET netdev = ?2 WHERE id = ?1",
+                params![id, netdev],
+            )
+            .map_err(EngineError::db("update a lease"))?;
+        Ok(())
+    }
+
+    pub fn delete_lease(&self, id: i64) -> Result<(), EngineError> {
+        self.tx
+            .execute("DELETE FROM leases WHERE id = ?1", params![id])
+            .map_err(EngineError::db("delete a lease"))?;
+        Ok(())
+    }
+
+    /// Marks every lease on a VF of PF `pf_pci` stale (its VFs were destroyed).
+    pub fn mark_pf_stale(&self, pf_pci: PciAddr) -> Result<usize, EngineError> {
+        self.tx
+            .execute(
+                "UPDATE leases SET state = 'stale' WHERE pf_pci = ?1",
+                params![pf_pci.to_string()],
+            )
+            .map_err(EngineError::db("mark leases stale"))
+    }
+}
+
+impl Ledger {
+    /// The ledger's file in a state directory.
+    pub fn path_in(state: &Path) -> PathBuf {
+        state.join("state.db")
+    }
+
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Self, EngineError> {
+        let open_err = |source| EngineError::OpenDb {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                open_err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create {}: {e}", dir.display())),
+                ))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(open_err)?;
+        // Switching to WAL needs a moment alone with the file; the busy handler does not
+        // cover it, so retry while another process holds it.
+        let mut tries = 0;
+        loop {
+            let r: rusqlite::Result<String> =
+                conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0));
+            match r {
+                Ok(_) => break,
+                Err(e) if tries < 500 && is_busy(&e) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        }
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_owned(),
+            durable: None,
+        };
+        let version: i64 = ledger
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version < 1 {
+            ledger.write(true, |tx| {
+                tx.tx
+                    .execute_batch(SCHEMA)
+                    .map_err(EngineError::db("create the schema"))
+            })?;
+        }
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed with an fsync when
+    /// `durable`. An error from `f` rolls the transaction back.
+    pub fn write<T>(
+        &mut self,
+        durable: bool,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        if self.durable != Some(durable) {
+            self.conn
+                .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+                .map_err(EngineError::db("set synchronous"))?;
+            self.durable = Some(durable);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(EngineError::db("begin a transaction"))?;
+        let t = Tx { tx };
+        let out = f(&t)?;
+        t.tx.commit().map_err(EngineError::db("commit"))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot).
+    pub fn read<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(EngineError::db("begin a transaction"))?;
+        let t = Tx { tx };
+        let out = f(&t)?;
+        t.tx.commit().map_err(EngineError::db("commit"))?;
+        Ok(out)
+    }
+
+    /// The number of live (not stale) leases per PF, for `nic list`'s free VFs.
+    pub fn leased_per_pf(&mut self) -> Result<Vec<(PciAddr, usize)>, EngineError> {
+        self.read(|tx| {
+            let mut m: std::collections::BTreeMap<PciAddr, usize> = Default::default();
+            for l in tx.leases()? {
+                if l.state != LeaseState::Stale {
+                    *m.entry(l.pf_pci).or_default() += 1;
+                }
+            }
+            Ok(m.into_iter().collect())
+        })
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked
+    )
+}
+
+/// Whether an error is a UNIQUE constraint violation (a VF or owner taken meanwhile).
+pub(crate) fn is_unique_violation(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::Db {
+            source: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if f.code == rusqlite::ErrorCode::ConstraintViolation
+    )
+}

@@ -1,0 +1,33 @@
+//! vfpool's engine: VF pools, leases and their life cycle.
+//!
+//! - [`selector`]: which VFs a pool holds (`eno49#0-3`, `vendor=8086`, `numa=0`, ...);
+//! - [`ledger`]: pools and leases in SQLite, shared by every vfpool process on the host;
+//! - [`engine::Engine`]: acquire (pick a VF by policy, snapshot it, configure it through
+//!   [`vfpool_netlink::NetOps`] and sysfs), release (restore it), and `gc` (finish what
+//!   crashed processes left, release leases whose owner is gone, drop leases on VFs that
+//!   vanished);
+//! - [`hostview`]: the host's VFs and their health, from the inventory.
+//!
+//! Crash safety: a lease row is committed (state `acquiring`) before its VF is touched and
+//! is marked `releasing` before a release touches it; both record the process doing it.
+//! `gc` rolls back or finishes rows whose process is gone. Restores compare each setting
+//! with the VF's current value, so running one twice is harmless.
+
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod error;
+pub mod fault;
+pub mod hostview;
+pub mod ledger;
+pub mod owner;
+pub mod pool;
+pub mod selector;
+
+pub use engine::{AcquireRequest, Engine, GcAction, GcReport, ReleaseTarget};
+pub use error::{EngineError, chain};
+pub use hostview::{Health, HostView};
+pub use ledger::{Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind};
+pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
+pub use pool::{Policy, Pool, PoolStatus, PoolVf};
+pub use selector::PoolSelector;

@@ -1,0 +1,303 @@
+//! Pools: named sets of VFs chosen by selectors, and how a free VF is picked from one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use vfpool_model::{InvalidValue, PciAddr, VfIndexSet};
+
+use crate::hostview::{Health, HostView, VfSlot};
+use crate::ledger::{Lease, LeaseState};
+use crate::selector::{PoolSelector, selects};
+
+/// How a pool picks a free VF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The lowest free VF of the lowest PF (by PCI address).
+    #[default]
+    FirstFit,
+    /// A VF of the PF with the fewest leased VFs: spreads load across ports.
+    Spread,
+    /// A VF of the PF with the most leased VFs that still has a free one: keeps whole
+    /// ports free.
+    Pack,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::FirstFit => "first-fit",
+            Policy::Spread => "spread",
+            Policy::Pack => "pack",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "first-fit" => Ok(Policy::FirstFit),
+            "spread" => Ok(Policy::Spread),
+            "pack" => Ok(Policy::Pack),
+            _ => Err(InvalidValue::new("policy", s, "first-fit, spread or pack")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pool {
+    pub name: String,
+    pub selectors: Vec<PoolSelector>,
+    pub policy: Policy,
+    /// Unix seconds; older pools win a VF that several pools' selectors match.
+    pub created: i64,
+}
+
+/// Checks a pool name: 1 to 63 of `A-Z a-z 0-9 . _ -`, not starting with `-`.
+pub fn validate_pool_name(name: &str) -> Result<(), InvalidValue> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidValue::new(
+            "pool",
+            name,
+            "1 to 63 letters, digits, '.', '_' or '-'",
+        ))
+    }
+}
+
+/// Which pool each existing VF belongs to: the oldest pool whose selectors match it.
+pub fn membership<'a>(pools: &'a [Pool], host: &HostView) -> BTreeMap<PciAddr, &'a str> {
+    let mut out = BTreeMap::new();
+    for (pci, slot) in &host.vfs {
+        if let Some(p) = pools
+            .iter()
+            .find(|p| selects(&p.selectors, &slot.pf, slot.index))
+        {
+            out.insert(*pci, p.name.as_str());
+        }
+    }
+    out
+}
+
+/// Every (PF, VF index) slot a pool could ever hold on this host: indices up to each PF's
+/// `sriov_totalvfs`, whether or not the VFs exist now. Pools overlap when these meet.
+pub fn potential(selectors: &[PoolSelector], host: &HostView) -> BTreeMap<PciAddr, BTreeSet<u16>> {
+    let mut out = BTreeMap::new();
+    for pf in &host.pfs {
+        let n = u16::try_from(pf.total_vfs).unwrap_or(u16::MAX);
+        let set: BTreeSet<u16> = (0..n)
+            .filter(|i| selects(selectors, &pf.facts, *i))
+            .collect();
+        if !set.is_empty() {
+            out.insert(pf.pci, set);
+        }
+    }
+    out
+}
+
+/// Describes an overlap like `eno49 VFs 2-3, em1 VFs 0-62`.
+pub fn describe_overlap(
+    a: &BTreeMap<PciAddr, BTreeSet<u16>>,
+    b: &BTreeMap<PciAddr, BTreeSet<u16>>,
+    host: &HostView,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    for (pf, set) in a {
+        if let Some(other) = b.get(pf) {
+            let both: VfIndexSet = set.intersection(other).copied().collect();
+            if !both.is_empty() {
+                let name = host
+                    .pfs
+                    .iter()
+                    .find(|p| p.pci == *pf)
+                    .map(|p| p.facts.name.clone())
+                    .unwrap_or_else(|| pf.to_string());
+                parts.push(format!("{name} VFs {both}"));
+            }
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A pool's VFs now, sorted into free, leased and unhealthy.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub policy: Policy,
+    pub selectors: Vec<PoolSelector>,
+    pub total: usize,
+    pub free: usize,
+    pub leased: usize,
+    /// Not leased and not fit to hand out.
+    pub unhealthy: usize,
+}
+
+/// One VF of a pool, for `pool show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolVf {
+    pub vf_pci: PciAddr,
+    pub pf: String,
+    pub vf_index: u16,
+    pub netdev: Option<String>,
+    pub driver: Option<String>,
+    pub numa_node: Option<u32>,
+    /// `free`, `leased` or `unhealthy`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+pub fn pool_vfs(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) -> Vec<PoolVf> {
+    let members = membership(pools, host);
+    let by_vf: HashMap<PciAddr, &Lease> = leases.iter().map(|l| (l.vf_pci, l)).collect();
+    let mut out = Vec::new();
+    for (pci, name) in members {
+        if name != pool.name {
+            continue;
+        }
+        let Some(slot) = host.vfs.get(&pci) else {
+            continue;
+        };
+        let lease = by_vf.get(&pci);
+        let (state, reason) = match (lease, &slot.health) {
+            // The VF was destroyed and re-created under its lease: not free until gc.
+            (Some(l), _) if l.state == LeaseState::Stale => (
+                "unhealthy",
+                Some(format!(
+                    "stale lease of '{}' (its VF was re-created); `vfpool lease gc` frees it",
+                    l.owner
+                )),
+            ),
+            (Some(_), _) => ("leased", None),
+            (None, Health::Unhealthy { reason }) => ("unhealthy", Some(reason.clone())),
+            (None, Health::Healthy) => ("free", None),
+        };
+        out.push(PoolVf {
+            vf_pci: pci,
+            pf: slot.pf.name.clone(),
+            vf_index: slot.index,
+            netdev: slot.netdev.clone(),
+            driver: slot.driver.clone(),
+            numa_node: slot.numa,
+            state,
+            owner: lease.map(|l| l.owner.clone()),
+            reason,
+        });
+    }
+    out
+}
+
+pub fn status(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) -> PoolStatus {
+    let vfs = pool_vfs(pool, pools, host, leases);
+    let count = |s: &str| vfs.iter().filter(|v| v.state == s).count();
+    PoolStatus {
+        name: pool.name.clone(),
+        policy: pool.policy,
+        selectors: pool.selectors.clone(),
+        total: vfs.len(),
+        free: count("free"),
+        leased: count("leased"),
+        unhealthy: count("unhealthy"),
+    }
+}
+
+/// Picks a free VF by `policy` among `free`, preferring NUMA node `numa` when given.
+/// `leased_per_pf` counts every live lease on each PF (whatever its pool).
+pub fn pick<'a>(
+    policy: Policy,
+    free: &[&'a VfSlot],
+    leased_per_pf: &HashMap<PciAddr, usize>,
+    numa: Option<u32>,
+) -> Option<&'a VfSlot> {
+    let preferred: Vec<&VfSlot> = match numa {
+        Some(n) if free.iter().any(|s| s.numa == Some(n)) => {
+            free.iter().copied().filter(|s| s.numa == Some(n)).collect()
+        }
+        _ => free.to_vec(),
+    };
+    let load = |s: &VfSlot| leased_per_pf.get(&s.pf_pci).copied().unwrap_or(0);
+    let key = |s: &&VfSlot| (s.pf_pci, s.index);
+    match policy {
+        Policy::FirstFit => preferred.into_iter().min_by_key(key),
+        Policy::Spread => preferred
+            .into_iter()
+            .min_by_key(|s| (load(s), s.pf_pci, s.index)),
+        Policy::Pack => preferred
+            .into_iter()
+            .min_by_key(|s| (usize::MAX - load(s), s.pf_pci, s.index)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::PfFacts;
+
+    fn slot(pf: u8, index: u16, numa: u32) -> VfSlot {
+        let pf_pci = PciAddr::new(0, pf, 0, 0);
+        VfSlot {
+            pf: PfFacts {
+                name: format!("pf{pf}"),
+                ..Default::default()
+            },
+            pf_pci,
+            index,
+            pci: PciAddr::new(0, pf, 0x10, index as u8 % 8),
+            netdev: None,
+            driver: None,
+            numa: Some(numa),
+            health: Health::Healthy,
+        }
+    }
+
+    #[test]
+    fn policies() {
+        let slots = [slot(1, 0, 0), slot(1, 1, 0), slot(2, 0, 1), slot(2, 1, 1)];
+        let free: Vec<&VfSlot> = slots.iter().collect();
+        let mut load = HashMap::new();
+        load.insert(PciAddr::new(0, 1, 0, 0), 3);
+        load.insert(PciAddr::new(0, 2, 0, 0), 1);
+        let p = |pol, numa| {
+            let s = pick(pol, &free, &load, numa).unwrap();
+            (s.pf_pci.bus, s.index)
+        };
+        assert_eq!(p(Policy::FirstFit, None), (1, 0));
+        assert_eq!(p(Policy::Spread, None), (2, 0));
+        assert_eq!(p(Policy::Pack, None), (1, 0));
+        assert_eq!(p(Policy::FirstFit, Some(1)), (2, 0));
+        assert_eq!(p(Policy::Pack, Some(1)), (2, 0));
+        assert_eq!(p(Policy::Spread, Some(7)), (2, 0), "no VF on node 7: any");
+        assert!(pick(Policy::FirstFit, &[], &load, None).is_none());
+    }
+
+    #[test]
+    fn names_and_policies_parse() {
+        assert!(validate_pool_name("gold-1.a_b").is_ok());
+        for bad in ["", "-x", "a b", "a/b", &"x".repeat(64)] {
+            assert_eq!(validate_pool_name(bad).unwrap_err().field, "pool");
+        }
+        assert_eq!("pack".parse::<Policy>().unwrap(), Policy::Pack);
+        assert_eq!(
+            "best".parse::<Policy>().unwrap_err().to_string(),
+            "invalid policy 'best': first-fit, spread or pack"
+        );
+    }
+}

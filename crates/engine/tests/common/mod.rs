@@ -1,0 +1,88 @@
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use vfpool_engine::{AcquireRequest, Engine, PoolSelector};
+use vfpool_host::sim::{HostSpec, SimHost};
+use vfpool_host::split::{self, SplitOptions};
+use vfpool_host::{Inventory, Sysfs};
+use vfpool_model::VfConfig;
+use vfpool_netlink::{NetOps, SimNetOps};
+
+pub struct Lab {
+    pub dir: TempDir,
+    pub sim: SimHost,
+    pub fs: Sysfs,
+    pub net: Arc<SimNetOps>,
+}
+
+impl Lab {
+    pub fn new() -> Self {
+        Self::with_spec(&HostSpec::demo())
+    }
+
+    pub fn with_spec(spec: &HostSpec) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("demo-host");
+        std::fs::create_dir_all(&root).unwrap();
+        let sim = SimHost::open_or_create(&root, spec).unwrap();
+        let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
+        let net = Arc::new(SimNetOps::new(sim.root()));
+        Lab { dir, sim, fs, net }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    pub fn engine(&self) -> Engine {
+        Engine::open(&self.state(), self.fs.clone(), self.net.clone()).unwrap()
+    }
+
+    pub fn split(&self, nic: &str, n: u32) {
+        let inv = Inventory::scan(&self.fs).unwrap();
+        let nic = inv.find_sriov_pf(nic).unwrap().clone();
+        let opts = SplitOptions {
+            timeout: Duration::from_secs(5),
+            ..SplitOptions::default()
+        };
+        split::split(&self.fs, &nic, n, &opts, &|_, _| {}).unwrap();
+    }
+
+    pub fn restore(&self, nic: &str) {
+        let inv = Inventory::scan(&self.fs).unwrap();
+        let nic = inv.find_sriov_pf(nic).unwrap().clone();
+        split::restore(&self.fs, &nic, Duration::from_secs(5)).unwrap();
+    }
+
+    pub fn vf_config(&self, pf: &str, index: u16) -> VfConfig {
+        self.net
+            .vf_configs(pf)
+            .unwrap()
+            .into_iter()
+            .find(|(i, _)| *i == index)
+            .unwrap()
+            .1
+    }
+
+    /// The config a fresh VF reports.
+    pub fn default_config(&self) -> VfConfig {
+        VfConfig {
+            spoofchk: Some(true),
+            trust: Some(false),
+            link_state: Some(vfpool_model::LinkState::Auto),
+            ..VfConfig::default()
+        }
+    }
+}
+
+pub fn sel(v: &[&str]) -> Vec<PoolSelector> {
+    v.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+pub fn req(pool: &str, owner: &str) -> AcquireRequest {
+    AcquireRequest::new(pool, owner)
+}

@@ -1,0 +1,283 @@
+//! `vfpool lease ...`: take a VF from a pool, give it back, clean up after the dead.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use vfpool_engine::{AcquireRequest, Lease, Ledger, ReleaseTarget};
+use vfpool_host::Inventory;
+use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfSettings, parse_on_off};
+
+use crate::context::{Context, out, print_json};
+use crate::table::{Table, opt};
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCmd {
+    /// Leases a free VF of a pool to an owner and configures it.
+    Acquire(Box<AcquireArgs>),
+    /// Releases OWNER's lease (or the lease on --vf) and restores its VF.
+    Release {
+        owner: Option<String>,
+        #[arg(long, value_name = "PCI")]
+        vf: Option<String>,
+    },
+    /// Every lease.
+    List,
+    /// Finishes interrupted acquires and releases, releases leases whose owner is gone,
+    /// removes leases on VFs that no longer exist.
+    Gc,
+}
+
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    #[arg(long)]
+    pool: String,
+    /// Who holds the lease (a container id, a VM name, a person).
+    #[arg(long)]
+    owner: String,
+    #[arg(long, default_value = "manual", value_name = "container|vm|manual")]
+    owner_kind: String,
+    /// This VF of the pool rather than the policy's choice.
+    #[arg(long, value_name = "PCI")]
+    vf: Option<String>,
+    #[arg(long)]
+    mac: Option<String>,
+    #[arg(long)]
+    vlan: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    #[arg(long, value_name = "802.1q|802.1ad")]
+    vlan_proto: Option<String>,
+    #[arg(long, value_name = "on|off")]
+    spoofchk: Option<String>,
+    #[arg(long, value_name = "on|off")]
+    trust: Option<String>,
+    #[arg(long, value_name = "auto|enable|disable")]
+    link_state: Option<String>,
+    #[arg(long, value_name = "MBPS")]
+    min_rate: Option<String>,
+    #[arg(long, value_name = "MBPS")]
+    max_rate: Option<String>,
+    /// MTU of the VF netdev.
+    #[arg(long)]
+    mtu: Option<String>,
+    #[arg(long, value_name = "netdevice|vfio-pci")]
+    driver: Option<String>,
+    /// Prefer a VF on this NUMA node.
+    #[arg(long)]
+    numa: Option<String>,
+    /// The container's network namespace; `lease gc` releases the lease once it is gone.
+    #[arg(long, value_name = "PATH")]
+    netns: Option<PathBuf>,
+}
+
+fn num<T: FromStr>(
+    field: &'static str,
+    v: &Option<String>,
+    allowed: &str,
+) -> Result<Option<T>, InvalidValue> {
+    v.as_deref()
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|_| InvalidValue::new(field, s, allowed))
+        })
+        .transpose()
+}
+
+fn parse<T: FromStr<Err = InvalidValue>>(v: &Option<String>) -> Result<Option<T>, InvalidValue> {
+    v.as_deref().map(str::parse).transpose()
+}
+
+impl AcquireArgs {
+    fn request(&self) -> Result<AcquireRequest, InvalidValue> {
+        let settings = VfSettings {
+            mac: self
+                .mac
+                .as_deref()
+                .map(MacAddr::parse_unicast)
+                .transpose()?,
+            vlan: num("vlan", &self.vlan, "0..=4094")?,
+            qos: num("qos", &self.qos, "0..=7")?,
+            vlan_proto: parse(&self.vlan_proto)?,
+            spoofchk: self
+                .spoofchk
+                .as_deref()
+                .map(|s| parse_on_off("spoofchk", s))
+                .transpose()?,
+            trust: self
+                .trust
+                .as_deref()
+                .map(|s| parse_on_off("trust", s))
+                .transpose()?,
+            link_state: parse(&self.link_state)?,
+            min_tx_rate: num("min-rate", &self.min_rate, "Mbit/s, 0..=4294967295")?,
+            max_tx_rate: num("max-rate", &self.max_rate, "Mbit/s, 0..=4294967295")?,
+            mtu: num("mtu", &self.mtu, "a number of bytes like 9000")?,
+        };
+        Ok(AcquireRequest {
+            pool: self.pool.clone(),
+            owner: self.owner.clone(),
+            owner_kind: self.owner_kind.parse()?,
+            vf: parse::<PciAddr>(&self.vf)?,
+            settings,
+            driver: parse(&self.driver)?,
+            numa: num("numa", &self.numa, "a NUMA node number like 0")?,
+            netns: self.netns.clone(),
+        })
+    }
+}
+
+pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LeaseCmd::Acquire(args) => {
+            let req = args.request()?;
+            let lease = ctx.engine()?.acquire(&req)?;
+            if ctx.json() {
+                print_json(&lease)?;
+            } else {
+                show(&lease);
+            }
+        }
+        LeaseCmd::Release { owner, vf } => {
+            let target = match (owner, vf) {
+                (Some(o), None) => ReleaseTarget::Owner(o),
+                (None, Some(v)) => ReleaseTarget::Vf(v.parse::<PciAddr>()?),
+                _ => bail!("give an OWNER or --vf PCI (one of them)"),
+            };
+            let lease = ctx.engine()?.release(&target)?;
+            if ctx.json() {
+                let mut v = serde_json::to_value(&lease)?;
+                v["state"] = "released".into();
+                print_json(&v)?;
+            } else {
+                crate::outln!(
+                    "released {} ({} vf {}) from {}",
+                    lease.vf_pci,
+                    lease.pf,
+                    lease.vf_index,
+                    lease.owner
+                );
+            }
+        }
+        LeaseCmd::List => {
+            let leases = ctx.engine()?.leases()?;
+            if ctx.json() {
+                print_json(&leases)?;
+            } else {
+                let mut t = Table::new(&[
+                    "OWNER", "KIND", "POOL", "VF", "PF", "INDEX", "NETDEV", "STATE",
+                ]);
+                for l in &leases {
+                    t.row(vec![
+                        l.owner.clone(),
+                        l.owner_kind.as_str().into(),
+                        l.pool.clone(),
+                        l.vf_pci.to_string(),
+                        l.pf.clone(),
+                        l.vf_index.to_string(),
+                        opt(&l.netdev),
+                        l.state.as_str().into(),
+                    ]);
+                }
+                out(&t.render());
+            }
+        }
+        LeaseCmd::Gc => {
+            let rep = ctx.engine()?.gc()?;
+            if ctx.json() {
+                print_json(&rep)?;
+            } else {
+                for a in &rep.actions {
+                    crate::outln!(
+                        "{} {} ({}): {}: {}",
+                        a.action,
+                        a.vf_pci,
+                        a.owner,
+                        a.pool,
+                        a.reason
+                    );
+                }
+                crate::outln!(
+                    "{} done, {} kept, {} in progress elsewhere, {} failed",
+                    rep.actions.len(),
+                    rep.kept,
+                    rep.in_progress,
+                    rep.errors.len()
+                );
+            }
+            for e in &rep.errors {
+                eprintln!("error: {e}");
+            }
+            if !rep.errors.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(l: &Lease) {
+    let fields = [
+        ("owner", format!("{} ({})", l.owner, l.owner_kind.as_str())),
+        ("pool", l.pool.clone()),
+        ("vf", format!("{} ({} vf {})", l.vf_pci, l.pf, l.vf_index)),
+        ("netdev", opt(&l.netdev)),
+        ("state", l.state.as_str().into()),
+        (
+            "applied",
+            serde_json::to_string(&l.applied).unwrap_or_default(),
+        ),
+    ];
+    for (k, v) in fields {
+        crate::outln!("{k:<8} {v}");
+    }
+}
+
+/// Live leases per PF, when a ledger exists in the state directory.
+pub fn leased_per_pf(ctx: &Context) -> anyhow::Result<HashMap<PciAddr, usize>> {
+    let path = Ledger::path_in(&ctx.state);
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    Ok(Ledger::open(&path)?.leased_per_pf()?.into_iter().collect())
+}
+
+/// `nic list`'s free VFs: the enabled VFs less the leased ones.
+pub fn subtract_leased(ctx: &Context, inv: &mut Inventory) -> anyhow::Result<()> {
+    let leased = leased_per_pf(ctx)?;
+    for n in &mut inv.nics {
+        let l = leased.get(&n.pci).copied().unwrap_or(0) as u32;
+        n.free_vfs = n.num_vfs.saturating_sub(l);
+    }
+    Ok(())
+}
+
+/// Refuses to destroy the VFs of a NIC with leases unless `force`; with `force`, marks
+/// those leases stale first (`lease gc` removes them).
+pub fn guard_leased(ctx: &Context, nics: &[(String, PciAddr)], force: bool) -> anyhow::Result<()> {
+    let leased = leased_per_pf(ctx)?;
+    let busy: Vec<(&String, &PciAddr, usize)> = nics
+        .iter()
+        .filter_map(|(n, p)| leased.get(p).filter(|c| **c > 0).map(|c| (n, p, *c)))
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        let what = busy
+            .iter()
+            .map(|(n, p, c)| format!("{n} ({p}) has {c} leased VFs"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        bail!("{what}: changing its VF count destroys every VF; release the leases or add --force");
+    }
+    let mut ledger = Ledger::open(&Ledger::path_in(&ctx.state))?;
+    for (n, p, c) in busy {
+        ledger.write(true, |tx| tx.mark_pf_stale(*p))?;
+        tracing::warn!(pf = %n, leases = c, "leases marked stale: --force destroys their VFs");
+    }
+    Ok(())
+}

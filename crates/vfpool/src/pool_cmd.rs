@@ -1,0 +1,155 @@
+//! `vfpool pool ...`: named sets of VFs.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde::Serialize;
+use vfpool_engine::{Policy, PoolSelector, PoolStatus, PoolVf};
+
+use crate::context::{Context, out, print_json};
+use crate::table::{Table, opt};
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCmd {
+    /// Creates a pool. Selectors of the same kind are alternatives (OR); different kinds
+    /// must all match (AND). A VF belongs to at most one pool.
+    Create {
+        name: String,
+        /// `eno49`, `eno49#0-3,6`, `0000:03:00.0#0-1`, `vendor=8086`, `device=1520`,
+        /// `driver=igb`, `numa=0`, `link=ether`; repeat or give several.
+        #[arg(long = "select", required = true, num_args = 1.., value_name = "SELECTOR")]
+        select: Vec<String>,
+        /// How a free VF is picked: first-fit, spread (across PFs), pack (onto the fullest PF).
+        #[arg(long, default_value = "first-fit")]
+        policy: String,
+    },
+    /// Every pool with its total, free, leased and unhealthy VFs.
+    List,
+    /// One pool and each of its VFs.
+    Show { name: String },
+    /// Deletes a pool (refused while any of its VFs is leased).
+    Delete { name: String },
+}
+
+#[derive(Serialize)]
+struct PoolView<'a> {
+    #[serde(flatten)]
+    status: &'a PoolStatus,
+    vfs: &'a [PoolVf],
+}
+
+pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
+    let mut engine = ctx.engine()?;
+    match cmd {
+        PoolCmd::Create {
+            name,
+            select,
+            policy,
+        } => {
+            let policy: Policy = policy.parse()?;
+            let selectors = select
+                .iter()
+                .map(|s| s.parse::<PoolSelector>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let st = engine.pool_create(&name, selectors, policy)?;
+            if ctx.json() {
+                print_json(&st)?;
+            } else {
+                crate::outln!(
+                    "pool {} created: {} VFs ({} free), policy {}",
+                    st.name,
+                    st.total,
+                    st.free,
+                    st.policy
+                );
+            }
+        }
+        PoolCmd::List => {
+            let list = engine.pool_list()?;
+            if ctx.json() {
+                print_json(&list)?;
+            } else {
+                let mut t = Table::new(&[
+                    "NAME",
+                    "POLICY",
+                    "TOTAL",
+                    "FREE",
+                    "LEASED",
+                    "UNHEALTHY",
+                    "SELECTORS",
+                ]);
+                for p in &list {
+                    t.row(vec![
+                        p.name.clone(),
+                        p.policy.to_string(),
+                        p.total.to_string(),
+                        p.free.to_string(),
+                        p.leased.to_string(),
+                        p.unhealthy.to_string(),
+                        selectors(&p.selectors),
+                    ]);
+                }
+                out(&t.render());
+            }
+        }
+        PoolCmd::Show { name } => {
+            let (status, vfs) = engine.pool_show(&name)?;
+            if ctx.json() {
+                print_json(&PoolView {
+                    status: &status,
+                    vfs: &vfs,
+                })?;
+            } else {
+                crate::outln!(
+                    "pool {}: {} total, {} free, {} leased, {} unhealthy; policy {}; select {}",
+                    status.name,
+                    status.total,
+                    status.free,
+                    status.leased,
+                    status.unhealthy,
+                    status.policy,
+                    selectors(&status.selectors)
+                );
+                let mut t = Table::new(&[
+                    "VF",
+                    "PF",
+                    "INDEX",
+                    "NETDEV",
+                    "DRIVER",
+                    "NUMA",
+                    "STATE",
+                    "OWNER/REASON",
+                ]);
+                for v in &vfs {
+                    t.row(vec![
+                        v.vf_pci.to_string(),
+                        v.pf.clone(),
+                        v.vf_index.to_string(),
+                        opt(&v.netdev),
+                        opt(&v.driver),
+                        opt(&v.numa_node),
+                        v.state.to_string(),
+                        v.owner.clone().or(v.reason.clone()).unwrap_or_default(),
+                    ]);
+                }
+                out(&t.render());
+            }
+        }
+        PoolCmd::Delete { name } => {
+            engine.pool_delete(&name)?;
+            if ctx.json() {
+                print_json(&serde_json::json!({ "deleted": name }))?;
+            } else {
+                crate::outln!("pool {name} deleted");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn selectors(s: &[PoolSelector]) -> String {
+    s.iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
