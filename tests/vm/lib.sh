@@ -91,3 +91,13 @@ jget() { sed -n "s/^$2=//p" "$1" | head -n1; }
 need_state_disk() {
     grep -q ' /var/lib/vfpool ext4 ' /proc/mounts || fail "/var/lib/vfpool is not the state disk"
 }
+
+# Waits up to 5 s for netdev $1 to report operstate up.
+wait_carrier() {
+    _i=0
+    while [ "$(cat "/sys/class/net/$1/operstate")" != up ] && [ $_i -lt 50 ]; do
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    expect_eq "$1 operstate (after ${_i}00 ms)" "$(cat "/sys/class/net/$1/operstate")" up
+}

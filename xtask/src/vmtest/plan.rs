@@ -56,6 +56,11 @@ pub const SCENARIOS: &[Scenario] = &[
         host_check: Some(checks::fidelity),
     },
     Scenario {
+        name: "lease",
+        about: "a lease sets MAC/VLAN/trust/spoofchk through the igb PF driver, release restores; vfio-pci leases",
+        host_check: None,
+    },
+    Scenario {
         name: "persist-before-reboot",
         about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk",
         host_check: None,
@@ -98,6 +103,7 @@ pub const CONFIGS: &[Config] = &[
             "split",
             "bad-input",
             "fidelity",
+            "lease",
         ]],
     },
     Config {
@@ -106,7 +112,7 @@ pub const CONFIGS: &[Config] = &[
         iommu: false,
         pfs: 1,
         state_disk: false,
-        boots: &[&["sriov-sanity", "inventory", "split", "bad-input"]],
+        boots: &[&["sriov-sanity", "inventory", "split", "bad-input", "lease"]],
     },
     Config {
         name: "reboot",
