@@ -101,3 +101,41 @@ wait_carrier() {
     done
     expect_eq "$1 operstate (after ${_i}00 ms)" "$(cat "/sys/class/net/$1/operstate")" up
 }
+
+# The PF-side configuration of every VF of PF $1 (ip -j link: VLAN, trust, spoofchk, rates,
+# link state), one VF per line, to compare before and after. Without it the MAC: a VF
+# without an administrative MAC shows whatever its igbvf chose, and igbvf picks a new random
+# one on every probe (e.g. when vfio-pci is unbound again) or when its netdev MAC is restored.
+vf_snapshot() {
+    ip -j link show "$1" | jq -c -S '.[0].vfinfo_list[] | del(.address)'
+}
+
+# Fails unless PF $1's VFs are configured as in the snapshot file $2 and no VF keeps one of
+# the MACs scenarios lease (02:00:00:00:*).
+expect_vfs_as() { # pf snapshot what
+    vf_snapshot "$1" >/tmp/vfs-now
+    if ! cmp -s "$2" /tmp/vfs-now; then
+        diff "$2" /tmp/vfs-now
+        fail "$3: VF configuration differs from before (diff above)"
+    fi
+    if ip link show "$1" | grep -q 'link/ether 02:00:00:00:'; then
+        ip link show "$1"
+        fail "$3: a VF kept a leased MAC"
+    fi
+    echo "ok: $3: VF configuration as before"
+}
+
+# Waits until netdev $1 has been up for 1.5 s in a row (at most 15 s). Enabling SR-IOV
+# resets the igb PF, and its link drops a moment *after* sriov_numvfs was written, so
+# "up once" right after a split proves nothing.
+settle_carrier() {
+    _i=0
+    _up=0
+    while [ $_up -lt 15 ] && [ $_i -lt 150 ]; do
+        if [ "$(cat "/sys/class/net/$1/operstate")" = up ]; then _up=$((_up + 1)); else _up=0; fi
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    [ $_up -ge 15 ] || fail "$1 link did not settle up within 15 s"
+    echo "ok: $1 link up and settled after ${_i}00 ms"
+}

@@ -61,6 +61,16 @@ pub const SCENARIOS: &[Scenario] = &[
         host_check: None,
     },
     Scenario {
+        name: "traffic",
+        about: "two container leases, VF netdevs in two netns ping each other through the NIC",
+        host_check: None,
+    },
+    Scenario {
+        name: "crash-gc",
+        about: "vfpool aborted at every acquire/release fault point, then `lease gc` leaves no lease, no dirty VF",
+        host_check: None,
+    },
+    Scenario {
         name: "persist-before-reboot",
         about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk",
         host_check: None,
@@ -104,6 +114,7 @@ pub const CONFIGS: &[Config] = &[
             "bad-input",
             "fidelity",
             "lease",
+            "crash-gc",
         ]],
     },
     Config {
@@ -112,7 +123,14 @@ pub const CONFIGS: &[Config] = &[
         iommu: false,
         pfs: 1,
         state_disk: false,
-        boots: &[&["sriov-sanity", "inventory", "split", "bad-input", "lease"]],
+        boots: &[&[
+            "sriov-sanity",
+            "inventory",
+            "split",
+            "bad-input",
+            "lease",
+            "traffic",
+        ]],
     },
     Config {
         name: "reboot",

@@ -1,0 +1,58 @@
+# vfpool killed at fault points in the middle of acquiring or releasing a lease on a real
+# igb PF (VFPOOL_FAULT aborts the process as SIGKILL would), then `lease gc`: no lease may be
+# left and no VF may keep the half-applied MAC/VLAN/trust. With an IOMMU, also a crash after
+# binding vfio-pci. Finally, a lease whose container netns is gone is released by gc.
+. /vmtest/lib.sh
+
+need_pfs 1
+set -- $(pfs | head -n1)
+nic=$1
+dir=$(pf_dir "$nic")
+
+must ip link set "$nic" up
+settle_carrier "$nic"
+must vfpool nic split "$nic" --vfs 3
+settle_carrier "$nic"
+vf_snapshot "$nic" >/tmp/vfs-before
+must vfpool pool create gold --select "$nic"
+
+clean_after_gc() { # what
+    must vfpool lease gc
+    expect_eq "leases after gc ($1)" "$(vfpool lease list -o json | jq length)" 0
+    expect_vfs_as "$nic" /tmp/vfs-before "after gc ($1)"
+    expect_eq "free_vfs after gc ($1)" "$(vfpool nic show "$nic" -o json | jq -r .free_vfs)" 3
+}
+
+for point in acquire:after-row acquire:mid-pf acquire:after-pf acquire:after-netdev; do
+    note "crash at $point"
+    VFPOOL_FAULT=$point must_fail vfpool lease acquire --pool gold --owner crash \
+        --mac 02:00:00:00:02:01 --vlan 200 --trust on
+    clean_after_gc "$point"
+done
+
+for point in release:after-mark release:mid-pf release:after-pf release:after-netdev; do
+    note "crash at $point"
+    must vfpool lease acquire --pool gold --owner crash --mac 02:00:00:00:02:02 --vlan 300 --trust on
+    VFPOOL_FAULT=$point must_fail vfpool lease release crash
+    clean_after_gc "$point"
+done
+
+if [ "$VMTEST_IOMMU" = 1 ]; then
+    note "crash after binding vfio-pci"
+    VFPOOL_FAULT=acquire:after-driver must_fail vfpool lease acquire --pool gold --owner crash \
+        --driver vfio-pci
+    clean_after_gc acquire:after-driver
+    for vf in "$dir"/virtfn*; do
+        expect_eq "${vf##*/} driver after gc" "$(driver_of "$vf")" igbvf
+    done
+fi
+
+note "the container's netns is gone"
+must ip netns add gone
+must vfpool lease acquire --pool gold --owner c-gone --owner-kind container \
+    --netns /run/netns/gone --vlan 400
+must ip netns del gone
+clean_after_gc "netns gone"
+
+must vfpool pool delete gold
+must vfpool nic restore "$nic"
