@@ -91,6 +91,11 @@ impl HostView {
             };
             let pf_problem = if nic.netdevs.is_empty() {
                 Some(format!("PF {} has no netdev", nic.pci))
+            } else if nic.admin_up == Some(false) {
+                Some(format!(
+                    "PF {} is administratively down (bring it up: ip link set {} up)",
+                    nic.name, nic.name
+                ))
             } else {
                 match nic.operstate.as_deref() {
                     Some("up") | Some("unknown") | None => None,

@@ -392,6 +392,11 @@ fn unhealthy_vfs_are_not_handed_out_and_come_back() {
     lab.net.set_up("em1", false).unwrap();
     let st = &e.pool_list().unwrap()[0];
     assert_eq!((st.total, st.free, st.unhealthy), (2, 0, 2));
+    let (_, vfs) = e.pool_show("p").unwrap();
+    assert_eq!(
+        vfs[0].reason.as_deref(),
+        Some("PF em1 is administratively down (bring it up: ip link set em1 up)")
+    );
     let err = e.acquire(&req("p", "o")).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -27,6 +27,8 @@ pub struct Nic {
     pub state: NicState,
     pub mac: Option<MacAddr>,
     pub operstate: Option<String>,
+    /// IFF_UP of the first netdev (`ip link set NAME up`), from its `flags`.
+    pub admin_up: Option<bool>,
     /// Mbit/s, when the link reports one.
     pub speed: Option<u32>,
     pub mtu: Option<u32>,
@@ -333,10 +335,12 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
     let netdevs = netdevs(fs, entries, &dir)?;
     let (mut mac, mut operstate, mut speed, mut mtu, mut link_type) =
         (None, None, None, None, None);
+    let mut admin_up = None;
     if let Some(first) = netdevs.first() {
         let nd = dir.join("net").join(first);
         mac = read_mac(fs, &nd)?;
         operstate = fs.read_opt(&nd.join("operstate"))?;
+        admin_up = fs.read_num_opt(&nd.join("flags"))?.map(|f| f & 0x1 == 0x1);
         speed = fs
             .read_num_opt(&nd.join("speed"))
             .ok()
@@ -370,6 +374,7 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
         state,
         mac,
         operstate,
+        admin_up,
         speed,
         mtu,
         link_type,

@@ -637,6 +637,7 @@ impl SimHost {
             ("ifindex", format!("{ifindex}\n")),
             ("mtu", format!("{mtu}\n")),
             ("operstate", format!("{oper}\n")),
+            ("flags", if up { "0x1003\n" } else { "0x1002\n" }.to_owned()),
             ("carrier", format!("{carrier}\n")),
             ("speed", format!("{speed}\n")),
             ("type", "1\n".to_owned()),

@@ -21,6 +21,12 @@ pub struct SplitOptions {
     /// How long to wait for the VFs (real NICs take 0.3 to 0.5 s per VF).
     pub timeout: Duration,
     pub poll: Duration,
+    /// After the VFs are ready, how long the PF's link must stay up before the split counts
+    /// as done, when it was up before. Enabling SR-IOV resets some PFs (igb): their link
+    /// drops a moment after `sriov_numvfs` is written and comes back a second or two later,
+    /// and until then their VFs are unhealthy. Zero skips the wait (the simulated host
+    /// keeps its carrier).
+    pub settle: Duration,
 }
 
 impl Default for SplitOptions {
@@ -29,6 +35,7 @@ impl Default for SplitOptions {
             autoprobe: None,
             timeout: Duration::from_secs(180),
             poll: Duration::from_millis(20),
+            settle: Duration::ZERO,
         }
     }
 }
@@ -41,6 +48,9 @@ pub struct SplitReport {
     pub previous: u32,
     pub changed: bool,
     pub millis: u128,
+    /// Whether the PF's link was up and stable at the end (None: not waited for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_settled: Option<bool>,
 }
 
 /// Checks a requested VF count against the PF: 1..=total.
@@ -124,6 +134,7 @@ pub fn split(
             previous,
             changed: false,
             millis: start.elapsed().as_millis(),
+            link_settled: None,
         });
     }
     if previous != 0 {
@@ -139,6 +150,7 @@ pub fn split(
         })?;
     }
     let autoprobe = opts.autoprobe.or(current_probe).unwrap_or(true);
+    let pf_was_up = pf_operstate(fs, nic).as_deref() == Some("up");
     write_numvfs(fs, nic, n)?;
     tracing::info!(pf = %nic.name, pci = %nic.pci, vfs = n, "sriov_numvfs written");
 
@@ -161,6 +173,8 @@ pub fn split(
         }
         std::thread::sleep(opts.poll);
     }
+    let link_settled =
+        (pf_was_up && !opts.settle.is_zero()).then(|| wait_link_settled(fs, nic, opts, deadline));
     Ok(SplitReport {
         nic: nic.name.clone(),
         pci: nic.pci,
@@ -168,7 +182,37 @@ pub fn split(
         previous,
         changed: true,
         millis: start.elapsed().as_millis(),
+        link_settled,
     })
+}
+
+fn pf_operstate(fs: &Sysfs, nic: &Nic) -> Option<String> {
+    let netdev = nic.netdevs.first()?;
+    fs.read_opt(&nic.dir.join("net").join(netdev).join("operstate"))
+        .ok()
+        .flatten()
+}
+
+/// Waits until the PF's link has been up for `opts.settle` without a break, or the
+/// deadline passes (then the split still stands, with a warning: the VFs exist).
+fn wait_link_settled(fs: &Sysfs, nic: &Nic, opts: &SplitOptions, deadline: Instant) -> bool {
+    let mut up_since: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if pf_operstate(fs, nic).as_deref() == Some("up") {
+            let since = *up_since.get_or_insert(now);
+            if now.duration_since(since) >= opts.settle {
+                return true;
+            }
+        } else {
+            up_since = None;
+        }
+        if now >= deadline {
+            tracing::warn!(pf = %nic.name, "the PF's link did not come back up after the split");
+            return false;
+        }
+        std::thread::sleep(opts.poll);
+    }
 }
 
 /// How many of the `n` VFs are there (and, with autoprobe, bound with a netdev).
@@ -246,6 +290,7 @@ pub fn restore(fs: &Sysfs, nic: &Nic, timeout: Duration) -> Result<SplitReport, 
         previous,
         changed: previous != 0,
         millis: start.elapsed().as_millis(),
+        link_settled: None,
     })
 }
 

@@ -330,3 +330,57 @@ fn vf_addresses_come_from_the_links_when_offset_and_stride_disagree() {
     let again: Vec<_> = pf(&fs, "eno49").vfs.iter().map(|v| v.pci).collect();
     assert_eq!(again, truth);
 }
+
+#[test]
+fn split_waits_for_the_pf_link_to_settle_when_it_was_up() {
+    let (_d, _sim, fs) = demo();
+    let nic = pf(&fs, "eno49");
+    let oper = nic.dir.join("net/eno49/operstate");
+    // Like igb: the PF's link drops after SR-IOV is enabled and comes back later.
+    let flapper = {
+        let oper = oper.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(&oper, "down\n").unwrap();
+            std::thread::sleep(Duration::from_millis(400));
+            std::fs::write(&oper, "up\n").unwrap();
+        })
+    };
+    let opts = SplitOptions {
+        settle: Duration::from_millis(300),
+        ..fast()
+    };
+    let t = std::time::Instant::now();
+    let rep = split::split(&fs, &nic, 2, &opts, &|_, _| {}).unwrap();
+    flapper.join().unwrap();
+    assert_eq!(rep.link_settled, Some(true));
+    // Returned only after the link came back (at ~500 ms) and held for 300 ms.
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A PF whose link was down before is not waited for.
+    let nic = pf(&fs, "eno50");
+    std::fs::write(nic.dir.join("net/eno50/operstate"), "down\n").unwrap();
+    let rep = split::split(&fs, &nic, 2, &opts, &|_, _| {}).unwrap();
+    assert_eq!(rep.link_settled, None);
+
+    // A link that never comes back: the split stands, reported unsettled at the deadline.
+    let nic = pf(&fs, "eno51");
+    let oper = nic.dir.join("net/eno51/operstate");
+    let dropper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::write(&oper, "down\n").unwrap();
+    });
+    let opts = SplitOptions {
+        settle: Duration::from_millis(300),
+        timeout: Duration::from_millis(700),
+        ..fast()
+    };
+    let rep = split::split(&fs, &nic, 2, &opts, &|_, _| {}).unwrap();
+    dropper.join().unwrap();
+    assert_eq!(rep.link_settled, Some(false));
+    assert_eq!(pf(&fs, "eno51").num_vfs, 2);
+}

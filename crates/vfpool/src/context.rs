@@ -94,6 +94,20 @@ impl Context {
         Ok(Engine::open(&self.state, self.fs.clone(), self.netops()?)?)
     }
 
+    /// How splits wait: on a real host, for the PF's link to stay up 1.5 s after the VFs
+    /// appear (igb resets its PF when SR-IOV is enabled); the simulated host keeps its link.
+    pub fn split_options(&self, timeout_secs: u64) -> vfpool_host::split::SplitOptions {
+        vfpool_host::split::SplitOptions {
+            timeout: std::time::Duration::from_secs(timeout_secs),
+            settle: if self.sim.is_some() {
+                std::time::Duration::ZERO
+            } else {
+                std::time::Duration::from_millis(1500)
+            },
+            ..Default::default()
+        }
+    }
+
     pub fn json(&self) -> bool {
         self.output == Output::Json
     }

@@ -1,12 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use vfpool_host::check::{self, Status};
 use vfpool_host::persist::{self, Desired, DesiredNic};
-use vfpool_host::split::SplitOptions;
 use vfpool_host::{Inventory, manifest};
 
 use crate::context::{Context, print_json};
@@ -159,10 +157,7 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
             Desired::path(&ctx.state).display()
         );
     };
-    let opts = SplitOptions {
-        timeout: Duration::from_secs(timeout),
-        ..SplitOptions::default()
-    };
+    let opts = ctx.split_options(timeout);
     let applied = persist::apply(&ctx.fs, &desired, &opts)?;
     let mut failed = 0;
     let mut out = Vec::new();

@@ -282,8 +282,7 @@ fn split_cmd(
     crate::lease_cmd::guard_leased(ctx, &changing, force)?;
     let opts = SplitOptions {
         autoprobe,
-        timeout: Duration::from_secs(timeout),
-        ..SplitOptions::default()
+        ..ctx.split_options(timeout)
     };
     let mp = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} VFs")
