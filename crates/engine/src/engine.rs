@@ -338,7 +338,30 @@ impl Engine {
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
         self.validate(req)?;
-        let host = self.host()?;
+        // Only the VFs of PFs this pool can select are read (a host may have thousands).
+        // The pool is read again, and everything checked, inside the write transaction.
+        let pools = self.ledger.read(|tx| tx.pools())?;
+        let selectors = find_pool(&pools, &req.pool)?.selectors.clone();
+        let host = HostView::scan_where(&self.fs, &|facts, total| {
+            let total = u16::try_from(total).unwrap_or(u16::MAX);
+            (0..total).any(|i| crate::selector::selects(&selectors, facts, i))
+        })?;
+        // A named VF outside the pool's PFs was not read: say which of the two it is.
+        if let Some(vf) = req.vf
+            && !host.vfs.contains_key(&vf)
+        {
+            let is_vf = self
+                .fs
+                .exists(&self.fs.path(format!("bus/pci/devices/{vf}/physfn")));
+            return Err(if is_vf {
+                EngineError::VfNotInPool {
+                    vf,
+                    pool: req.pool.clone(),
+                }
+            } else {
+                EngineError::UnknownVf { vf }
+            });
+        }
         let me = this_process();
         let net = self.net.clone();
         let fs = self.fs.clone();

@@ -72,23 +72,22 @@ pub struct HostView {
 
 impl HostView {
     pub fn scan(fs: &Sysfs) -> Result<Self, EngineError> {
-        let inv = Inventory::scan(fs)?;
+        Self::scan_where(fs, &|_, _| true)
+    }
+
+    /// Like [`HostView::scan`], but reads the VFs only of the PFs `want(facts, total_vfs)`
+    /// accepts (all PFs are still listed, with their facts): an acquire reads only its
+    /// pool's PFs.
+    pub fn scan_where(
+        fs: &Sysfs,
+        want: &(dyn Fn(&PfFacts, u32) -> bool + Sync),
+    ) -> Result<Self, EngineError> {
+        let inv = Inventory::scan_with(fs, &|nic| {
+            nic.total_vfs > 0 && want(&facts_of(nic), nic.total_vfs)
+        })?;
         let mut view = HostView::default();
         for nic in inv.nics.iter().filter(|n| n.total_vfs > 0) {
-            let vf_device = fs
-                .read_opt(&nic.dir.join("sriov_vf_device"))?
-                .and_then(|s| u16::from_str_radix(s.trim(), 16).ok());
-            let facts = PfFacts {
-                name: nic.name.clone(),
-                netdevs: nic.netdevs.clone(),
-                pci: Some(nic.pci),
-                vendor: u16::from_str_radix(&nic.vendor_id, 16).unwrap_or(0),
-                device: u16::from_str_radix(&nic.device_id, 16).unwrap_or(0),
-                vf_device,
-                driver: nic.driver.clone(),
-                numa: nic.numa_node,
-                link_type: nic.link_type.clone(),
-            };
+            let facts = facts_of(nic);
             let pf_problem = if nic.netdevs.is_empty() {
                 Some(format!("PF {} has no netdev", nic.pci))
             } else if nic.admin_up == Some(false) {
@@ -138,5 +137,24 @@ impl HostView {
             });
         }
         Ok(view)
+    }
+}
+
+/// What pool selectors match on for a PF.
+fn facts_of(nic: &vfpool_host::Nic) -> PfFacts {
+    let vf_device = nic
+        .vf_device_id
+        .as_deref()
+        .and_then(|s| u16::from_str_radix(s, 16).ok());
+    PfFacts {
+        name: nic.name.clone(),
+        netdevs: nic.netdevs.clone(),
+        pci: Some(nic.pci),
+        vendor: u16::from_str_radix(&nic.vendor_id, 16).unwrap_or(0),
+        device: u16::from_str_radix(&nic.device_id, 16).unwrap_or(0),
+        vf_device,
+        driver: nic.driver.clone(),
+        numa: nic.numa_node,
+        link_type: nic.link_type.clone(),
     }
 }

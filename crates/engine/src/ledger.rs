@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, VfSettings};
@@ -474,6 +475,12 @@ impl Ledger {
                 Err(e) => return Err(open_err(e)),
             }
         }
+        // Closing the last connection would checkpoint the WAL into the database and delete it
+        // (two fsyncs), and the next process would re-create it (a directory fsync): with
+        // short-lived processes (the CLI, the CNI plugin) that triples the fsyncs of a lease.
+        // The WAL stays instead; SQLite's auto-checkpoint (every 1000 pages) keeps it small.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(open_err)?;
         let mut ledger = Ledger {
             conn,
             path: path.to_owned(),

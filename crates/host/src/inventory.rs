@@ -3,7 +3,7 @@
 //! Each device directory is listed once; that listing says which attributes exist
 //! (`sriov_totalvfs`, `physfn`, `virtfnN`, `net`, `driver`), so nothing is probed twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -23,6 +23,8 @@ pub struct Nic {
     pub device_id: String,
     pub vendor: String,
     pub model: String,
+    /// The device id its VFs have (`sriov_vf_device`), for SR-IOV PFs.
+    pub vf_device_id: Option<String>,
     pub driver: Option<String>,
     pub state: NicState,
     pub mac: Option<MacAddr>,
@@ -76,6 +78,21 @@ pub enum Found<'a> {
 impl Inventory {
     /// Reads every network-class PCI function under `sys/bus/pci/devices`.
     pub fn scan(fs: &Sysfs) -> Result<Self, HostError> {
+        Self::scan_with(fs, &|_| true)
+    }
+
+    /// Reads every network PF, and the VFs of those for which `want_vfs` is true (the
+    /// others come back with no `vfs`): the engine reads only the PFs of the pool it
+    /// allocates from.
+    ///
+    /// Pass 1 walks the functions in address order. A VF sits at its PF's address plus
+    /// `sriov_offset + index * sriov_stride` (the kernel's own arithmetic, so always after
+    /// its PF), so once a PF is read its VFs are known and skipped: pass 1 reads the PFs
+    /// only. Pass 2 reads the wanted PFs' VFs, in parallel.
+    pub fn scan_with(
+        fs: &Sysfs,
+        want_vfs: &(dyn Fn(&Nic) -> bool + Sync),
+    ) -> Result<Self, HostError> {
         let devices = fs.path("bus/pci/devices");
         if !devices.is_dir() {
             return Err(HostError::SysfsUnreadable {
@@ -83,76 +100,90 @@ impl Inventory {
                 reason: "no such directory; is sysfs mounted, or is --sysfs-root right?".into(),
             });
         }
-        // Pass 1: the class of every function, and the listing of the network ones.
-        let names = fs.list(&devices)?;
-        let funcs = par_map(&names, 64, |name| -> Result<Option<Func>, HostError> {
-            let Ok(pci) = name.parse::<PciAddr>() else {
-                return Ok(None);
-            };
+        let mut names: Vec<(PciAddr, String)> = fs
+            .list(&devices)?
+            .into_iter()
+            .filter_map(|n| n.parse().ok().map(|p| (p, n)))
+            .collect();
+        names.sort();
+        // Addresses of the VFs the PFs read so far announce: skipped in this pass.
+        let mut predicted: HashSet<PciAddr> = HashSet::new();
+        // Each PF with its listing and its VFs (index, predicted address).
+        let mut pfs: Vec<(Nic, Vec<(u16, Option<PciAddr>)>)> = Vec::new();
+        // Functions with a `physfn` that no PF predicted, with their listing.
+        let mut stray: HashMap<PciAddr, (PathBuf, Vec<String>)> = HashMap::new();
+        for (pci, name) in &names {
+            if predicted.contains(pci) {
+                continue;
+            }
             let dir = devices.join(name);
             match fs.read_num_opt(&dir.join("class"))? {
-                Some(class) if (class >> 16) == 0x02 => {
-                    let entries = fs.list(&dir)?;
-                    Ok(Some((pci, dir, entries)))
-                }
-                _ => Ok(None),
+                Some(class) if (class >> 16) == 0x02 => {}
+                _ => continue,
             }
-        })?;
-        let mut pfs = Vec::new();
-        let mut vf_dirs: HashMap<PciAddr, (PathBuf, Vec<String>)> = HashMap::new();
-        for (pci, dir, entries) in funcs.into_iter().flatten() {
+            let entries = fs.list(&dir)?;
             if has(&entries, "physfn") {
-                vf_dirs.insert(pci, (dir, entries));
-            } else {
-                pfs.push((pci, dir, entries));
+                stray.insert(*pci, (dir, entries));
+                continue;
             }
-        }
-        // Pass 2: each PF with its VFs. VF i sits at PF + offset + i * stride (the kernel's
-        // own arithmetic); the virtfnN link is read only when that address is not a VF.
-        let mut nics = par_map(&pfs, 2, |(pci, dir, entries)| -> Result<Nic, HostError> {
-            let mut nic = read_pf(fs, *pci, dir.clone(), entries)?;
-            let mut indices: Vec<u16> = entries
-                .iter()
-                .filter_map(|e| e.strip_prefix("virtfn").and_then(|i| i.parse().ok()))
+            let nic = read_pf(fs, *pci, dir.clone(), &entries)?;
+            let geometry = (
+                read_u32(fs, &entries, &dir, "sriov_offset")?,
+                read_u32(fs, &entries, &dir, "sriov_stride")?,
+            );
+            let vfs: Vec<(u16, Option<PciAddr>)> = virtfn_indices(&entries)
+                .into_iter()
+                .map(|i| {
+                    let a = match geometry {
+                        (Some(o), Some(st)) => pci.offset_by(o + u32::from(i) * st),
+                        _ => None,
+                    };
+                    (i, a)
+                })
                 .collect();
-            indices.sort_unstable();
-            let geometry = match (
-                read_u32(fs, entries, dir, "sriov_offset")?,
-                read_u32(fs, entries, dir, "sriov_stride")?,
-            ) {
-                (Some(o), Some(s)) if !indices.is_empty() => Some((o, s)),
-                _ => None,
-            };
-            for index in indices {
-                let computed = geometry
-                    .and_then(|(o, s)| pci.offset_by(o + u32::from(index) * s))
-                    .filter(|a| vf_dirs.contains_key(a));
-                let vf_pci = match computed {
-                    Some(a) => a,
-                    None => match fs
-                        .link_name(&dir.join(format!("virtfn{index}")))?
-                        .and_then(|t| t.parse::<PciAddr>().ok())
-                    {
-                        Some(a) => a,
-                        None => continue,
-                    },
+            predicted.extend(vfs.iter().filter_map(|(_, a)| *a));
+            pfs.push((nic, vfs));
+        }
+        let mut nics = par_map(&pfs, 2, |(nic, vfs)| -> Result<Nic, HostError> {
+            let mut nic = nic.clone();
+            if !want_vfs(&nic) {
+                return Ok(nic);
+            }
+            for (index, addr) in vfs {
+                // The predicted address, if a VF is there; else what the virtfn link says.
+                let listed = match addr {
+                    Some(a) => {
+                        let d = devices.join(a.to_string());
+                        let e = fs.list(&d)?;
+                        has(&e, "physfn").then_some((*a, d, e))
+                    }
+                    None => None,
                 };
-                let listed;
-                let (vf_dir, vf_entries) = match vf_dirs.get(&vf_pci) {
-                    Some((d, e)) => (d.clone(), e.as_slice()),
+                let (vf_pci, vf_dir, entries) = match listed {
+                    Some(l) => l,
                     None => {
-                        let d = devices.join(vf_pci.to_string());
-                        listed = fs.list(&d)?;
-                        (d, listed.as_slice())
+                        let link = nic.dir.join(format!("virtfn{index}"));
+                        let Some(a) = fs.link_name(&link)?.and_then(|t| t.parse::<PciAddr>().ok())
+                        else {
+                            continue;
+                        };
+                        match stray.get(&a) {
+                            Some((d, e)) => (a, d.clone(), e.clone()),
+                            None => {
+                                let d = devices.join(a.to_string());
+                                let e = fs.list(&d)?;
+                                (a, d, e)
+                            }
+                        }
                     }
                 };
                 nic.vfs.push(read_vf(
                     fs,
-                    index,
+                    *index,
                     vf_pci,
                     nic.numa_node,
                     &vf_dir,
-                    vf_entries,
+                    &entries,
                 )?);
             }
             Ok(nic)
@@ -210,7 +241,15 @@ impl Inventory {
     }
 }
 
-type Func = (PciAddr, PathBuf, Vec<String>);
+/// The VF indices a PF's listing has `virtfnN` links for, ascending.
+fn virtfn_indices(entries: &[String]) -> Vec<u16> {
+    let mut v: Vec<u16> = entries
+        .iter()
+        .filter_map(|e| e.strip_prefix("virtfn").and_then(|i| i.parse().ok()))
+        .collect();
+    v.sort_unstable();
+    v
+}
 
 /// Maps `f` over `items` on up to four threads (sysfs reads are system calls: a host with
 /// a thousand VFs is read faster on several cores), keeping the order.
@@ -332,6 +371,12 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
     let total_vfs = read_u32(fs, entries, &dir, "sriov_totalvfs")?.unwrap_or(0);
     let num_vfs = read_u32(fs, entries, &dir, "sriov_numvfs")?.unwrap_or(0);
     let autoprobe = read_u32(fs, entries, &dir, "sriov_drivers_autoprobe")?.map(|v| v != 0);
+    let vf_device_id = if has(entries, "sriov_vf_device") {
+        fs.read_opt(&dir.join("sriov_vf_device"))?
+            .map(|s| format!("{:0>4}", s.trim().trim_start_matches("0x")))
+    } else {
+        None
+    };
     let netdevs = netdevs(fs, entries, &dir)?;
     let (mut mac, mut operstate, mut speed, mut mtu, mut link_type) =
         (None, None, None, None, None);
@@ -370,6 +415,7 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
         device_id: format!("{device_id:04x}"),
         vendor,
         model,
+        vf_device_id,
         driver,
         state,
         mac,
