@@ -109,7 +109,7 @@ impl Inventory {
         // Addresses of the VFs the PFs read so far announce: skipped in this pass.
         let mut predicted: HashSet<PciAddr> = HashSet::new();
         // Each PF with its listing and its VFs (index, predicted address).
-        let mut pfs: Vec<(Nic, Vec<(u16, Option<PciAddr>)>)> = Vec::new();
+        let mut pfs: Vec<(Nic, Vec<VfSlotAddr>)> = Vec::new();
         // Functions with a `physfn` that no PF predicted, with their listing.
         let mut stray: HashMap<PciAddr, (PathBuf, Vec<String>)> = HashMap::new();
         for (pci, name) in &names {
@@ -240,6 +240,9 @@ impl Inventory {
         }
     }
 }
+
+/// A VF index and the address its PF's offset and stride give it.
+type VfSlotAddr = (u16, Option<PciAddr>);
 
 /// The VF indices a PF's listing has `virtfnN` links for, ascending.
 fn virtfn_indices(entries: &[String]) -> Vec<u16> {
