@@ -142,13 +142,7 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
     crate::lease_cmd::subtract_leased(ctx, &mut inv)?;
     let nic = match inv.find(name)? {
         Found::Pf(n) => n,
-        Found::Vf(pf, vf) => bail!(
-            "'{name}' is VF {} ({}) of {}: show the PF with `vfpool nic show {}`",
-            vf.index,
-            vf.pci,
-            pf.name,
-            pf.name
-        ),
+        Found::Vf(pf, vf) => return show_vf(ctx, pf, vf),
     };
     let mut configs: HashMap<u16, VfConfig> = HashMap::new();
     if !nic.vfs.is_empty() {
@@ -261,6 +255,68 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
             ]);
         }
         crate::context::out(&t.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A VF named to `nic show`: what it is, whose it is, and how its PF configures it.
+fn show_vf(ctx: &Context, pf: &Nic, vf: &Vf) -> anyhow::Result<ExitCode> {
+    let config = match ctx.netops().and_then(|n| Ok(n.vf_configs(&pf.name)?)) {
+        Ok(list) => list
+            .into_iter()
+            .find(|(i, _)| *i == vf.index)
+            .map(|(_, c)| c),
+        Err(e) => {
+            tracing::warn!(pf = %pf.name, error = %format!("{e:#}"), "cannot read the VF's configuration");
+            None
+        }
+    };
+    let owner = crate::lease_cmd::owners(ctx)?.remove(&vf.pci);
+    #[derive(Serialize)]
+    struct VfShow<'a> {
+        name: String,
+        state: vfpool_model::NicState,
+        pf: &'a str,
+        pf_pci: vfpool_model::PciAddr,
+        #[serde(flatten)]
+        vf: &'a Vf,
+        owner: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        config: Option<VfConfig>,
+    }
+    let v = VfShow {
+        name: vf.netdev.clone().unwrap_or_else(|| vf.pci.to_string()),
+        state: vfpool_model::NicState::Vf,
+        pf: &pf.name,
+        pf_pci: pf.pci,
+        vf,
+        owner,
+        config,
+    };
+    if ctx.json() {
+        print_json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fields = [
+        ("name", v.name.clone()),
+        ("pci", vf.pci.to_string()),
+        ("state", "vf".to_owned()),
+        ("pf", format!("{} ({}) vf {}", pf.name, pf.pci, vf.index)),
+        ("driver", opt(&vf.driver)),
+        ("netdev", opt(&vf.netdev)),
+        ("mac", opt(&vf.mac)),
+        ("iommu group", opt(&vf.iommu_group)),
+        ("owner", opt(&v.owner)),
+        (
+            "pf side",
+            v.config
+                .as_ref()
+                .map(|c| serde_json::to_string(c).unwrap_or_default())
+                .unwrap_or_else(|| "-".into()),
+        ),
+    ];
+    for (k, val) in fields {
+        crate::outln!("{k:<12} {val}");
     }
     Ok(ExitCode::SUCCESS)
 }

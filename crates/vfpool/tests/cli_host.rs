@@ -494,3 +494,27 @@ fn apply_after_a_reboot_reapplies_leases_and_nic_show_says_who_holds_what() {
     assert_eq!(v["leases"][0]["action"], "reapplied");
     assert_eq!(v["leases"][0]["owner"], "vm-1");
 }
+
+#[test]
+fn nic_show_of_a_vf_says_it_is_a_vf_and_whose() {
+    let d = Demo::new();
+    d.ok(&["nic", "split", "eno49", "--vfs", "2"]);
+    let v = d.json(&["nic", "show", "eno49v1"]);
+    assert_eq!(v["state"], "vf");
+    assert_eq!(
+        (v["pf"].as_str(), v["pf_pci"].as_str()),
+        (Some("eno49"), Some("0000:03:00.0"))
+    );
+    assert_eq!(
+        (v["index"].as_u64(), v["pci"].as_str()),
+        (Some(1), Some("0000:03:10.4"))
+    );
+    assert_eq!(v["config"]["spoofchk"], true);
+    assert!(v["owner"].is_null());
+    // The same VF by address, in the table.
+    let t = d.ok(&["nic", "show", "0000:03:10.4"]);
+    assert!(
+        t.contains("state        vf") && t.contains("pf           eno49 (0000:03:00.0) vf 1"),
+        "{t}"
+    );
+}
