@@ -44,7 +44,7 @@ for k in 0 1; do
     must vfpool lease release "c$k"
     must ip netns del "ns$k"
 done
-expect_eq "leases" "$(vfpool lease list -o json | jq length)" 0
+expect_eq "leases" "$(lease_count)" 0
 expect_vfs_as "$nic" /tmp/vfs-before "after release"
 must vfpool pool delete net
 must vfpool nic restore "$nic"
