@@ -74,6 +74,24 @@ pub struct GcAction {
     pub reason: String,
 }
 
+/// What `reapply` did for one lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReapplyAction {
+    pub owner: String,
+    pub vf_pci: PciAddr,
+    pub pool: String,
+    /// `reapplied`, `failed` (the error says why; the lease stays active), `stale` (its VF
+    /// does not exist).
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReapplyReport {
+    pub actions: Vec<ReapplyAction>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GcReport {
     pub actions: Vec<GcAction>,
@@ -747,6 +765,63 @@ impl Engine {
                 pool: cur.pool,
                 action,
                 reason,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Puts every active lease's configuration back on its VF: what `host apply` does after
+    /// a reboot, when the VFs were re-created with the kernel's defaults. A lease whose VF
+    /// does not exist any more is marked stale (`gc` removes it). While a lease is being
+    /// re-applied it is `acquiring` under this process: a crash leaves it for `gc` to roll
+    /// back, never half-configured and active. Keeps going on errors.
+    pub fn reapply(&mut self) -> Result<ReapplyReport, EngineError> {
+        let host = self.host()?;
+        let leases = self.ledger.read(|tx| tx.leases())?;
+        let mut report = ReapplyReport::default();
+        for l in leases.into_iter().filter(|l| l.state == LeaseState::Active) {
+            if !host.vfs.contains_key(&l.vf_pci) {
+                let id = l.id;
+                if self.ledger.write(false, |tx| {
+                    tx.transition(id, &[LeaseState::Active], LeaseState::Stale, None)
+                })? {
+                    report.actions.push(ReapplyAction {
+                        owner: l.owner,
+                        vf_pci: l.vf_pci,
+                        pool: l.pool,
+                        action: "stale",
+                        error: None,
+                    });
+                }
+                continue;
+            }
+            let me = this_process();
+            let id = l.id;
+            if !self.ledger.write(false, |tx| {
+                tx.transition(id, &[LeaseState::Active], LeaseState::Acquiring, Some(me))
+            })? {
+                continue;
+            }
+            let result = self.apply(&l);
+            let (action, error, netdev) = match result {
+                Ok(netdev) => ("reapplied", None, netdev),
+                Err(e) => (
+                    "failed",
+                    Some(chain(&e)),
+                    self.vf_netdev(l.vf_pci).ok().flatten(),
+                ),
+            };
+            self.ledger.write(false, |tx| {
+                tx.set_netdev(id, netdev.as_deref())?;
+                tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
+            })?;
+            tracing::info!(pool = %l.pool, vf = %l.vf_pci, owner = %l.owner, action, "reapply");
+            report.actions.push(ReapplyAction {
+                owner: l.owner,
+                vf_pci: l.vf_pci,
+                pool: l.pool,
+                action,
+                error,
             });
         }
         Ok(report)

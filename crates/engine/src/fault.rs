@@ -1,7 +1,7 @@
 //! Fault points for the crash tests.
 //!
-//! `VFPOOL_FAULT=acquire:after-row` (or a comma-separated list) makes the process abort at
-//! that point, as a SIGKILL would stop it: no destructor runs, no transaction commits.
+//! `VFPOOL_FAULT=acquire:after-row` (or a comma-separated list) makes the process kill itself
+//! with SIGKILL at that point: no destructor runs, no transaction commits, nothing is flushed.
 //! Compiled in always, read only from the environment, once.
 //!
 //! Points, in order: `acquire:after-row`, `acquire:mid-pf` (after the first PF-side knob),
@@ -32,10 +32,12 @@ fn armed() -> &'static [String] {
     })
 }
 
-/// Aborts the process if `point` is armed.
+/// Kills the process with SIGKILL if `point` is armed.
 pub fn point(point: &str) {
     if armed().iter().any(|a| a == point) {
-        eprintln!("vfpool: fault point {point} reached; aborting");
+        eprintln!("vfpool: fault point {point} reached; SIGKILL");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        // Not reached: SIGKILL cannot be caught. Should raise fail, stop all the same.
         std::process::abort();
     }
 }

@@ -24,7 +24,9 @@ pub mod owner;
 pub mod pool;
 pub mod selector;
 
-pub use engine::{AcquireRequest, Engine, GcAction, GcReport, ReleaseTarget};
+pub use engine::{
+    AcquireRequest, Engine, GcAction, GcReport, ReapplyAction, ReapplyReport, ReleaseTarget,
+};
 pub use error::{EngineError, chain};
 pub use hostview::{Health, HostView};
 pub use ledger::{Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind};

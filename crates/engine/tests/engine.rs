@@ -500,3 +500,50 @@ fn release_by_owner_never_touches_another_owners_vf() {
     }
     assert_eq!(lab.vf_config("em1", 0).vlan, 2);
 }
+
+#[test]
+fn reapply_after_a_reboot_puts_configurations_back_and_marks_vanished_vfs_stale() {
+    let lab = Lab::new();
+    lab.split("eno49", 4);
+    lab.split("em1", 2);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["eno49", "em1"]), Policy::FirstFit)
+        .unwrap();
+    let mut r = req("p", "vm-1");
+    r.settings.mac = Some("02:00:00:00:05:01".parse().unwrap());
+    r.settings.vlan = Some(42);
+    r.settings.qos = Some(2);
+    r.settings.trust = Some(true);
+    let vm = e.acquire(&r).unwrap();
+    let mut r = req("p", "vm-2");
+    r.vf = Some("0000:04:10.2".parse().unwrap());
+    r.settings.vlan = Some(7);
+    e.acquire(&r).unwrap();
+    let before = lab.vf_config("eno49", vm.vf_index);
+
+    // The reboot: every VF gone; then only eno49 is split again.
+    lab.sim.reboot().unwrap();
+    lab.split("eno49", 4);
+    assert_eq!(lab.vf_config("eno49", vm.vf_index), lab.default_config());
+    let report = e.reapply().unwrap();
+    let actions: Vec<(&str, &str)> = report
+        .actions
+        .iter()
+        .map(|a| (a.owner.as_str(), a.action))
+        .collect();
+    assert_eq!(actions, [("vm-1", "reapplied"), ("vm-2", "stale")]);
+    assert_eq!(lab.vf_config("eno49", vm.vf_index), before);
+    let leases = e.leases().unwrap();
+    assert_eq!(leases[0].state, LeaseState::Active);
+    assert_eq!(leases[1].state, LeaseState::Stale);
+    // Nothing to do the second time; gc then drops the stale lease.
+    let again = e.reapply().unwrap();
+    assert_eq!(again.actions.len(), 1);
+    assert_eq!(lab.vf_config("eno49", vm.vf_index), before);
+    let gc = e.gc().unwrap();
+    assert_eq!(gc.actions.len(), 1);
+    assert_eq!(gc.actions[0].action, "removed-stale");
+    // Release still restores the VF to what it was before the lease.
+    e.release(&ReleaseTarget::Owner("vm-1".into())).unwrap();
+    assert_eq!(lab.vf_config("eno49", vm.vf_index), lab.default_config());
+}

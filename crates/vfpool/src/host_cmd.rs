@@ -9,6 +9,7 @@ use vfpool_host::{Inventory, manifest};
 
 use crate::context::{Context, print_json};
 use crate::table::Table;
+use vfpool_engine::Ledger;
 
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
@@ -160,7 +161,7 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
     let opts = ctx.split_options(timeout);
     let applied = persist::apply(&ctx.fs, &desired, &opts)?;
     let mut failed = 0;
-    let mut out = Vec::new();
+    let mut nics = Vec::new();
     for a in applied {
         match a.result {
             Ok(r) => {
@@ -173,18 +174,41 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
                         if r.changed { "" } else { " (already)" }
                     );
                 }
-                out.push(serde_json::json!({"pci": a.pci, "name": a.name, "num_vfs": r.num_vfs, "changed": r.changed}));
+                nics.push(serde_json::json!({"pci": a.pci, "name": a.name, "num_vfs": r.num_vfs, "changed": r.changed}));
             }
             Err(e) => {
                 failed += 1;
                 let e = format!("{:#}", anyhow::Error::from(e));
                 eprintln!("error: {} ({}): {e}", a.name, a.pci);
-                out.push(serde_json::json!({"pci": a.pci, "name": a.name, "error": e}));
+                nics.push(serde_json::json!({"pci": a.pci, "name": a.name, "error": e}));
             }
         }
     }
+    // The leases' configurations: re-created VFs come back with the kernel's defaults.
+    let mut leases = Vec::new();
+    if Ledger::path_in(&ctx.state).exists() {
+        let report = ctx.engine()?.reapply()?;
+        for a in &report.actions {
+            match &a.error {
+                Some(e) => {
+                    failed += 1;
+                    eprintln!("error: lease {} on {} ({}): {e}", a.owner, a.vf_pci, a.pool);
+                }
+                None if !ctx.json() => {
+                    let what = if a.action == "stale" {
+                        "stale: its VF does not exist (`vfpool lease gc` removes it)"
+                    } else {
+                        "configuration re-applied"
+                    };
+                    crate::outln!("lease {} on {} ({}): {what}", a.owner, a.vf_pci, a.pool);
+                }
+                None => {}
+            }
+        }
+        leases = report.actions;
+    }
     if ctx.json() {
-        print_json(&out)?;
+        print_json(&serde_json::json!({ "nics": nics, "leases": leases }))?;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS

@@ -245,6 +245,16 @@ pub fn leased_per_pf(ctx: &Context) -> anyhow::Result<HashMap<PciAddr, usize>> {
     Ok(Ledger::open(&path)?.leased_per_pf()?.into_iter().collect())
 }
 
+/// Who holds each leased VF, when a ledger exists.
+pub fn owners(ctx: &Context) -> anyhow::Result<HashMap<PciAddr, String>> {
+    let path = Ledger::path_in(&ctx.state);
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    let leases = Ledger::open(&path)?.read(|tx| tx.leases())?;
+    Ok(leases.into_iter().map(|l| (l.vf_pci, l.owner)).collect())
+}
+
 /// `nic list`'s free VFs: the enabled VFs less the leased ones.
 pub fn subtract_leased(ctx: &Context, inv: &mut Inventory) -> anyhow::Result<()> {
     let leased = leased_per_pf(ctx)?;

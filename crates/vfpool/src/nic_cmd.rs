@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 use vfpool_host::persist::{Desired, DesiredNic};
 use vfpool_host::split::{self, SplitOptions, SplitReport};
 use vfpool_host::{Found, HostError, Inventory, Nic, Vf};
+use vfpool_model::VfConfig;
 
 use crate::context::{Context, print_json};
 use crate::table::{Table, opt};
@@ -52,7 +54,19 @@ pub enum NicCmd {
 struct NicView<'a> {
     #[serde(flatten)]
     nic: &'a Nic,
-    vfs: &'a [Vf],
+    vfs: Vec<VfView<'a>>,
+}
+
+/// A VF as `nic show` presents it: what sysfs says, what the PF says (IFLA_VFINFO_LIST),
+/// and who holds it.
+#[derive(Serialize)]
+struct VfView<'a> {
+    #[serde(flatten)]
+    vf: &'a Vf,
+    /// The PF-side configuration; absent when the PF could not be asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<VfConfig>,
+    owner: Option<String>,
 }
 
 pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
@@ -136,8 +150,27 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
             pf.name
         ),
     };
+    let mut configs: HashMap<u16, VfConfig> = HashMap::new();
+    if !nic.vfs.is_empty() {
+        match ctx.netops().and_then(|n| Ok(n.vf_configs(&nic.name)?)) {
+            Ok(list) => configs.extend(list),
+            Err(e) => {
+                tracing::warn!(pf = %nic.name, error = %format!("{e:#}"), "cannot read the VFs' configuration")
+            }
+        }
+    }
+    let owners = crate::lease_cmd::owners(ctx)?;
+    let vfs: Vec<VfView<'_>> = nic
+        .vfs
+        .iter()
+        .map(|vf| VfView {
+            vf,
+            config: configs.get(&vf.index).cloned(),
+            owner: owners.get(&vf.pci).cloned(),
+        })
+        .collect();
     if ctx.json() {
-        print_json(&NicView { nic, vfs: &nic.vfs })?;
+        print_json(&NicView { nic, vfs })?;
         return Ok(ExitCode::SUCCESS);
     }
     let fields = [
@@ -181,15 +214,50 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
     }
     if !nic.vfs.is_empty() {
         crate::outln!("");
-        let mut t = Table::new(&["VF", "PCI", "NETDEV", "DRIVER", "MAC", "IOMMU GROUP"]);
-        for vf in &nic.vfs {
+        let mut t = Table::new(&[
+            "VF",
+            "PCI",
+            "NETDEV",
+            "DRIVER",
+            "OWNER",
+            "PF-SIDE MAC",
+            "VLAN",
+            "SPOOFCHK",
+            "TRUST",
+            "RATE",
+            "IOMMU GROUP",
+        ]);
+        let on_off = |b: Option<bool>| opt(&b.map(|b| if b { "on" } else { "off" }));
+        for v in &vfs {
+            let (mac, vlan, spoof, trust, rate) = match &v.config {
+                Some(c) => (
+                    c.mac.to_string(),
+                    match (c.vlan, c.qos) {
+                        (0, _) => "-".to_owned(),
+                        (vl, 0) => format!("{vl}"),
+                        (vl, q) => format!("{vl} qos {q}"),
+                    },
+                    on_off(c.spoofchk),
+                    on_off(c.trust),
+                    match (c.min_tx_rate, c.max_tx_rate) {
+                        (0, 0) => "-".to_owned(),
+                        (min, max) => format!("{min}-{max}"),
+                    },
+                ),
+                None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
+            };
             t.row(vec![
-                vf.index.to_string(),
-                vf.pci.to_string(),
-                opt(&vf.netdev),
-                opt(&vf.driver),
-                opt(&vf.mac),
-                opt(&vf.iommu_group),
+                v.vf.index.to_string(),
+                v.vf.pci.to_string(),
+                opt(&v.vf.netdev),
+                opt(&v.vf.driver),
+                opt(&v.owner),
+                mac,
+                vlan,
+                spoof,
+                trust,
+                rate,
+                opt(&v.vf.iommu_group),
             ]);
         }
         crate::context::out(&t.render());

@@ -427,3 +427,70 @@ fn demo_without_state_is_fresh_each_time() {
         serde_json::from_slice(&run(&["nic", "show", "eno49", "-o", "json"]).stdout).unwrap();
     assert_eq!(v["num_vfs"], 0);
 }
+
+#[test]
+fn apply_after_a_reboot_reapplies_leases_and_nic_show_says_who_holds_what() {
+    let d = Demo::new();
+    d.ok(&["nic", "split", "eno49", "--vfs", "4"]);
+    d.ok(&["pool", "create", "p", "--select", "eno49"]);
+    d.ok(&[
+        "lease",
+        "acquire",
+        "--pool",
+        "p",
+        "--owner",
+        "vm-1",
+        "--owner-kind",
+        "vm",
+        "--mac",
+        "02:00:00:00:05:01",
+        "--vlan",
+        "42",
+        "--qos",
+        "2",
+        "--trust",
+        "on",
+        "--max-rate",
+        "300",
+    ]);
+    let show = d.json(&["nic", "show", "eno49"]);
+    let vf0 = &show["vfs"][0];
+    assert_eq!(vf0["owner"], "vm-1");
+    assert_eq!(vf0["config"]["mac"], "02:00:00:00:05:01");
+    assert_eq!(
+        (
+            vf0["config"]["vlan"].as_u64(),
+            vf0["config"]["qos"].as_u64()
+        ),
+        (Some(42), Some(2))
+    );
+    assert_eq!(vf0["config"]["max_tx_rate"], 300);
+    assert!(show["vfs"][1]["owner"].is_null());
+    let table = d.ok(&["nic", "show", "eno49"]);
+    assert!(
+        table.lines().any(|l| l.starts_with("0 ")
+            && l.contains("vm-1")
+            && l.contains("02:00:00:00:05:01")
+            && l.contains("42 qos 2")
+            && l.contains("0-300")),
+        "{table}"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    d.ok(&["host", "persist", "--root", root.path().to_str().unwrap()]);
+    d.ok(&["debug", "sim-reboot"]);
+    let show = d.json(&["nic", "show", "eno49"]);
+    assert_eq!(show["num_vfs"], 0);
+    let out = d.ok(&["host", "apply"]);
+    assert!(
+        out.contains("lease vm-1 on 0000:03:10.0 (p): configuration re-applied"),
+        "{out}"
+    );
+    let vf0 = d.json(&["nic", "show", "eno49"])["vfs"][0].clone();
+    assert_eq!(vf0["config"]["mac"], "02:00:00:00:05:01");
+    assert_eq!(vf0["config"]["trust"], true);
+    let v = d.json(&["host", "apply"]);
+    assert_eq!(v["nics"][0]["changed"], false);
+    assert_eq!(v["leases"][0]["action"], "reapplied");
+    assert_eq!(v["leases"][0]["owner"], "vm-1");
+}

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::collections::HashSet;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -224,13 +225,21 @@ fn a_crash_at_any_step_is_finished_by_gc() {
                     .env("VFPOOL_FAULT", point)
                     .output()
                     .unwrap();
-                assert!(!o.status.success(), "{point}: the process should die");
+                assert_eq!(
+                    o.status.signal(),
+                    Some(9),
+                    "{point}: the process should die by SIGKILL"
+                );
             } else {
                 let o = vfpool(&state, &args)
                     .env("VFPOOL_FAULT", point)
                     .output()
                     .unwrap();
-                assert!(!o.status.success(), "{point}: the process should die");
+                assert_eq!(
+                    o.status.signal(),
+                    Some(9),
+                    "{point}: the process should die by SIGKILL"
+                );
             }
             let left = leases(&state);
             assert_eq!(left.len(), 1, "{point}: the row stays for gc");

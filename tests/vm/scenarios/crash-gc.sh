@@ -1,5 +1,5 @@
 # vfpool killed at fault points in the middle of acquiring or releasing a lease on a real
-# igb PF (VFPOOL_FAULT aborts the process as SIGKILL would), then `lease gc`: no lease may be
+# igb PF (VFPOOL_FAULT makes the process SIGKILL itself), then `lease gc`: no lease may be
 # left and no VF may keep the half-applied MAC/VLAN/trust. With an IOMMU, also a crash after
 # binding vfio-pci. Finally, a lease whose container netns is gone is released by gc.
 . /vmtest/lib.sh
