@@ -43,6 +43,22 @@ expect_eq() { # what got want
     echo "ok: $1 = $3"
 }
 
+# Fails unless $ERR (see must_fail) is exactly one line.
+expect_one_line() {
+    expect_eq "error lines" "$(printf '%s\n' "$ERR" | wc -l)" 1
+}
+
+# Fails unless $ERR is one line naming each argument as a whole word; `a|b` accepts either.
+expect_err_names() {
+    expect_one_line
+    for _w in "$@"; do
+        printf '%s\n' "$_w" | tr '|' '\n' >/tmp/err-words
+        printf '%s\n' "$ERR" | grep -qwF -f /tmp/err-words ||
+            fail "the error does not name '$_w': $ERR"
+        echo "ok: the error names '$_w'"
+    done
+}
+
 # Sends stdin to the host as data block KEY of this scenario.
 vm_data() {
     sed "s/^/VMTEST DATA $VMTEST_SCENARIO $1: /" >/dev/ttyS1
@@ -103,17 +119,22 @@ wait_carrier() {
 }
 
 # The PF-side configuration of every VF of PF $1 (ip -j link: VLAN, trust, spoofchk, rates,
-# link state), one VF per line, to compare before and after. Without it the MAC: a VF
-# without an administrative MAC shows whatever its igbvf chose, and igbvf picks a new random
-# one on every probe (e.g. when vfio-pci is unbound again) or when its netdev MAC is restored.
-vf_snapshot() {
-    ip -j link show "$1" | jq -c -S '.[0].vfinfo_list[] | del(.address)'
+# link state), one VF per line, to compare before and after. Without the MAC unless $2 is
+# `full`: a VF without an administrative MAC shows whatever its igbvf chose, and igbvf picks
+# a new random one on every probe (e.g. when vfio-pci is unbound again) or when its netdev
+# MAC is restored. With nothing rebound in between (a refused acquire), use `full`.
+vf_snapshot() { # pf [full]
+    if [ "$2" = full ]; then
+        ip -j link show "$1" | jq -c -S '.[0].vfinfo_list[]'
+    else
+        ip -j link show "$1" | jq -c -S '.[0].vfinfo_list[] | del(.address)'
+    fi
 }
 
-# Fails unless PF $1's VFs are configured as in the snapshot file $2 and no VF keeps one of
-# the MACs scenarios lease (02:00:00:00:*).
-expect_vfs_as() { # pf snapshot what
-    vf_snapshot "$1" >/tmp/vfs-now
+# Fails unless PF $1's VFs are configured as in the snapshot file $2 (taken with the same
+# $4, see vf_snapshot) and no VF keeps one of the MACs scenarios lease (02:00:00:00:*).
+expect_vfs_as() { # pf snapshot what [full]
+    vf_snapshot "$1" "$4" >/tmp/vfs-now
     if ! cmp -s "$2" /tmp/vfs-now; then
         diff "$2" /tmp/vfs-now
         fail "$3: VF configuration differs from before (diff above)"
@@ -138,4 +159,27 @@ settle_carrier() {
     done
     [ $_up -ge 15 ] || fail "$1 link did not settle up within 15 s"
     echo "ok: $1 link up and settled after ${_i}00 ms"
+}
+
+# Number of leases vfpool has.
+lease_count() { vfpool lease list -o json | jq length; }
+
+# free_vfs of NIC $1 as `vfpool nic show` reports it.
+free_vfs() { vfpool nic show "$1" -o json | jq -r .free_vfs; }
+
+# The PF's view of VF $2 of PF $1 (ip -j link vfinfo_list), flattened into /tmp/vf.flat
+# (see json_flat); read fields with `vf`.
+vf_info() { # pf index
+    ip -j link show "$1" >/tmp/link.json || fail "ip -j link show $1 failed"
+    jq --argjson i "$2" '.[0].vfinfo_list[] | select(.vf == $i)' /tmp/link.json >/tmp/vf.json
+    [ -s /tmp/vf.json ] || fail "ip link show $1 lists no vf $2"
+    cat /tmp/vf.json
+    json_flat /tmp/vf.json /tmp/vf.flat
+}
+
+# A field of the VF last read by vf_info; $2 when absent (iproute2 leaves out VLAN 0, QoS 0
+# and tx_rate 0).
+vf() {
+    _v=$(jget /tmp/vf.flat "$1")
+    echo "${_v:-$2}"
 }

@@ -9,7 +9,7 @@ dir=$(pf_dir "$nic")
 
 too_many() {
     must_fail vfpool nic split "$nic" --vfs 8
-    expect_eq "error lines" "$(printf '%s\n' "$ERR" | wc -l)" 1
+    expect_one_line
     case "$ERR" in
         *7*) echo "ok: the error names the range" ;;
         *) fail "the error does not name the range 0..7: $ERR" ;;
@@ -28,5 +28,5 @@ expect_eq "virtfn links" "$(virtfn_count "$dir")" 3
 
 note "an unknown NIC"
 must_fail vfpool nic split nosuchnic0 --vfs 1
-expect_eq "error lines" "$(printf '%s\n' "$ERR" | wc -l)" 1
+expect_one_line
 must vfpool nic restore "$nic"

@@ -18,9 +18,9 @@ must vfpool pool create gold --select "$nic"
 
 clean_after_gc() { # what
     must vfpool lease gc
-    expect_eq "leases after gc ($1)" "$(vfpool lease list -o json | jq length)" 0
+    expect_eq "leases after gc ($1)" "$(lease_count)" 0
     expect_vfs_as "$nic" /tmp/vfs-before "after gc ($1)"
-    expect_eq "free_vfs after gc ($1)" "$(vfpool nic show "$nic" -o json | jq -r .free_vfs)" 3
+    expect_eq "free_vfs after gc ($1)" "$(free_vfs "$nic")" 3
 }
 
 for point in acquire:after-row acquire:mid-pf acquire:after-pf acquire:after-netdev; do

@@ -1,5 +1,7 @@
 # A lease configures its VF through the real igb PF driver (rtnetlink IFLA_VFINFO_LIST, read
-# back with iproute2) and release restores it. With an IOMMU, `--driver vfio-pci` binds the
+# back with iproute2) and release restores it: MAC, VLAN/QoS, trust, spoofchk, max rate.
+# What igb refuses (link state, a minimum rate, 802.1ad) fails the acquire in one line naming
+# the setting and the driver, with everything rolled back. With an IOMMU, `--driver vfio-pci` binds the
 # VF to vfio-pci (a /dev/vfio group appears); without one it fails in one line and leaves no
 # lease behind.
 . /vmtest/lib.sh
@@ -8,20 +10,6 @@ need_pfs 1
 set -- $(pfs | head -n1)
 nic=$1
 dir=$(pf_dir "$nic")
-
-# The PF's view of VF $1 (ip -j link), flattened into /tmp/vf.flat.
-vf_info() {
-    ip -j link show "$nic" >/tmp/link.json || fail "ip -j link show $nic failed"
-    jq --argjson i "$1" '.[0].vfinfo_list[] | select(.vf == $i)' /tmp/link.json >/tmp/vf.json
-    [ -s /tmp/vf.json ] || fail "ip link show $nic lists no vf $1"
-    cat /tmp/vf.json
-    json_flat /tmp/vf.json /tmp/vf.flat
-}
-# A field of the VF; $2 when absent (iproute2 leaves out VLAN 0 and QoS 0).
-vf() {
-    _v=$(jget /tmp/vf.flat "$1")
-    echo "${_v:-$2}"
-}
 
 # As on a real host, the PF is up (vfpool counts VFs of a PF without link as unhealthy, and
 # the igb VF<->PF mailbox needs the PF up).
@@ -44,24 +32,58 @@ json_flat /tmp/lease.json /tmp/lease.flat
 i=$(jget /tmp/lease.flat vf_index)
 vf_pci=$(jget /tmp/lease.flat vf_pci)
 expect_eq "leased VF pci" "$vf_pci" "$(basename "$(readlink "$dir/virtfn$i")")"
-vf_info "$i"
+vf_info "$nic" "$i"
 expect_eq "vf $i mac" "$(vf address)" 02:00:00:00:00:11
 expect_eq "vf $i vlan" "$(vf vlan_list.0.vlan)" 100
 expect_eq "vf $i qos" "$(vf vlan_list.0.qos)" 3
 expect_eq "vf $i trust" "$(vf trust)" true
 expect_eq "vf $i spoofchk" "$(vf spoofchk)" false
-run vfpool lease list -o json >/tmp/leases.json || fail "lease list failed"
-expect_eq "leases" "$(jqf /tmp/leases.json length)" 1
-expect_eq "free_vfs" "$(vfpool nic show "$nic" -o json | jq -r .free_vfs)" 6
+expect_eq "leases" "$(lease_count)" 1
+expect_eq "free_vfs" "$(free_vfs "$nic")" 6
 
 note "release restores the VF"
 must vfpool lease release vm1
-vf_info "$i"
+vf_info "$nic" "$i"
 expect_eq "vf $i vlan after release" "$(vf vlan_list.0.vlan 0)" 0
 expect_eq "vf $i trust after release" "$(vf trust)" false
 expect_eq "vf $i spoofchk after release" "$(vf spoofchk)" true
 expect_vfs_as "$nic" /tmp/vfs-before "after release"
-expect_eq "free_vfs after release" "$(vfpool nic show "$nic" -o json | jq -r .free_vfs)" 7
+expect_eq "free_vfs after release" "$(free_vfs "$nic")" 7
+
+note "acquire with a max rate (the PF link is up at 1000 Mb/s)"
+run vfpool lease acquire --pool gold --owner vm3 --owner-kind vm --max-rate 100 -o json \
+    >/tmp/lease.json || fail "lease acquire --max-rate 100 failed (exit $_rc)"
+cat /tmp/lease.json
+i=$(jqf /tmp/lease.json .vf_index)
+vf_info "$nic" "$i"
+expect_eq "vf $i rate.max_tx" "$(vf rate.max_tx)" 100
+expect_eq "vf $i tx_rate" "$(vf tx_rate)" 100
+expect_eq "vf $i rate.min_tx" "$(vf rate.min_tx 0)" 0
+must vfpool lease release vm3
+vf_info "$nic" "$i"
+expect_eq "vf $i rate.max_tx after release" "$(vf rate.max_tx)" 0
+expect_eq "vf $i tx_rate after release" "$(vf tx_rate 0)" 0
+expect_vfs_as "$nic" /tmp/vfs-before "after the max-rate release"
+
+# An acquire with settings igb refuses ($1: the word the error must name; the rest: acquire
+# options). It must fail in one line naming that setting and igb, leave no lease, and leave
+# every VF exactly as before, MAC included (nothing is rebound, so igbvf keeps its MAC).
+refused() {
+    what=$1
+    shift
+    note "igb refuses $what: $*"
+    vf_snapshot "$nic" full >/tmp/vfs-full
+    must_fail vfpool lease acquire --pool gold --owner bad --owner-kind vm "$@"
+    expect_err_names "$what" igb
+    expect_eq "leases after the refused $what" "$(lease_count)" 0
+    expect_eq "free_vfs after the refused $what" "$(free_vfs "$nic")" 7
+    expect_vfs_as "$nic" /tmp/vfs-full "after the refused $what" full
+}
+# MAC and VLAN go to the driver before the refused setting, and must be rolled back.
+refused link-state --mac 02:00:00:00:00:21 --vlan 100 --link-state enable
+refused min-rate --mac 02:00:00:00:00:22 --vlan 101 --trust on --max-rate 100 --min-rate 10
+refused 'vlan-proto|802.1ad' --mac 02:00:00:00:00:23 --vlan 300 --vlan-proto 802.1ad
+expect_vfs_as "$nic" /tmp/vfs-before "after the refused acquires"
 
 if [ "$VMTEST_IOMMU" = 1 ]; then
     note "acquire for a VM with --driver vfio-pci"
@@ -79,9 +101,9 @@ if [ "$VMTEST_IOMMU" = 1 ]; then
 else
     note "--driver vfio-pci without an IOMMU"
     must_fail vfpool lease acquire --pool gold --owner vm2 --owner-kind vm --driver vfio-pci
-    expect_eq "error lines" "$(printf '%s\n' "$ERR" | wc -l)" 1
-    expect_eq "leases after the failed acquire" "$(vfpool lease list -o json | jq length)" 0
-    expect_eq "free_vfs after the failed acquire" "$(vfpool nic show "$nic" -o json | jq -r .free_vfs)" 7
+    expect_one_line
+    expect_eq "leases after the failed acquire" "$(lease_count)" 0
+    expect_eq "free_vfs after the failed acquire" "$(free_vfs "$nic")" 7
     for vf in "$dir"/virtfn*; do
         expect_eq "${vf##*/} driver after the failed acquire" "$(driver_of "$vf")" igbvf
     done

@@ -1,5 +1,7 @@
 # First boot of config reboot: split, then `host persist` records the split in the state
-# directory, which is an ext4 disk that the second boot mounts again.
+# directory, which is an ext4 disk that the second boot mounts again. Two leases go into the
+# same directory's ledger: a VM lease with MAC, VLAN and trust, and a container lease whose
+# netns (podx, in /run) will not survive the reboot.
 . /vmtest/lib.sh
 
 need_state_disk
@@ -8,10 +10,26 @@ set -- $(pfs | head -n1)
 nic=$1
 dir=$(pf_dir "$nic")
 
+# As on a real host, the PF is up (vfpool counts VFs of a PF without link as unhealthy).
+must ip link set "$nic" up
+settle_carrier "$nic"
 must vfpool nic split "$nic" --vfs 3 --autoprobe off
 expect_eq "sriov_numvfs" "$(cat "$dir/sriov_numvfs")" 3
 # The boot unit goes to a scratch root: there is no systemd here, only the record matters.
 must vfpool host persist --root /tmp/persist-root
 [ -s /var/lib/vfpool/desired.json ] || fail "host persist wrote no /var/lib/vfpool/desired.json"
 cat /var/lib/vfpool/desired.json; echo
+
+must vfpool pool create gold --select "$nic"
+run vfpool lease acquire --pool gold --owner vm1 --owner-kind vm --mac 02:00:00:00:05:01 \
+    --vlan 42 --trust on -o json >/tmp/vm1.json || fail "lease acquire for vm1 failed (exit $_rc)"
+cat /tmp/vm1.json
+vf_info "$nic" "$(jqf /tmp/vm1.json .vf_index)"
+expect_eq "vm1's VF mac" "$(vf address)" 02:00:00:00:05:01
+expect_eq "vm1's VF vlan" "$(vf vlan_list.0.vlan)" 42
+expect_eq "vm1's VF trust" "$(vf trust)" true
+must ip netns add podx
+must vfpool lease acquire --pool gold --owner podx --owner-kind container --netns /run/netns/podx
+expect_eq "leases" "$(lease_count)" 2
+expect_eq "free_vfs" "$(free_vfs "$nic")" 1
 sync

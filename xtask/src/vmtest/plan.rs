@@ -57,12 +57,12 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "lease",
-        about: "a lease sets MAC/VLAN/trust/spoofchk through the igb PF driver, release restores; vfio-pci leases",
+        about: "a lease sets MAC/VLAN/trust/spoofchk/max rate through the igb PF driver, release restores; link-state, min rate, 802.1ad refused in one line and rolled back; vfio-pci leases",
         host_check: None,
     },
     Scenario {
         name: "traffic",
-        about: "two container leases, VF netdevs in two netns ping each other through the NIC",
+        about: "two container leases, VF netdevs in two netns ping each other through the NIC; a port VLAN isolates",
         host_check: None,
     },
     Scenario {
@@ -72,12 +72,12 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "persist-before-reboot",
-        about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk",
+        about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk; a VM and a container lease",
         host_check: None,
     },
     Scenario {
         name: "apply-after-reboot",
-        about: "after a real reboot (0 VFs), `host apply` re-creates the persisted split",
+        about: "after a real reboot (0 VFs), `host apply` re-creates the split and re-applies the leases; gc drops the container lease",
         host_check: None,
     },
 ];
