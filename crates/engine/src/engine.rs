@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use vfpool_host::{HostError, Sysfs};
-use vfpool_model::{InvalidValue, PciAddr, PfRef, VfConfig, VfSettings};
+use vfpool_model::{InvalidValue, MacAddr, PciAddr, PfRef, VfConfig, VfSettings};
 use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
 
 use crate::error::{EngineError, chain};
@@ -543,7 +543,12 @@ impl Engine {
             self.bind(lease.vf_pci, Some(&target))?;
         }
         fault::point("acquire:after-driver");
-        let netdev = self.vf_netdev(lease.vf_pci)?;
+        let mut netdev = self.vf_netdev(lease.vf_pci)?;
+        if let Some(mac) = s.mac
+            && netdev.is_some()
+        {
+            netdev = self.ensure_vf_mac(lease.vf_pci, mac, false)?;
+        }
         match &netdev {
             Some(nd) => {
                 let set_err = |setting| {
@@ -555,9 +560,6 @@ impl Engine {
                         source: Box::new(source),
                     }
                 };
-                if let Some(mac) = s.mac {
-                    self.net.set_mac(nd, mac).map_err(set_err("mac"))?;
-                }
                 if let Some(mtu) = s.mtu {
                     self.net.set_mtu(nd, mtu).map_err(set_err("mtu"))?;
                 }
@@ -587,6 +589,8 @@ impl Engine {
         }
         let s = &lease.applied.settings;
         let orig = &lease.original;
+        // Whether the PF-side MAC was cleared: the VF must then announce its own MAC again.
+        let mut mac_cleared = false;
         if !s.pf_side_is_empty() {
             match self.net.vf_configs(&lease.pf) {
                 Ok(list) => match list.into_iter().find(|(i, _)| *i == lease.vf_index) {
@@ -596,10 +600,33 @@ impl Engine {
                             let Some(undo) = knob.undo(&orig.vf) else {
                                 continue;
                             };
+                            // A PF-side MAC that was zero, or the one the VF's own driver had
+                            // chosen, was not set by the PF: put back "no MAC set by the PF"
+                            // (00:00:00:00:00:00), which lets the VF own its MAC again (igb,
+                            // ixgbe); setting the old value would pin it as an admin MAC.
+                            let undo = match undo {
+                                // Still the original: nothing to undo.
+                                VfKnob::Mac(o) if cur.mac == o => continue,
+                                VfKnob::Mac(o) if o.is_zero() || Some(o) == orig.mac => {
+                                    mac_cleared = true;
+                                    VfKnob::Mac(MacAddr::ZERO)
+                                }
+                                other => other,
+                            };
                             if knob_holds(&undo, &cur) {
                                 continue;
                             }
-                            if let Err(e) = self.net.set_vf_knob(&lease.pf, lease.vf_index, &undo) {
+                            let r = self.net.set_vf_knob(&lease.pf, lease.vf_index, &undo);
+                            let r = match (r, &undo, knob.undo(&orig.vf)) {
+                                // A driver that refuses the zero MAC gets the old value back.
+                                (Err(_), VfKnob::Mac(z), Some(old))
+                                    if z.is_zero() && old != undo =>
+                                {
+                                    self.net.set_vf_knob(&lease.pf, lease.vf_index, &old)
+                                }
+                                (r, _, _) => r,
+                            };
+                            if let Err(e) = r {
                                 errs.push(chain(&e));
                             }
                             if first {
@@ -617,9 +644,11 @@ impl Engine {
             }
         }
         fault::point("release:after-pf");
-        if let Some(nd) = &orig.netdev
+        // The VF's netdev now (a driver reload during the lease may have renamed it).
+        let now_netdev = self.vf_netdev(lease.vf_pci).ok().flatten();
+        if orig.netdev.is_some()
             && (s.mtu.is_some() || s.mac.is_some())
-            && self.vf_netdev(lease.vf_pci).ok().flatten().as_deref() == Some(nd.as_str())
+            && let Some(nd) = &now_netdev
         {
             match self.net.link(nd) {
                 Ok(link) => {
@@ -633,8 +662,8 @@ impl Engine {
                     if s.mac.is_some()
                         && let Some(mac) = orig.mac
                         && !mac.is_zero()
-                        && link.mac != Some(mac)
-                        && let Err(e) = self.net.set_mac(nd, mac)
+                        && (link.mac != Some(mac) || mac_cleared)
+                        && let Err(e) = self.ensure_vf_mac(lease.vf_pci, mac, mac_cleared)
                     {
                         errs.push(chain(&e));
                     }
@@ -865,6 +894,85 @@ impl Engine {
             .list(&self.fs.path(format!("bus/pci/devices/{vf}/net")))?
             .into_iter()
             .next())
+    }
+
+    /// Makes the VF's netdev carry `mac`. The VF asks its PF; a driver that does not let an
+    /// untrusted VF change a MAC the PF set (igb, ixgbe: "VF attempted to override
+    /// administratively set MAC address") is answered by reloading the VF driver, which
+    /// comes up with the PF's MAC. Returns the netdev (its name may change on reload).
+    /// With `force`, the MAC is set even when the netdev shows it already (after the PF's
+    /// MAC for the VF was cleared, the VF must tell the PF its MAC again).
+    fn ensure_vf_mac(
+        &self,
+        vf: PciAddr,
+        mac: MacAddr,
+        force: bool,
+    ) -> Result<Option<String>, EngineError> {
+        let Some(nd) = self.vf_netdev(vf)? else {
+            return Ok(None);
+        };
+        if !force && self.net.link(&nd).ok().and_then(|l| l.mac) == Some(mac) {
+            return Ok(Some(nd));
+        }
+        let err = match self.net.set_mac(&nd, mac) {
+            Ok(()) => return Ok(Some(nd)),
+            Err(e) => e,
+        };
+        tracing::debug!(vf = %vf, netdev = %nd, error = %err, "the VF may not set its MAC; reloading its driver");
+        self.rebind(vf)?;
+        let after = self.vf_netdev(vf)?;
+        if let Some(n) = &after
+            && self.net.link(n).ok().and_then(|l| l.mac) == Some(mac)
+        {
+            return Ok(after);
+        }
+        Err(EngineError::SetNetdev {
+            setting: "mac",
+            netdev: nd,
+            vf,
+            source: Box::new(err),
+        })
+    }
+
+    /// Unbinds and re-probes the VF's current driver (through `driver_override`, which
+    /// works with autoprobe off), leaving `driver_override` as it was.
+    fn rebind(&self, vf: PciAddr) -> Result<(), EngineError> {
+        let dev = self.fs.path(format!("bus/pci/devices/{vf}"));
+        let Some(cur) = self.fs.link_name(&dev.join("driver"))? else {
+            return Ok(());
+        };
+        let over = dev.join("driver_override");
+        let prev = self
+            .fs
+            .read_opt(&over)?
+            .filter(|v| v != "(null)" && !v.is_empty());
+        let w = |path: PathBuf, value: &str| {
+            self.fs
+                .write(&path, value)
+                .map_err(|source| EngineError::BindDriver {
+                    vf,
+                    driver: cur.clone(),
+                    path,
+                    source,
+                })
+        };
+        w(over.clone(), &cur)?;
+        w(
+            self.fs.path(format!("bus/pci/drivers/{cur}/unbind")),
+            &vf.to_string(),
+        )?;
+        let probed = w(self.fs.path("bus/pci/drivers_probe"), &vf.to_string());
+        w(over, prev.as_deref().unwrap_or("\n"))?;
+        probed?;
+        let now = self.fs.link_name(&dev.join("driver"))?;
+        if now.as_deref() != Some(cur.as_str()) {
+            return Err(EngineError::DriverNotBound {
+                vf,
+                driver: cur,
+                found: now.unwrap_or_else(|| "none".into()),
+            });
+        }
+        Ok(())
     }
 
     /// Binds `vf` to `target` (or leaves it unbound for `None`) the way that works with

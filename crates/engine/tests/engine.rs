@@ -121,17 +121,13 @@ fn acquire_configures_and_release_restores() {
     );
     let link = lab.net.link("em1v0").unwrap();
     assert_eq!((link.mtu, link.mac), (9000, Some(mac)));
-    assert_eq!(
-        lab.vf_config("em1", 1),
-        lab.default_config(),
-        "others untouched"
-    );
+    lab.assert_pristine("em1", 1, "others untouched");
 
     let leases = e.leases().unwrap();
     assert_eq!(leases.len(), 1);
     let released = e.release(&ReleaseTarget::Owner("pod-1".into())).unwrap();
     assert_eq!(released.vf_pci, l.vf_pci);
-    assert_eq!(lab.vf_config("em1", 0), lab.default_config());
+    lab.assert_pristine("em1", 0, "");
     let link = lab.net.link("em1v0").unwrap();
     assert_eq!(link.mtu, before_mtu);
     assert_eq!(link.mac, l.original.mac);
@@ -178,7 +174,7 @@ fn a_setting_the_driver_rejects_rolls_everything_back() {
             "{text}"
         );
         assert!(!text.contains('\n'));
-        assert_eq!(lab.vf_config("eno49", 0), lab.default_config(), "{setting}");
+        lab.assert_pristine("eno49", 0, setting);
         assert!(e.leases().unwrap().is_empty(), "{setting}");
     }
 }
@@ -209,7 +205,7 @@ fn driver_binding_vfio_and_back() {
     );
     assert_eq!(lab.fs.read(&dev.join("driver_override")).unwrap(), "(null)");
     assert!(lab.fs.exists(&dev.join("net/em1v1")));
-    assert_eq!(lab.vf_config("em1", 1), lab.default_config());
+    lab.assert_pristine("em1", 1, "");
 }
 
 #[test]
@@ -470,7 +466,7 @@ fn gc_releases_gone_containers_and_drops_stale_leases() {
             ("pod1", "released-owner-gone")
         ]
     );
-    assert_eq!(lab.vf_config("em1", 0), lab.default_config());
+    lab.assert_pristine("em1", 0, "");
     let left: Vec<_> = e.leases().unwrap().into_iter().map(|l| l.owner).collect();
     assert_eq!(left, vec!["vm1"]);
 
@@ -524,7 +520,7 @@ fn reapply_after_a_reboot_puts_configurations_back_and_marks_vanished_vfs_stale(
     // The reboot: every VF gone; then only eno49 is split again.
     lab.sim.reboot().unwrap();
     lab.split("eno49", 4);
-    assert_eq!(lab.vf_config("eno49", vm.vf_index), lab.default_config());
+    lab.assert_pristine("eno49", vm.vf_index, "");
     let report = e.reapply().unwrap();
     let actions: Vec<(&str, &str)> = report
         .actions
@@ -545,5 +541,56 @@ fn reapply_after_a_reboot_puts_configurations_back_and_marks_vanished_vfs_stale(
     assert_eq!(gc.actions[0].action, "removed-stale");
     // Release still restores the VF to what it was before the lease.
     e.release(&ReleaseTarget::Owner("vm-1".into())).unwrap();
-    assert_eq!(lab.vf_config("eno49", vm.vf_index), lab.default_config());
+    lab.assert_pristine("eno49", vm.vf_index, "");
+}
+
+/// Found on the real igb driver (the real-kernel tier's traffic scenario): a VF whose own
+/// driver chose its MAC reports that MAC on the PF side; restoring it "as it was" pinned it
+/// as a PF-set MAC, and the next lease's MAC could no longer reach the VF's netdev.
+#[test]
+fn mac_leases_one_after_another_on_a_vf_that_chose_its_own_mac() {
+    let lab = Lab::new();
+    lab.split("eno49", 1);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["eno49"]), Policy::FirstFit)
+        .unwrap();
+    let own = lab.vf_config("eno49", 0).mac;
+    assert!(!own.is_zero(), "igbvf chose a MAC and told the PF");
+    for (round, mac) in [
+        "02:00:00:00:01:01",
+        "02:00:00:00:01:02",
+        "02:00:00:00:01:03",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mac: MacAddr = mac.parse().unwrap();
+        let mut r = req("p", &format!("c{round}"));
+        r.settings.mac = Some(mac);
+        let l = e.acquire(&r).unwrap();
+        let nd = l.netdev.clone().unwrap();
+        assert_eq!(lab.vf_config("eno49", 0).mac, mac, "round {round}: PF side");
+        assert_eq!(
+            lab.net.link(&nd).unwrap().mac,
+            Some(mac),
+            "round {round}: netdev"
+        );
+        e.release(&ReleaseTarget::Owner(format!("c{round}")))
+            .unwrap();
+        lab.assert_pristine("eno49", 0, &format!("round {round}"));
+        assert_eq!(
+            lab.vf_config("eno49", 0).mac,
+            own,
+            "round {round}: the VF's own MAC back"
+        );
+    }
+    // The VF owns its MAC again: its netdev may change it.
+    let nd = lab
+        .fs
+        .list(&lab.fs.path("bus/pci/devices/0000:03:10.0/net"))
+        .unwrap()
+        .remove(0);
+    lab.net
+        .set_mac(&nd, "02:00:00:00:0f:0f".parse().unwrap())
+        .unwrap();
 }

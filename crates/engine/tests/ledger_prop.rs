@@ -78,10 +78,10 @@ fn check(lab: &Lab, e: &mut Engine, after_gc: bool) {
             .iter()
             .any(|l| l.vf_pci == *pci && l.state == LeaseState::Active)
         {
-            assert_eq!(
-                lab.vf_config(&slot.pf.name, slot.index),
-                lab.default_config(),
-                "free VF {pci} has leftover settings"
+            lab.assert_pristine(
+                &slot.pf.name,
+                slot.index,
+                &format!("free VF {pci} has leftover settings"),
             );
         }
     }

@@ -807,21 +807,23 @@ impl SimHost {
         let random = MODELS
             .iter()
             .any(|m| m.vendor == vendor && m.vf_driver == driver && m.vf_random_mac);
-        let mac = self
-            .vf_admin_mac(pf_name.as_deref(), index)
-            .unwrap_or(if random {
-                let h = pci.bus as u32 * 256 + pci.device as u32 * 8 + pci.function as u32;
-                MacAddr([
-                    0x02 | 0x0a,
-                    0x5f,
-                    0x1e,
-                    (h >> 16) as u8,
-                    (h >> 8) as u8,
-                    h as u8,
-                ])
-            } else {
-                MacAddr::ZERO
-            });
+        let admin = pf_name
+            .as_deref()
+            .and_then(|pf| vfpool_netlink::sim_admin_mac(&self.root, pf, index as u16));
+        let mac = match admin {
+            Some(m) => m,
+            // igbvf and ixgbevf pick a random MAC when the PF set none, and tell the PF.
+            None if random => {
+                let h = self.next_ifindex().map_err(to_io)?;
+                let m = MacAddr([0x0a, 0x5f, 0x1e, (h >> 16) as u8, (h >> 8) as u8, h as u8]);
+                if let Some(pf) = &pf_name {
+                    vfpool_netlink::sim_vf_chose_mac(&self.root, pf, index as u16, m)
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                }
+                m
+            }
+            None => MacAddr::ZERO,
+        };
         let speed = Self::read_num(
             &pf_dir
                 .join("net")
@@ -838,18 +840,6 @@ impl SimHost {
             true,
         )
         .map_err(to_io)
-    }
-
-    /// The MAC the PF assigned to VF `index` (kept by the simulated netlink backend), if any.
-    fn vf_admin_mac(&self, pf: Option<&str>, index: u32) -> Option<MacAddr> {
-        let body = fs::read(self.root.join("netlink").join(format!("{}.json", pf?))).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        let vfs = v.get("vfs")?;
-        let vf = vfs
-            .get(index.to_string())
-            .or_else(|| vfs.get(index as usize))?;
-        let mac: MacAddr = vf.get("mac")?.as_str()?.parse().ok()?;
-        (!mac.is_zero()).then_some(mac)
     }
 
     fn unbind(&self, dir: &Path, pci: PciAddr) -> io::Result<()> {

@@ -32,7 +32,9 @@ pub use error::NetlinkError;
 pub use knob::VfKnob;
 pub use netns::{current_netns, run_in_netns};
 pub use rtnl::RtNetlink;
-pub use sim::{SimNetOps, mtu_range_for_driver};
+pub use sim::{
+    SimNetOps, admin_mac as sim_admin_mac, mtu_range_for_driver, vf_chose_mac as sim_vf_chose_mac,
+};
 
 /// What vfpool needs from rtnetlink. Object safe; the engine holds a `Box<dyn NetOps>` or
 /// `Arc<dyn NetOps>`.

@@ -103,6 +103,42 @@ pub(crate) fn kernel_default_vf() -> VfConfig {
 #[serde(deny_unknown_fields)]
 struct PfState {
     vfs: BTreeMap<u16, VfConfig>,
+    /// VFs whose MAC the PF set (`ip link set PF vf N mac M`, M not zero): like igb's
+    /// IGB_VF_FLAG_PF_SET_MAC, an untrusted VF may then not change its own MAC, and its
+    /// driver comes up with this MAC when it is (re)loaded. Setting 00:00:00:00:00:00
+    /// clears it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    admin_mac: std::collections::BTreeSet<u16>,
+}
+
+/// The MAC the PF set on VF `index` of `pf`, if it set one: what the VF driver of the
+/// simulated host comes up with.
+pub fn admin_mac(simroot: &Path, pf: &str, index: u16) -> Option<MacAddr> {
+    let ops = SimNetOps::new(simroot);
+    let _lock = ops.lock(false).ok()?;
+    let state = ops.load(pf).ok()?;
+    if !state.admin_mac.contains(&index) {
+        return None;
+    }
+    state.vfs.get(&index).map(|c| c.mac)
+}
+
+/// A VF driver of the simulated host chose `mac` for VF `index` of `pf` (igbvf and ixgbevf
+/// pick a random one when the PF set none) and told the PF, which now reports it.
+pub fn vf_chose_mac(
+    simroot: &Path,
+    pf: &str,
+    index: u16,
+    mac: MacAddr,
+) -> Result<(), NetlinkError> {
+    let ops = SimNetOps::new(simroot);
+    let _lock = ops.lock(true)?;
+    let mut state = ops.load(pf)?;
+    if state.admin_mac.contains(&index) {
+        return Ok(());
+    }
+    state.vfs.entry(index).or_insert_with(kernel_default_vf).mac = mac;
+    ops.store(pf, &state)
 }
 
 /// [`NetOps`] over a simulated host directory.
@@ -157,6 +193,24 @@ impl SimNetOps {
                 .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
         });
         Ok(SimDev { dir, pci, driver })
+    }
+
+    /// The PF netdev and VF index of a VF's netdev.
+    fn vf_of(&self, dev: &SimDev) -> Option<(String, u16)> {
+        let pci = dev.pci.as_ref()?;
+        let pf_dir = fs::canonicalize(pci.join("physfn")).ok()?;
+        let pf = fs::read_dir(pf_dir.join("net"))
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .min()?;
+        let me = pci.file_name()?.to_owned();
+        let index = fs::read_dir(&pf_dir).ok()?.flatten().find_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let i = n.strip_prefix("virtfn")?.parse::<u16>().ok()?;
+            (fs::read_link(e.path()).ok()?.file_name()? == me).then_some(i)
+        })?;
+        Some((pf, index))
     }
 
     fn lock(&self, exclusive: bool) -> Result<File, NetlinkError> {
@@ -319,6 +373,13 @@ impl NetOps for SimNetOps {
         }
         let mut state = self.load(pf)?;
         knob.apply_to(state.vfs.entry(vf).or_insert_with(kernel_default_vf));
+        if let VfKnob::Mac(m) = knob {
+            if m.is_zero() {
+                state.admin_mac.remove(&vf);
+            } else {
+                state.admin_mac.insert(vf);
+            }
+        }
         self.store(pf, &state)?;
         tracing::debug!(pf, vf, knob = %knob, "simulated vf knob set");
         Ok(())
@@ -384,6 +445,22 @@ impl NetOps for SimNetOps {
             });
         }
         let _lock = self.lock(true)?;
+        // A VF asks its PF: refused while the PF set its MAC and does not trust it (igb:
+        // "VF N attempted to override administratively set MAC address").
+        if let Some((pf, index)) = self.vf_of(&dev) {
+            let mut state = self.load(&pf)?;
+            let cur = self.read_attr(&dev, "address")?.parse::<MacAddr>().ok();
+            let cfg = state.vfs.entry(index).or_insert_with(kernel_default_vf);
+            if state.admin_mac.contains(&index) && cfg.trust != Some(true) && cur != Some(mac) {
+                return Err(NetlinkError::SetMac {
+                    name: name.to_string(),
+                    mac,
+                    source: io::Error::from_raw_os_error(libc::EADDRNOTAVAIL),
+                });
+            }
+            cfg.mac = mac;
+            self.store(&pf, &state)?;
+        }
         self.write_attr(&dev.dir, "address", &mac.to_string())
     }
 

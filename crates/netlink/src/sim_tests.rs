@@ -501,3 +501,42 @@ fn usable_as_a_trait_object() {
     let ops: Arc<dyn NetOps> = Arc::new(h.ops());
     assert_eq!(ops.vf_configs("eth0").unwrap().len(), 7);
 }
+
+#[test]
+fn a_mac_set_by_the_pf_binds_an_untrusted_vf_until_cleared_with_zero() {
+    let h = Host::new();
+    // VF 0 of eth0 with the igbvf driver and a netdev, linked both ways to its PF.
+    let sys = h.sys();
+    let vf_dir = sys.join("devices/pci0000:00/0000:01:10.0");
+    fs::create_dir_all(sys.join("bus/pci/drivers/igbvf")).unwrap();
+    fs::create_dir_all(&vf_dir).unwrap();
+    symlink("../../bus/pci/drivers/igbvf", vf_dir.join("driver")).unwrap();
+    symlink("../0000:01:00.0", vf_dir.join("physfn")).unwrap();
+    symlink(
+        "../0000:01:10.0",
+        sys.join("devices/pci0000:00/0000:01:00.0/virtfn0"),
+    )
+    .unwrap();
+    h.netdev(&vf_dir.join("net/eth0v0"), "eth0v0", 9, "up");
+    let ops = h.ops();
+    let admin: MacAddr = "02:00:00:00:00:aa".parse().unwrap();
+    set(&ops, "eth0", 0, VfKnob::Mac(admin)).unwrap();
+    assert_eq!(crate::sim_admin_mac(h.root(), "eth0", 0), Some(admin));
+    // Untrusted: the VF may not pick another MAC (igb: EADDRNOTAVAIL).
+    let err = ops
+        .set_mac("eth0v0", "02:00:00:00:00:bb".parse().unwrap())
+        .unwrap_err();
+    assert_eq!(errno(&err), libc::EADDRNOTAVAIL);
+    // Trusted, it may; and the PF then reports the VF's choice.
+    set(&ops, "eth0", 0, VfKnob::Trust(true)).unwrap();
+    ops.set_mac("eth0v0", "02:00:00:00:00:bb".parse().unwrap())
+        .unwrap();
+    assert_eq!(vf(&ops, "eth0", 0).mac.to_string(), "02:00:00:00:00:bb");
+    // Zero clears the PF's hold: an untrusted VF owns its MAC again.
+    set(&ops, "eth0", 0, VfKnob::Trust(false)).unwrap();
+    set(&ops, "eth0", 0, VfKnob::Mac(MacAddr::ZERO)).unwrap();
+    assert_eq!(crate::sim_admin_mac(h.root(), "eth0", 0), None);
+    ops.set_mac("eth0v0", "02:00:00:00:00:cc".parse().unwrap())
+        .unwrap();
+    assert_eq!(vf(&ops, "eth0", 0).mac.to_string(), "02:00:00:00:00:cc");
+}

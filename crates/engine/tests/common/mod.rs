@@ -68,6 +68,36 @@ impl Lab {
             .1
     }
 
+    /// Asserts that VF `index` of `pf` carries nothing a lease set: the kernel's defaults,
+    /// no MAC set by the PF, and as MAC either none or the one its own driver chose (which
+    /// its netdev has).
+    pub fn assert_pristine(&self, pf: &str, index: u16, what: &str) {
+        let c = self.vf_config(pf, index);
+        assert_eq!(
+            vfpool_netlink::sim_admin_mac(self.sim.root(), pf, index),
+            None,
+            "{what}: VF {index} of {pf} has a MAC set by the PF"
+        );
+        if !c.mac.is_zero() {
+            let inv = Inventory::scan(&self.fs).unwrap();
+            let nic = inv.find_sriov_pf(pf).unwrap();
+            let vf = nic.vfs.iter().find(|v| v.index == index).unwrap();
+            assert_eq!(
+                Some(c.mac),
+                vf.mac,
+                "{what}: the PF reports a MAC the VF does not have"
+            );
+        }
+        assert_eq!(
+            VfConfig {
+                mac: c.mac,
+                ..self.default_config()
+            },
+            c,
+            "{what}: VF {index} of {pf} has leftover settings"
+        );
+    }
+
     /// The config a fresh VF reports.
     pub fn default_config(&self) -> VfConfig {
         VfConfig {
