@@ -60,8 +60,6 @@ fn vf_config(state: &Path, pf: &str, index: u16) -> VfConfig {
         .1
 }
 
-}
-
 fn driver_of(state: &Path, pci: &str) -> Option<String> {
     std::fs::read_link(
         state
