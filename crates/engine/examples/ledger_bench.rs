@@ -41,38 +41,37 @@ fn fsync_rate(dir: &Path, for_: Duration) -> f64 {
     rate
 }
 
-fn demo_state(dir: &Path, name: &str, vfpool: &Path) -> PathBuf {
+/// A demo host on `hosts` (tmpfs: sysfs lives in memory too) with its ledger in `dir` (the
+/// disk being measured); returns the arguments that point the CLI at both.
+fn demo_state(dir: &Path, hosts: &Path, name: &str, vfpool: &Path) -> Vec<PathBuf> {
     let state = dir.join(name);
     std::fs::create_dir_all(&state).unwrap();
+    let root = hosts.join(name);
+    std::fs::create_dir_all(&root).unwrap();
+    SimHost::open_or_create(&root, &HostSpec::demo()).unwrap();
+    let cli = vec![
+        PathBuf::from("--sysfs-root"),
+        root.join("sys"),
+        PathBuf::from("--state"),
+        state,
+    ];
     let run = |args: &[&str]| {
-        let o = Command::new(vfpool)
-            .arg("--demo")
-            .arg("--state")
-            .arg(&state)
-            .args(args)
-            .output()
-            .unwrap();
+        let o = Command::new(vfpool).args(&cli).args(args).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     run(&["nic", "split", "em1", "--vfs", "63"]);
     run(&["pool", "create", "gold", "--select", "em1"]);
-    state
+    cli
 }
 
-fn cli_round_trip(vfpool: &Path, state: &Path, owner: &str) {
+fn cli_round_trip(vfpool: &Path, cli: &[PathBuf], owner: &str) {
     for args in [
         &[
             "lease", "acquire", "--pool", "gold", "--owner", owner, "--vlan", "10",
         ][..],
         &["lease", "release", owner][..],
     ] {
-        let o = Command::new(vfpool)
-            .arg("--demo")
-            .arg("--state")
-            .arg(state)
-            .args(args)
-            .output()
-            .unwrap();
+        let o = Command::new(vfpool).args(cli).args(args).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 }
@@ -93,12 +92,23 @@ fn main() {
         .tempdir_in(&base)
         .unwrap();
     let dir = tmp.path();
+    let hosts_tmp = tempfile::Builder::new()
+        .prefix("vfpool-bench-hosts-")
+        .tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let hosts = hosts_tmp.path();
+    println!(
+        "simulated hosts on {}, ledgers on {}",
+        hosts.display(),
+        dir.display()
+    );
 
     let fsync = fsync_rate(dir, Duration::from_secs(3));
     println!("fsync: {fsync:.0} write+fsync/s (4 KiB, {})", dir.display());
 
     // In-process.
-    let root = dir.join("inproc/demo-host");
+    let root = hosts.join("inproc");
     std::fs::create_dir_all(&root).unwrap();
     let sim = SimHost::open_or_create(&root, &HostSpec::demo()).unwrap();
     let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
@@ -183,7 +193,7 @@ fn main() {
     );
 
     // Through the CLI, one process at a time.
-    let state = demo_state(dir, "cli", &vfpool);
+    let state = demo_state(dir, hosts, "cli", &vfpool);
     let m = 40;
     let start = Instant::now();
     for i in 0..m {
@@ -197,7 +207,7 @@ fn main() {
     );
 
     // 8 concurrent CLI processes.
-    let state = demo_state(dir, "cli8", &vfpool);
+    let state = demo_state(dir, hosts, "cli8", &vfpool);
     let per = 15;
     let start = Instant::now();
     std::thread::scope(|s| {
