@@ -90,6 +90,15 @@ need_pfs() {
     [ "$(pfs | wc -l)" -ge "$1" ] || fail "need $1 SR-IOV PFs, found: $(pfs | tr '\n' ' ')"
 }
 
+# Picks the first SR-IOV PF: sets nic (its netdev), pci (its address) and dir (its sysfs
+# directory).
+use_first_pf() {
+    need_pfs 1
+    set -- $(pfs | head -n1)
+    nic=$1 pci=$2
+    dir=$(pf_dir "$nic")
+}
+
 # `jq -r FILTER` on the file $1.
 jqf() { jq -r "$2" "$1"; }
 

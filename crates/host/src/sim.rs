@@ -162,45 +162,57 @@ impl HostSpec {
     /// and an onboard BCM5720 without SR-IOV, with VT-d and interrupt remapping on.
     pub fn demo() -> Self {
         let mut ports = Vec::new();
-        let mac = |a: u8, b: u8| MacAddr([0x24, 0x6e, 0x96, 0x10, a, b]);
-        ports.push(PortSpec {
-            model: BCM5720,
-            pci: PciAddr::new(0, 0x02, 0, 0),
-            netdev: Some("eno1".into()),
-            numa_node: 0,
-            mac: mac(0, 1),
-            offset: None,
-        });
-        for (i, name) in ["eno49", "eno50", "eno51", "eno52"].iter().enumerate() {
-            ports.push(PortSpec {
-                model: INTEL_I350,
-                pci: PciAddr::new(0, 0x03, 0, i as u8),
-                netdev: Some((*name).into()),
-                numa_node: 0,
-                mac: mac(0x49, i as u8),
-                offset: None,
-            });
-        }
-        for (i, name) in ["em1", "em2"].iter().enumerate() {
-            ports.push(PortSpec {
-                model: INTEL_82599ES,
-                pci: PciAddr::new(0, 0x04, 0, i as u8),
-                netdev: Some((*name).into()),
-                numa_node: 0,
-                mac: mac(0x82, i as u8),
-                offset: None,
-            });
-        }
-        for (i, name) in ["ens1f0np0", "ens1f1np1"].iter().enumerate() {
-            ports.push(PortSpec {
-                model: MLX_CX5,
-                pci: PciAddr::new(0, 0x3b, 0, i as u8),
-                netdev: Some((*name).into()),
-                numa_node: 1,
-                mac: MacAddr([0xb8, 0x59, 0x9f, 0x20, 0x00, i as u8]),
-                offset: Some(if i == 0 { 2 } else { 128 }),
-            });
-        }
+        // One card: its ports are functions 0, 1, ... of `bus`, MACs `oui:base:i`.
+        let mut card = |model: Model,
+                        bus: u8,
+                        names: &[&str],
+                        numa_node: i32,
+                        mac: [u8; 5],
+                        offsets: &[u32]| {
+            for (i, name) in names.iter().enumerate() {
+                ports.push(PortSpec {
+                    model,
+                    pci: PciAddr::new(0, bus, 0, i as u8),
+                    netdev: Some((*name).into()),
+                    numa_node,
+                    mac: MacAddr([mac[0], mac[1], mac[2], mac[3], mac[4], i as u8]),
+                    offset: offsets.get(i).copied(),
+                });
+            }
+        };
+        card(
+            BCM5720,
+            0x02,
+            &["eno1"],
+            0,
+            [0x24, 0x6e, 0x96, 0x10, 0x01],
+            &[],
+        );
+        card(
+            INTEL_I350,
+            0x03,
+            &["eno49", "eno50", "eno51", "eno52"],
+            0,
+            [0x24, 0x6e, 0x96, 0x10, 0x49],
+            &[],
+        );
+        card(
+            INTEL_82599ES,
+            0x04,
+            &["em1", "em2"],
+            0,
+            [0x24, 0x6e, 0x96, 0x10, 0x82],
+            &[],
+        );
+        // A second ConnectX port has its own VF offset, after the first port's 127 VFs.
+        card(
+            MLX_CX5,
+            0x3b,
+            &["ens1f0np0", "ens1f1np1"],
+            1,
+            [0xb8, 0x59, 0x9f, 0x20, 0x00],
+            &[2, 128],
+        );
         Self {
             ports,
             iommu: true,

@@ -5,6 +5,25 @@
 
 #![forbid(unsafe_code)]
 
+/// Serializes a type as its `Display` text and deserializes it through its `FromStr`, so the
+/// JSON and the command line spell values the same way (`"0000:03:00.0"`, `"eno49#0-3"`).
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 mod pci;
 mod selector;
 mod vf;

@@ -2,8 +2,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::{InvalidValue, PciAddr};
 
 /// The largest VF index the PCI SR-IOV capability can describe (TotalVFs is 16 bits).
@@ -194,18 +192,7 @@ impl FromStr for VfSelector {
     }
 }
 
-impl Serialize for VfSelector {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for VfSelector {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(VfSelector);
 
 #[cfg(test)]
 mod tests {

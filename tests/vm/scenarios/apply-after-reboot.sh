@@ -6,10 +6,7 @@
 . /vmtest/lib.sh
 
 need_state_disk
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
-dir=$(pf_dir "$nic")
+use_first_pf
 
 [ -s /var/lib/vfpool/desired.json ] || fail "desired.json did not survive the reboot"
 cat /var/lib/vfpool/desired.json; echo

@@ -2,10 +2,7 @@
 # changes nothing, whether the NIC had no VFs or some.
 . /vmtest/lib.sh
 
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
-dir=$(pf_dir "$nic")
+use_first_pf
 
 too_many() {
     must_fail vfpool nic split "$nic" --vfs 8

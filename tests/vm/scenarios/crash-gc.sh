@@ -4,10 +4,7 @@
 # binding vfio-pci. Finally, a lease whose container netns is gone is released by gc.
 . /vmtest/lib.sh
 
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
-dir=$(pf_dir "$nic")
+use_first_pf
 
 must ip link set "$nic" up
 settle_carrier "$nic"

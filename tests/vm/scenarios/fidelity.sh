@@ -2,10 +2,7 @@
 # diffs it against the simulator's manifest of the same split (xtask checks::fidelity).
 . /vmtest/lib.sh
 
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
-dir=$(pf_dir "$nic")
+use_first_pf
 
 must vfpool nic split "$nic" --vfs 7 --autoprobe on
 expect_eq "sriov_numvfs" "$(cat "$dir/sriov_numvfs")" 7

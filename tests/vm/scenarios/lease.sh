@@ -6,10 +6,7 @@
 # lease behind.
 . /vmtest/lib.sh
 
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
-dir=$(pf_dir "$nic")
+use_first_pf
 
 # As on a real host, the PF is up (vfpool counts VFs of a PF without link as unhealthy, and
 # the igb VF<->PF mailbox needs the PF up).

@@ -5,10 +5,7 @@
 . /vmtest/lib.sh
 
 need_state_disk
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
-dir=$(pf_dir "$nic")
+use_first_pf
 
 # As on a real host, the PF is up (vfpool counts VFs of a PF without link as unhealthy).
 must ip link set "$nic" up

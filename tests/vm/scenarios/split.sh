@@ -3,10 +3,7 @@
 # direct change), and several NICs in one command.
 . /vmtest/lib.sh
 
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1 pci=$2
-dir=$(pf_dir "$nic")
+use_first_pf
 
 # `nic show NIC -o json`, flattened into /tmp/show.flat (see json_flat).
 show() {

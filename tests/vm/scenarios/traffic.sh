@@ -6,9 +6,7 @@
 # leaves the VM.
 . /vmtest/lib.sh
 
-need_pfs 1
-set -- $(pfs | head -n1)
-nic=$1
+use_first_pf
 
 # Leases a VF to container c$1 (further arguments: more acquire options) and, as the CNI
 # plugin would, moves its netdev into netns ns$1 with address 10.250.0.<$1 + 1>, up.
