@@ -560,11 +560,7 @@ impl SimHost {
         numa: i32,
     ) -> Result<(), HostError> {
         fs::create_dir_all(dir).map_err(|e| gen_err(dir, e))?;
-        let depth = dir
-            .strip_prefix(self.sys())
-            .map(|p| p.components().count())
-            .unwrap_or(0);
-        let up = "../".repeat(depth);
+        let (up, rel_from_sys) = self.rel(dir);
         let files = [
             ("vendor", format!("0x{vendor:04x}\n")),
             ("device", format!("0x{device:04x}\n")),
@@ -577,11 +573,6 @@ impl SimHost {
             let p = dir.join(n);
             fs::write(&p, v).map_err(|e| gen_err(&p, e))?;
         }
-        let rel_from_sys = dir
-            .strip_prefix(self.sys())
-            .unwrap_or(dir)
-            .display()
-            .to_string();
         link(
             &self.sys().join(format!("bus/pci/devices/{pci}")),
             &format!("../../../{rel_from_sys}"),
@@ -604,17 +595,20 @@ impl SimHost {
         Ok(())
     }
 
+    /// For a directory under `sys`: the `../` that climbs from it back to `sys`, and its
+    /// path relative to `sys` (what the kernel's relative links are made of).
+    fn rel(&self, dir: &Path) -> (String, String) {
+        match dir.strip_prefix(self.sys()) {
+            Ok(rel) => (
+                "../".repeat(rel.components().count()),
+                rel.display().to_string(),
+            ),
+            Err(_) => (String::new(), dir.display().to_string()),
+        }
+    }
+
     fn bind_links(&self, dir: &Path, pci: PciAddr, driver: &str) -> Result<(), HostError> {
-        let depth = dir
-            .strip_prefix(self.sys())
-            .map(|p| p.components().count())
-            .unwrap_or(0);
-        let up = "../".repeat(depth);
-        let rel_from_sys = dir
-            .strip_prefix(self.sys())
-            .unwrap_or(dir)
-            .display()
-            .to_string();
+        let (up, rel_from_sys) = self.rel(dir);
         link(
             &dir.join("driver"),
             &format!("{up}bus/pci/drivers/{driver}"),
@@ -664,11 +658,7 @@ impl SimHost {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         link(&nd.join("device"), &format!("../../../{fn_name}"))?;
-        let rel_from_sys = nd
-            .strip_prefix(self.sys())
-            .unwrap_or(&nd)
-            .display()
-            .to_string();
+        let (_, rel_from_sys) = self.rel(&nd);
         link(
             &self.sys().join(format!("class/net/{name}")),
             &format!("../../{rel_from_sys}"),
