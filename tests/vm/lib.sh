@@ -170,6 +170,19 @@ settle_carrier() {
     echo "ok: $1 link up and settled after ${_i}00 ms"
 }
 
+# With PF $nic up, splits it into $1 VFs, records the VFs' state in /tmp/vfs-before and
+# makes pool $2 of them. vfpool counts VFs of a PF without link as unhealthy, and the igb
+# VF<->PF mailbox needs the PF up; `nic split` waits for the PF's link after the reset that
+# enabling SR-IOV causes, and settle_carrier checks that it stays up.
+split_into_pool() { # vfs pool
+    must ip link set "$nic" up
+    settle_carrier "$nic"
+    must vfpool nic split "$nic" --vfs "$1"
+    settle_carrier "$nic"
+    vf_snapshot "$nic" >/tmp/vfs-before
+    must vfpool pool create "$2" --select "$nic"
+}
+
 # Number of leases vfpool has.
 lease_count() { vfpool lease list -o json | jq length; }
 

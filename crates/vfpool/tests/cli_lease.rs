@@ -218,28 +218,21 @@ fn a_crash_at_any_step_is_finished_by_gc() {
             let owner = format!("crash-{}", point.replace(':', "-"));
             let args = acquire_args(&owner, vfio);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            if point.starts_with("release") {
+            let crashing: Vec<&str> = if point.starts_with("release") {
                 ok(&state, &args);
-                let o = vfpool(&state, &["lease", "release", &owner])
-                    .env("VFPOOL_FAULT", point)
-                    .output()
-                    .unwrap();
-                assert_eq!(
-                    o.status.signal(),
-                    Some(9),
-                    "{point}: the process should die by SIGKILL"
-                );
+                vec!["lease", "release", &owner]
             } else {
-                let o = vfpool(&state, &args)
-                    .env("VFPOOL_FAULT", point)
-                    .output()
-                    .unwrap();
-                assert_eq!(
-                    o.status.signal(),
-                    Some(9),
-                    "{point}: the process should die by SIGKILL"
-                );
-            }
+                args
+            };
+            let o = vfpool(&state, &crashing)
+                .env("VFPOOL_FAULT", point)
+                .output()
+                .unwrap();
+            assert_eq!(
+                o.status.signal(),
+                Some(9),
+                "{point}: the process should die by SIGKILL"
+            );
             let left = leases(&state);
             assert_eq!(left.len(), 1, "{point}: the row stays for gc");
             let gc = json(&state, &["lease", "gc"]);

@@ -6,12 +6,7 @@
 
 use_first_pf
 
-must ip link set "$nic" up
-settle_carrier "$nic"
-must vfpool nic split "$nic" --vfs 3
-settle_carrier "$nic"
-vf_snapshot "$nic" >/tmp/vfs-before
-must vfpool pool create gold --select "$nic"
+split_into_pool 3 gold
 
 clean_after_gc() { # what
     must vfpool lease gc

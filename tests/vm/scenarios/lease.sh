@@ -8,17 +8,7 @@
 
 use_first_pf
 
-# As on a real host, the PF is up (vfpool counts VFs of a PF without link as unhealthy, and
-# the igb VF<->PF mailbox needs the PF up).
-must ip link set "$nic" up
-settle_carrier "$nic"
-must vfpool nic split "$nic" --vfs 7
-# Enabling SR-IOV resets the igb PF: its link drops and returns shortly after `nic split`
-# returns, and until then vfpool counts every VF as unhealthy ("PF lost carrier"), so an
-# acquire right after a split can find no free VF. Wait for the link like a careful operator.
-settle_carrier "$nic"
-vf_snapshot "$nic" >/tmp/vfs-before
-must vfpool pool create gold --select "$nic"
+split_into_pool 7 gold
 
 note "acquire with MAC, VLAN/QoS, trust, spoofchk"
 run vfpool lease acquire --pool gold --owner vm1 --owner-kind vm --mac 02:00:00:00:00:11 \

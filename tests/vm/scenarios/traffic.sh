@@ -43,12 +43,7 @@ detach() { # k
 # c0 pings c1: $1 packets, at most $2 s.
 ping_c1() { ip netns exec ns0 ping -c "$1" -w "$2" 10.250.0.2; }
 
-must ip link set "$nic" up
-settle_carrier "$nic"
-must vfpool nic split "$nic" --vfs 2
-settle_carrier "$nic"
-vf_snapshot "$nic" >/tmp/vfs-before
-must vfpool pool create net --select "$nic"
+split_into_pool 2 net
 
 for k in 0 1; do
     must ip netns add "ns$k"
