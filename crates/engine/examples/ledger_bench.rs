@@ -25,6 +25,17 @@ use vfpool_host::{Inventory, Sysfs};
 use vfpool_model::PciAddr;
 use vfpool_netlink::SimNetOps;
 
+/// CPU seconds (user + system) this process and its waited-for children used so far.
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let t = |who| {
+        let u = getrusage(who).unwrap();
+        let tv = |v: nix::sys::time::TimeVal| v.tv_sec() as f64 + v.tv_usec() as f64 / 1e6;
+        tv(u.user_time()) + tv(u.system_time())
+    };
+    t(UsageWho::RUSAGE_SELF) + t(UsageWho::RUSAGE_CHILDREN)
+}
+
 fn fsync_rate(dir: &Path, for_: Duration) -> f64 {
     let p = dir.join("fsync-probe");
     let mut f = std::fs::File::create(&p).unwrap();
@@ -76,8 +87,31 @@ fn cli_round_trip(vfpool: &Path, cli: &[PathBuf], owner: &str) {
     }
 }
 
+/// One of the concurrent in-process workers: `worker STATE SIMROOT ID ROUNDS`.
+fn worker(mut args: impl Iterator<Item = String>) {
+    let state = PathBuf::from(args.next().unwrap());
+    let root = PathBuf::from(args.next().unwrap());
+    let id = args.next().unwrap();
+    let rounds: usize = args.next().unwrap().parse().unwrap();
+    let sim = SimHost::open_or_create(&root, &HostSpec::demo()).unwrap();
+    let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
+    let net = Arc::new(SimNetOps::new(sim.root()));
+    let mut e = Engine::open(&state, fs, net).unwrap();
+    for i in 0..rounds {
+        let owner = format!("w{id}-{i}");
+        let mut r = AcquireRequest::new("gold", &owner);
+        r.settings.vlan = Some(10);
+        e.acquire(&r).unwrap();
+        e.release(&ReleaseTarget::Owner(owner)).unwrap();
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        args.next();
+        return worker(args);
+    }
     let vfpool = PathBuf::from(
         args.next()
             .expect("usage: ledger_bench VFPOOL_BINARY [DIR]"),
@@ -131,7 +165,11 @@ fn main() {
         "host scan (inventory + health): {:.2} ms",
         start.elapsed().as_secs_f64() * 1000.0 / 20.0
     );
-    let n = 200;
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let cpu = cpu_seconds();
     let start = Instant::now();
     for i in 0..n {
         let mut r = AcquireRequest::new("gold", &format!("o{i}"));
@@ -140,14 +178,53 @@ fn main() {
         e.release(&ReleaseTarget::Owner(format!("o{i}"))).unwrap();
     }
     let el = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     let rt = n as f64 / el;
     println!(
-        "in-process: {n} acquire+release round trips in {el:.2} s: {:.2} ms each, {:.0} changes/s, {:.2} changes per fsync",
+        "in-process: {n} acquire+release round trips in {el:.2} s: {:.2} ms each ({:.2} ms CPU), {:.0} changes/s, {:.2} changes per fsync",
         el * 1000.0 / n as f64,
+        cpu * 1000.0 / n as f64,
         rt * 2.0,
         rt * 2.0 / fsync
     );
 
+    // 8 processes, each an in-process engine (like a daemon's workers, or the CNI plugin
+    // and the daemon side by side), on one ledger and one host.
+    let me = std::env::current_exe().unwrap();
+    let per: usize = std::env::var("BENCH_PER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let cpu = cpu_seconds();
+    let start = Instant::now();
+    let kids: Vec<_> = (0..8)
+        .map(|t| {
+            Command::new(&me)
+                .arg("worker")
+                .arg(dir.join("inproc"))
+                .arg(&root)
+                .arg(t.to_string())
+                .arg(per.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut k in kids {
+        assert!(k.wait().unwrap().success());
+    }
+    let el = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let changes = 8.0 * per as f64 * 2.0;
+    println!(
+        "in-process x8: {} round trips in {el:.2} s ({:.2} ms CPU each): {:.0} changes/s, {:.2} changes per fsync",
+        8 * per,
+        cpu * 1000.0 / (8 * per) as f64,
+        changes / el,
+        changes / el / fsync
+    );
+    if std::env::var_os("BENCH_ONLY_INPROC").is_some() {
+        return;
+    }
     // The ledger alone: the four transactions of a round trip, no host work.
     let mut ledger = Ledger::open(&dir.join("ledger-only.db")).unwrap();
     let me = (i64::from(std::process::id()), 1u64);

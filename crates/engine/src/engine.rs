@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use vfpool_host::{HostError, Sysfs};
@@ -13,13 +13,13 @@ use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
 
 use crate::error::{EngineError, chain};
 use crate::fault;
-use crate::hostview::{HostView, NON_NET_DRIVERS, VfSlot, vf_driver_for_pf};
+use crate::hostview::{HostView, NON_NET_DRIVERS, PfSlot, VfSlot, vf_driver_for_pf};
 use crate::ledger::{
     Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
 };
 use crate::owner::{NoVmLayer, OwnerStatus, VmOwners, owner_status, process_alive, this_process};
 use crate::pool::{
-    self, Policy, Pool, PoolStatus, PoolVf, describe_overlap, membership, pick, potential,
+    self, Candidate, Policy, Pool, PoolStatus, PoolVf, describe_overlap, owner_of, potential, rank,
     validate_pool_name,
 };
 use crate::selector::PoolSelector;
@@ -107,6 +107,20 @@ pub struct Engine {
     net: Arc<dyn NetOps>,
     ledger: Ledger,
     vms: Box<dyn VmOwners>,
+    /// The host's SR-IOV PFs as last read (no VFs), and when: an acquire re-reads only its
+    /// pool's PFs and the VF it picks. See [`Engine::pool_pfs`].
+    pfs: Option<(HostView, Instant)>,
+}
+
+/// How long [`Engine::pool_pfs`] trusts the set of PFs it read (a PF hot-plugged since is
+/// seen after this, or at once when a pool would otherwise be exhausted).
+const PF_SET_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// What the write transaction of an acquire ends with.
+enum Picked {
+    Lease(Box<Lease>),
+    /// No free healthy VF in a PF view that was kept from earlier: read the host again.
+    RetryFresh,
 }
 
 fn now() -> i64 {
@@ -142,6 +156,7 @@ impl Engine {
             net,
             ledger: Ledger::open(&Ledger::path_in(state))?,
             vms: Box::new(NoVmLayer),
+            pfs: None,
         })
     }
 
@@ -157,6 +172,41 @@ impl Engine {
 
     pub fn host(&self) -> Result<HostView, EngineError> {
         HostView::scan(&self.fs)
+    }
+
+    /// The host's PFs for an acquire from a pool with `selectors`: the PFs the pool could
+    /// select are read again (VF count, driver, link state: what a split, a rebind or a
+    /// cable changes); the set of PFs is kept from an earlier read for up to
+    /// [`PF_SET_MAX_AGE`] unless `fresh`. Returns the view and whether it was kept.
+    fn pool_pfs(
+        &mut self,
+        selectors: &[PoolSelector],
+        fresh: bool,
+    ) -> Result<(HostView, bool), EngineError> {
+        if !fresh
+            && let Some((view, at)) = &mut self.pfs
+            && at.elapsed() < PF_SET_MAX_AGE
+        {
+            let mine: Vec<PciAddr> = view
+                .pfs
+                .iter()
+                .filter(|p| {
+                    let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
+                    (0..n).any(|i| crate::selector::selects(selectors, &p.facts, i))
+                })
+                .map(|p| p.pci)
+                .collect();
+            let mut kept = true;
+            for pci in mine {
+                kept &= view.refresh_pf(&self.fs, pci)?;
+            }
+            if kept {
+                return Ok((view.clone(), true));
+            }
+        }
+        let view = HostView::scan_pfs(&self.fs)?;
+        self.pfs = Some((view.clone(), Instant::now()));
+        Ok((view, false))
     }
 
     // ---- pools -------------------------------------------------------------------------
@@ -338,121 +388,19 @@ impl Engine {
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
         self.validate(req)?;
-        // Only the VFs of PFs this pool can select are read (a host may have thousands).
-        // The pool is read again, and everything checked, inside the write transaction.
         let pools = self.ledger.read(|tx| tx.pools())?;
         let selectors = find_pool(&pools, &req.pool)?.selectors.clone();
-        let host = HostView::scan_where(&self.fs, &|facts, total| {
-            let total = u16::try_from(total).unwrap_or(u16::MAX);
-            (0..total).any(|i| crate::selector::selects(&selectors, facts, i))
-        })?;
-        // A named VF outside the pool's PFs was not read: say which of the two it is.
-        if let Some(vf) = req.vf
-            && !host.vfs.contains_key(&vf)
-        {
-            let is_vf = self
-                .fs
-                .exists(&self.fs.path(format!("bus/pci/devices/{vf}/physfn")));
-            return Err(if is_vf {
-                EngineError::VfNotInPool {
-                    vf,
-                    pool: req.pool.clone(),
-                }
-            } else {
-                EngineError::UnknownVf { vf }
-            });
-        }
-        let me = this_process();
-        let net = self.net.clone();
-        let fs = self.fs.clone();
-        let inserted = self.ledger.write(true, |tx| {
-            let pools = tx.pools()?;
-            let pool = find_pool(&pools, &req.pool)?;
-            if let Some(l) = tx.lease_by_owner(&req.owner)? {
-                return Err(EngineError::OwnerHasLease {
-                    owner: req.owner.clone(),
-                    vf: l.vf_pci,
-                    pool: l.pool,
-                });
+        let mut fresh = false;
+        let inserted = loop {
+            // Only PFs are read here; the VF picked is read inside the transaction.
+            let (host, kept) = self.pool_pfs(&selectors, fresh)?;
+            let picked = self.pick_and_insert(req, &host, kept);
+            match picked {
+                Ok(Picked::RetryFresh) => fresh = true,
+                Ok(Picked::Lease(l)) => break Ok(*l),
+                Err(e) => break Err(e),
             }
-            let leases = tx.leases()?;
-            let leased: HashMap<PciAddr, &Lease> = leases.iter().map(|l| (l.vf_pci, l)).collect();
-            let members = membership(&pools, &host);
-            let slot = match req.vf {
-                Some(vf) => {
-                    let slot = host.vfs.get(&vf).ok_or(EngineError::UnknownVf { vf })?;
-                    if members.get(&vf) != Some(&pool.name.as_str()) {
-                        return Err(EngineError::VfNotInPool {
-                            vf,
-                            pool: pool.name.clone(),
-                        });
-                    }
-                    if let Some(l) = leased.get(&vf) {
-                        return Err(EngineError::VfLeased {
-                            vf,
-                            owner: l.owner.clone(),
-                        });
-                    }
-                    if let crate::hostview::Health::Unhealthy { reason } = &slot.health {
-                        return Err(EngineError::VfUnhealthy {
-                            vf,
-                            reason: reason.clone(),
-                        });
-                    }
-                    slot
-                }
-                None => {
-                    let free: Vec<&VfSlot> = members
-                        .iter()
-                        .filter(|(_, p)| **p == pool.name)
-                        .filter_map(|(pci, _)| host.vfs.get(pci))
-                        .filter(|s| !leased.contains_key(&s.pci) && s.health.is_healthy())
-                        .collect();
-                    let mut load: HashMap<PciAddr, usize> = HashMap::new();
-                    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
-                        *load.entry(l.pf_pci).or_default() += 1;
-                    }
-                    match pick(pool.policy, &free, &load, req.numa) {
-                        Some(s) => s,
-                        None => {
-                            let st = pool::status(pool, &pools, &host, &leases);
-                            return Err(EngineError::Exhausted {
-                                pool: pool.name.clone(),
-                                total: st.total,
-                                leased: st.leased,
-                                unhealthy: st.unhealthy,
-                            });
-                        }
-                    }
-                }
-            };
-            if let Some(mtu) = req.settings.mtu {
-                check_mtu(&*net, slot, mtu, req.driver)?;
-            }
-            let original = snapshot(&*net, &fs, slot)?;
-            let mut lease = Lease {
-                id: 0,
-                owner: req.owner.clone(),
-                owner_kind: req.owner_kind,
-                pool: pool.name.clone(),
-                vf_pci: slot.pci,
-                pf: slot.pf.name.clone(),
-                pf_pci: slot.pf_pci,
-                vf_index: slot.index,
-                netdev: slot.netdev.clone(),
-                netns: req.netns.as_ref().map(|p| p.display().to_string()),
-                created: now(),
-                state: LeaseState::Acquiring,
-                applied: Applied {
-                    settings: req.settings.clone(),
-                    driver: req.driver,
-                },
-                original,
-                pid: Some(me),
-            };
-            lease.id = tx.insert_lease(&lease)?;
-            Ok(lease)
-        });
+        };
         let mut lease = match inserted {
             Ok(l) => l,
             // Another process took the owner between our check and insert: cannot happen
@@ -501,6 +449,138 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The write transaction of an acquire: checks the pool and the owner, picks a free
+    /// healthy VF (reading only the VFs it tries), snapshots it and inserts the lease row
+    /// (state `acquiring`). `kept` says `host` was kept from earlier: a pool with no free
+    /// VF in it is then tried again on a fresh read before it is called exhausted.
+    fn pick_and_insert(
+        &mut self,
+        req: &AcquireRequest,
+        host: &HostView,
+        kept: bool,
+    ) -> Result<Picked, EngineError> {
+        let me = this_process();
+        let net = self.net.clone();
+        let fs = self.fs.clone();
+        self.ledger.write(true, |tx| {
+            let pools = tx.pools()?;
+            let pool = find_pool(&pools, &req.pool)?;
+            if let Some(l) = tx.lease_by_owner(&req.owner)? {
+                return Err(EngineError::OwnerHasLease {
+                    owner: req.owner.clone(),
+                    vf: l.vf_pci,
+                    pool: l.pool,
+                });
+            }
+            let leases = tx.leases()?;
+            let leased: HashMap<(PciAddr, u16), &Lease> =
+                leases.iter().map(|l| ((l.pf_pci, l.vf_index), l)).collect();
+            let slot = match req.vf {
+                Some(vf) => {
+                    let (pf, index) = locate_vf(&fs, host, vf)?;
+                    if owner_of(&pools, &pf.facts, index) != Some(pool.name.as_str()) {
+                        return Err(EngineError::VfNotInPool {
+                            vf,
+                            pool: pool.name.clone(),
+                        });
+                    }
+                    if let Some(l) = leased.get(&(pf.pci, index)) {
+                        return Err(EngineError::VfLeased {
+                            vf,
+                            owner: l.owner.clone(),
+                        });
+                    }
+                    let slot = pf.probe(&fs, index)?.ok_or(EngineError::UnknownVf { vf })?;
+                    if let crate::hostview::Health::Unhealthy { reason } = &slot.health {
+                        return Err(EngineError::VfUnhealthy {
+                            vf,
+                            reason: reason.clone(),
+                        });
+                    }
+                    slot
+                }
+                None => {
+                    let mut free: Vec<Candidate> = Vec::new();
+                    for pf in &host.pfs {
+                        for (index, _) in &pf.nic.vf_slots {
+                            if !leased.contains_key(&(pf.pci, *index))
+                                && owner_of(&pools, &pf.facts, *index) == Some(pool.name.as_str())
+                            {
+                                free.push(Candidate {
+                                    pf_pci: pf.pci,
+                                    index: *index,
+                                    numa: pf.facts.numa,
+                                });
+                            }
+                        }
+                    }
+                    let mut load: HashMap<PciAddr, usize> = HashMap::new();
+                    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
+                        *load.entry(l.pf_pci).or_default() += 1;
+                    }
+                    rank(pool.policy, &mut free, &load, req.numa);
+                    let mut found = None;
+                    for c in &free {
+                        let Some(pf) = host.pfs.iter().find(|p| p.pci == c.pf_pci) else {
+                            continue;
+                        };
+                        if let Some(slot) = pf.probe(&fs, c.index)?
+                            && slot.health.is_healthy()
+                        {
+                            found = Some(slot);
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(s) => s,
+                        None if kept => return Ok(Picked::RetryFresh),
+                        None => {
+                            // The error counts every VF of the pool: read them all.
+                            let full = HostView::scan_where(&fs, &|facts, total| {
+                                let total = u16::try_from(total).unwrap_or(u16::MAX);
+                                (0..total)
+                                    .any(|i| crate::selector::selects(&pool.selectors, facts, i))
+                            })?;
+                            let st = pool::status(pool, &pools, &full, &leases);
+                            return Err(EngineError::Exhausted {
+                                pool: pool.name.clone(),
+                                total: st.total,
+                                leased: st.leased,
+                                unhealthy: st.unhealthy,
+                            });
+                        }
+                    }
+                }
+            };
+            if let Some(mtu) = req.settings.mtu {
+                check_mtu(&*net, &slot, mtu, req.driver)?;
+            }
+            let original = snapshot(&*net, &fs, &slot)?;
+            let mut lease = Lease {
+                id: 0,
+                owner: req.owner.clone(),
+                owner_kind: req.owner_kind,
+                pool: pool.name.clone(),
+                vf_pci: slot.pci,
+                pf: slot.pf.name.clone(),
+                pf_pci: slot.pf_pci,
+                vf_index: slot.index,
+                netdev: slot.netdev.clone(),
+                netns: req.netns.as_ref().map(|p| p.display().to_string()),
+                created: now(),
+                state: LeaseState::Acquiring,
+                applied: Applied {
+                    settings: req.settings.clone(),
+                    driver: req.driver,
+                },
+                original,
+                pid: Some(me),
+            };
+            lease.id = tx.insert_lease(&lease)?;
+            Ok(Picked::Lease(Box::new(lease)))
+        })
     }
 
     /// Applies a lease to its VF: PF-side knobs, then the driver, then the VF netdev.
@@ -1016,6 +1096,33 @@ impl Engine {
         tracing::debug!(vf = %vf, driver = target.unwrap_or("none"), "driver bound");
         Ok(())
     }
+}
+
+/// The PF and VF index of VF `vf`: from the PFs' predicted VF addresses, or else the VF's
+/// `physfn` link and its PF's `virtfnN` links. Unknown VF when it is not a VF of an SR-IOV PF.
+fn locate_vf<'h>(
+    fs: &Sysfs,
+    host: &'h HostView,
+    vf: PciAddr,
+) -> Result<(&'h PfSlot, u16), EngineError> {
+    for pf in &host.pfs {
+        if let Some((i, _)) = pf.nic.vf_slots.iter().find(|(_, a)| *a == Some(vf)) {
+            return Ok((pf, *i));
+        }
+    }
+    let physfn = fs.path(format!("bus/pci/devices/{vf}/physfn"));
+    let pf_pci = fs
+        .link_name(&physfn)?
+        .and_then(|t| t.parse::<PciAddr>().ok());
+    if let Some(pf) = pf_pci.and_then(|p| host.pfs.iter().find(|s| s.pci == p)) {
+        for (i, _) in &pf.nic.vf_slots {
+            let link = pf.nic.dir.join(format!("virtfn{i}"));
+            if fs.link_name(&link)?.and_then(|t| t.parse::<PciAddr>().ok()) == Some(vf) {
+                return Ok((pf, *i));
+            }
+        }
+    }
+    Err(EngineError::UnknownVf { vf })
 }
 
 fn find_pool<'a>(pools: &'a [Pool], name: &str) -> Result<&'a Pool, EngineError> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use vfpool_host::{Inventory, Sysfs};
+use vfpool_host::{Inventory, Nic, Sysfs, Vf};
 use vfpool_model::PciAddr;
 
 use crate::error::EngineError;
@@ -62,6 +62,65 @@ pub struct PfSlot {
     pub facts: PfFacts,
     pub pci: PciAddr,
     pub total_vfs: u32,
+    /// Why none of its VFs can be handed out now (no netdev, down, no carrier).
+    pub problem: Option<String>,
+    /// The PF as read: its VF slots ([`Nic::vf_slots`]), and its VFs when they were read.
+    pub nic: Nic,
+}
+
+impl PfSlot {
+    fn new(nic: Nic) -> Self {
+        let problem = if nic.netdevs.is_empty() {
+            Some(format!("PF {} has no netdev", nic.pci))
+        } else if nic.admin_up == Some(false) {
+            Some(format!(
+                "PF {} is administratively down (bring it up: ip link set {} up)",
+                nic.name, nic.name
+            ))
+        } else {
+            match nic.operstate.as_deref() {
+                Some("up") | Some("unknown") | None => None,
+                Some(other) => Some(format!("PF {} lost carrier (operstate {other})", nic.name)),
+            }
+        };
+        Self {
+            facts: facts_of(&nic),
+            pci: nic.pci,
+            total_vfs: nic.total_vfs,
+            problem,
+            nic,
+        }
+    }
+
+    /// VF `vf` of this PF as a slot, with its health.
+    fn slot(&self, vf: &Vf) -> VfSlot {
+        let health = if let Some(p) = &self.problem {
+            Health::Unhealthy { reason: p.clone() }
+        } else {
+            match (&vf.driver, &vf.netdev) {
+                (Some(d), None) if !NON_NET_DRIVERS.contains(&d.as_str()) => Health::Unhealthy {
+                    reason: format!("driver {d} is bound but the VF has no netdev"),
+                },
+                _ => Health::Healthy,
+            }
+        };
+        VfSlot {
+            pf: self.facts.clone(),
+            pf_pci: self.pci,
+            index: vf.index,
+            pci: vf.pci,
+            netdev: vf.netdev.clone(),
+            driver: vf.driver.clone(),
+            numa: vf.numa_node.or(self.nic.numa_node),
+            health,
+        }
+    }
+
+    /// Reads VF `index` of this PF alone, with its health: what an acquire checks of the
+    /// VF it picked. `None` when the PF has no such VF now.
+    pub fn probe(&self, fs: &Sysfs, index: u16) -> Result<Option<VfSlot>, EngineError> {
+        Ok(Inventory::read_vf(fs, &self.nic, index)?.map(|vf| self.slot(&vf)))
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -86,57 +145,36 @@ impl HostView {
             nic.total_vfs > 0 && want(&facts_of(nic), nic.total_vfs)
         })?;
         let mut view = HostView::default();
-        for nic in inv.nics.iter().filter(|n| n.total_vfs > 0) {
-            let facts = facts_of(nic);
-            let pf_problem = if nic.netdevs.is_empty() {
-                Some(format!("PF {} has no netdev", nic.pci))
-            } else if nic.admin_up == Some(false) {
-                Some(format!(
-                    "PF {} is administratively down (bring it up: ip link set {} up)",
-                    nic.name, nic.name
-                ))
-            } else {
-                match nic.operstate.as_deref() {
-                    Some("up") | Some("unknown") | None => None,
-                    Some(other) => {
-                        Some(format!("PF {} lost carrier (operstate {other})", nic.name))
-                    }
-                }
-            };
-            for vf in &nic.vfs {
-                let health = if let Some(p) = &pf_problem {
-                    Health::Unhealthy { reason: p.clone() }
-                } else {
-                    match (&vf.driver, &vf.netdev) {
-                        (Some(d), None) if !NON_NET_DRIVERS.contains(&d.as_str()) => {
-                            Health::Unhealthy {
-                                reason: format!("driver {d} is bound but the VF has no netdev"),
-                            }
-                        }
-                        _ => Health::Healthy,
-                    }
-                };
-                view.vfs.insert(
-                    vf.pci,
-                    VfSlot {
-                        pf: facts.clone(),
-                        pf_pci: nic.pci,
-                        index: vf.index,
-                        pci: vf.pci,
-                        netdev: vf.netdev.clone(),
-                        driver: vf.driver.clone(),
-                        numa: vf.numa_node.or(nic.numa_node),
-                        health,
-                    },
-                );
+        for nic in inv.nics.into_iter().filter(|n| n.total_vfs > 0) {
+            let pf = PfSlot::new(nic);
+            for vf in &pf.nic.vfs {
+                view.vfs.insert(vf.pci, pf.slot(vf));
             }
-            view.pfs.push(PfSlot {
-                facts,
-                pci: nic.pci,
-                total_vfs: nic.total_vfs,
-            });
+            view.pfs.push(pf);
         }
         Ok(view)
+    }
+
+    /// Every SR-IOV PF with its facts, health and VF slots, reading no VF: what an acquire
+    /// needs before it picks (then [`PfSlot::probe`] reads the one VF it picked).
+    pub fn scan_pfs(fs: &Sysfs) -> Result<Self, EngineError> {
+        Self::scan_where(fs, &|_, _| false)
+    }
+
+    /// Reads PF `pci` again in place. False when it is no longer an SR-IOV PF (the caller
+    /// then reads the host again).
+    pub fn refresh_pf(&mut self, fs: &Sysfs, pci: PciAddr) -> Result<bool, EngineError> {
+        let Some(at) = self.pfs.iter().position(|p| p.pci == pci) else {
+            return Ok(false);
+        };
+        match Inventory::refresh_pf(fs, &self.pfs[at].nic)? {
+            Some(nic) if nic.total_vfs > 0 => {
+                self.vfs.retain(|_, s| s.pf_pci != pci);
+                self.pfs[at] = PfSlot::new(nic);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

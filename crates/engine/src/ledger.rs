@@ -193,6 +193,19 @@ pub struct Ledger {
     conn: Connection,
     path: PathBuf,
     durable: Option<bool>,
+    /// `STATE/state.db-writers`: writers of this program queue on its lock (see
+    /// [`Ledger::write`]).
+    queue: std::fs::File,
+}
+
+/// Holds the writers' queue lock; released when dropped, or by the kernel when the process
+/// dies (a killed writer never blocks the others).
+struct QueueTurn<'a>(&'a std::fs::File);
+
+impl Drop for QueueTurn<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
 }
 
 fn json<T: Serialize>(v: &T) -> String {
@@ -457,9 +470,8 @@ impl Ledger {
                 ))
             })?;
         }
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(60))
-            .map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_handler(Some(wait_for_writer)).map_err(open_err)?;
         // Switching to WAL needs a moment alone with the file; the busy handler does not
         // cover it, so retry while another process holds it.
         let mut tries = 0;
@@ -481,10 +493,23 @@ impl Ledger {
         // The WAL stays instead; SQLite's auto-checkpoint (every 1000 pages) keeps it small.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(open_err)?;
+        let queue_path = PathBuf::from(format!("{}-writers", path.display()));
+        let queue = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&queue_path)
+            .map_err(|e| {
+                open_err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot open {}: {e}", queue_path.display())),
+                ))
+            })?;
         let mut ledger = Ledger {
             conn,
             path: path.to_owned(),
             durable: None,
+            queue,
         };
         let version: i64 = ledger
             .conn
@@ -506,11 +531,24 @@ impl Ledger {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed with an fsync when
     /// `durable`. An error from `f` rolls the transaction back.
+    ///
+    /// Writers first queue on an exclusive `flock` of `state.db-writers`: the kernel wakes
+    /// the next one when the lock is freed, where SQLite's busy handler would have each
+    /// waiter poll (with eight processes waiting, the polling alone took a core). A writer
+    /// that ignores the queue (the `sqlite3` shell) is still handled by the busy handler.
     pub fn write<T>(
         &mut self,
         durable: bool,
         f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
+        let _turn = match self.queue.lock() {
+            Ok(()) => Some(QueueTurn(&self.queue)),
+            // No flock here (some network filesystems): SQLite's busy handler still queues.
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot lock the writers' queue; relying on SQLite's busy handler");
+                None
+            }
+        };
         if self.durable != Some(durable) {
             self.conn
                 .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
@@ -554,6 +592,22 @@ impl Ledger {
             Ok(m.into_iter().collect())
         })
     }
+}
+
+/// SQLite's busy handler: called while another connection holds the write lock, with how
+/// many times it was called for this wait; true means try again. SQLite's own
+/// `busy_timeout` sleeps 1, 2, 5 ... 100 ms between tries, far longer than a lease's
+/// transaction holds the lock (one commit, well under a millisecond): under contention it
+/// idles the disk. This polls every 50 us at first and backs off to 1 ms, about 60 s in all.
+fn wait_for_writer(tries: i32) -> bool {
+    let pause = match tries {
+        0..200 => Duration::from_micros(50),
+        200..2000 => Duration::from_micros(200),
+        2000..62_000 => Duration::from_millis(1),
+        _ => return false,
+    };
+    std::thread::sleep(pause);
+    true
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

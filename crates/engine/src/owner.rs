@@ -43,8 +43,18 @@ pub fn owner_status(lease: &Lease, vms: &dyn VmOwners) -> OwnerStatus {
 /// This process's pid and start time (field 22 of `/proc/self/stat`), which together name
 /// it even after the pid is reused.
 pub fn this_process() -> (i64, u64) {
+    // Read once per process (a forked child has another pid and reads its own).
+    static ME: std::sync::Mutex<Option<(i64, u64)>> = std::sync::Mutex::new(None);
     let pid = i64::from(std::process::id());
-    (pid, start_time(pid).unwrap_or(0))
+    let mut me = ME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match *me {
+        Some(m) if m.0 == pid => m,
+        _ => {
+            let m = (pid, start_time(pid).unwrap_or(0));
+            *me = Some(m);
+            m
+        }
+    }
 }
 
 fn start_time(pid: i64) -> Option<u64> {

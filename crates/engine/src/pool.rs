@@ -7,9 +7,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, PciAddr, VfIndexSet};
 
-use crate::hostview::{Health, HostView, VfSlot};
+use crate::hostview::{Health, HostView};
 use crate::ledger::{Lease, LeaseState};
-use crate::selector::{PoolSelector, selects};
+use crate::selector::{PfFacts, PoolSelector, selects};
 
 /// How a pool picks a free VF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -85,14 +85,19 @@ pub fn validate_pool_name(name: &str) -> Result<(), InvalidValue> {
 pub fn membership<'a>(pools: &'a [Pool], host: &HostView) -> BTreeMap<PciAddr, &'a str> {
     let mut out = BTreeMap::new();
     for (pci, slot) in &host.vfs {
-        if let Some(p) = pools
-            .iter()
-            .find(|p| selects(&p.selectors, &slot.pf, slot.index))
-        {
-            out.insert(*pci, p.name.as_str());
+        if let Some(p) = owner_of(pools, &slot.pf, slot.index) {
+            out.insert(*pci, p);
         }
     }
     out
+}
+
+/// The pool VF `index` of a PF with `facts` belongs to: the oldest whose selectors match.
+pub fn owner_of<'a>(pools: &'a [Pool], facts: &PfFacts, index: u16) -> Option<&'a str> {
+    pools
+        .iter()
+        .find(|p| selects(&p.selectors, facts, index))
+        .map(|p| p.name.as_str())
 }
 
 /// Every (PF, VF index) slot a pool could ever hold on this host: indices up to each PF's
@@ -219,73 +224,84 @@ pub fn status(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) ->
     }
 }
 
-/// Picks a free VF by `policy` among `free`, preferring NUMA node `numa` when given.
-/// `leased_per_pf` counts every live lease on each PF (whatever its pool).
-pub fn pick<'a>(
+/// A VF slot an acquire may take, known from its PF alone (the VF is read once picked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub pf_pci: PciAddr,
+    pub index: u16,
+    pub numa: Option<u32>,
+}
+
+/// Orders `free` the way `policy` picks: the first is taken, or the next when it proves
+/// unhealthy. VFs on NUMA node `numa` come first when any is there. `leased_per_pf`
+/// counts every live lease on each PF (whatever its pool): `spread` takes the least
+/// loaded PF, `pack` the most loaded; ties go to the lowest PF address and VF index.
+pub fn rank(
     policy: Policy,
-    free: &[&'a VfSlot],
+    free: &mut [Candidate],
     leased_per_pf: &HashMap<PciAddr, usize>,
     numa: Option<u32>,
-) -> Option<&'a VfSlot> {
-    let preferred: Vec<&VfSlot> = match numa {
-        Some(n) if free.iter().any(|s| s.numa == Some(n)) => {
-            free.iter().copied().filter(|s| s.numa == Some(n)).collect()
-        }
-        _ => free.to_vec(),
-    };
-    let load = |s: &VfSlot| leased_per_pf.get(&s.pf_pci).copied().unwrap_or(0);
-    let key = |s: &&VfSlot| (s.pf_pci, s.index);
-    match policy {
-        Policy::FirstFit => preferred.into_iter().min_by_key(key),
-        Policy::Spread => preferred
-            .into_iter()
-            .min_by_key(|s| (load(s), s.pf_pci, s.index)),
-        Policy::Pack => preferred
-            .into_iter()
-            .min_by_key(|s| (usize::MAX - load(s), s.pf_pci, s.index)),
-    }
+) {
+    let numa = numa.filter(|n| free.iter().any(|c| c.numa == Some(*n)));
+    let load = |c: &Candidate| leased_per_pf.get(&c.pf_pci).copied().unwrap_or(0);
+    free.sort_by_key(|c| {
+        let away = numa.is_some() && c.numa != numa;
+        let load = match policy {
+            Policy::FirstFit => 0,
+            Policy::Spread => load(c),
+            Policy::Pack => usize::MAX - load(c),
+        };
+        (away, load, c.pf_pci, c.index)
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::selector::PfFacts;
 
-    fn slot(pf: u8, index: u16, numa: u32) -> VfSlot {
-        let pf_pci = PciAddr::new(0, pf, 0, 0);
-        VfSlot {
-            pf: PfFacts {
-                name: format!("pf{pf}"),
-                ..Default::default()
-            },
-            pf_pci,
+    fn cand(pf: u8, index: u16, numa: u32) -> Candidate {
+        Candidate {
+            pf_pci: PciAddr::new(0, pf, 0, 0),
             index,
-            pci: PciAddr::new(0, pf, 0x10, index as u8 % 8),
-            netdev: None,
-            driver: None,
             numa: Some(numa),
-            health: Health::Healthy,
         }
     }
 
     #[test]
     fn policies() {
-        let slots = [slot(1, 0, 0), slot(1, 1, 0), slot(2, 0, 1), slot(2, 1, 1)];
-        let free: Vec<&VfSlot> = slots.iter().collect();
+        let all = [cand(1, 1, 0), cand(2, 1, 1), cand(1, 0, 0), cand(2, 0, 1)];
         let mut load = HashMap::new();
         load.insert(PciAddr::new(0, 1, 0, 0), 3);
         load.insert(PciAddr::new(0, 2, 0, 0), 1);
-        let p = |pol, numa| {
-            let s = pick(pol, &free, &load, numa).unwrap();
-            (s.pf_pci.bus, s.index)
+        let order = |pol, numa| {
+            let mut v = all.to_vec();
+            rank(pol, &mut v, &load, numa);
+            v.iter()
+                .map(|c| (c.pf_pci.bus, c.index))
+                .collect::<Vec<_>>()
         };
-        assert_eq!(p(Policy::FirstFit, None), (1, 0));
-        assert_eq!(p(Policy::Spread, None), (2, 0));
-        assert_eq!(p(Policy::Pack, None), (1, 0));
-        assert_eq!(p(Policy::FirstFit, Some(1)), (2, 0));
-        assert_eq!(p(Policy::Pack, Some(1)), (2, 0));
-        assert_eq!(p(Policy::Spread, Some(7)), (2, 0), "no VF on node 7: any");
-        assert!(pick(Policy::FirstFit, &[], &load, None).is_none());
+        assert_eq!(
+            order(Policy::FirstFit, None),
+            [(1, 0), (1, 1), (2, 0), (2, 1)]
+        );
+        assert_eq!(
+            order(Policy::Spread, None),
+            [(2, 0), (2, 1), (1, 0), (1, 1)]
+        );
+        assert_eq!(order(Policy::Pack, None), [(1, 0), (1, 1), (2, 0), (2, 1)]);
+        assert_eq!(
+            order(Policy::FirstFit, Some(1)),
+            [(2, 0), (2, 1), (1, 0), (1, 1)]
+        );
+        assert_eq!(order(Policy::Pack, Some(1))[0], (2, 0));
+        assert_eq!(
+            order(Policy::Spread, Some(7))[0],
+            (2, 0),
+            "no VF on node 7: any"
+        );
+        let mut none: Vec<Candidate> = Vec::new();
+        rank(Policy::FirstFit, &mut none, &load, None);
+        assert!(none.is_empty());
     }
 
     #[test]

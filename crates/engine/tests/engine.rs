@@ -594,3 +594,51 @@ fn mac_leases_one_after_another_on_a_vf_that_chose_its_own_mac() {
         .set_mac(&nd, "02:00:00:00:0f:0f".parse().unwrap())
         .unwrap();
 }
+
+#[test]
+fn a_long_lived_engine_sees_what_changed_on_the_host_since_it_last_looked() {
+    let lab = Lab::new();
+    lab.split("eno49", 2);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["eno49", "eno50"]), Policy::FirstFit)
+        .unwrap();
+    let a = e.acquire(&req("p", "a")).unwrap();
+    assert_eq!((a.pf.as_str(), a.vf_index), ("eno49", 0));
+
+    // Another process splits eno50 after this engine read the host.
+    lab.split("eno50", 1);
+    let b = e.acquire(&req("p", "b")).unwrap();
+    assert_eq!((b.pf.as_str(), b.vf_index), ("eno49", 1));
+    let c = e.acquire(&req("p", "c")).unwrap();
+    assert_eq!(
+        (c.pf.as_str(), c.vf_index),
+        ("eno50", 0),
+        "the new VF is seen"
+    );
+
+    // eno49 goes down: its free VF is not handed out; up again, it is.
+    e.release(&ReleaseTarget::Owner("b".into())).unwrap();
+    lab.net.set_up("eno49", false).unwrap();
+    let err = e.acquire(&req("p", "d")).unwrap_err().to_string();
+    assert!(err.starts_with("pool p has no free VF"), "{err}");
+    lab.net.set_up("eno49", true).unwrap();
+    assert_eq!(e.acquire(&req("p", "d")).unwrap().vf_pci, b.vf_pci);
+
+    // eno50 restored and split again by someone else: its lease is on a VF the engine
+    // must not hand out twice, and a named VF that no longer exists is unknown.
+    e.release(&ReleaseTarget::Owner("c".into())).unwrap();
+    lab.restore("eno50");
+    let mut named = req("p", "e");
+    named.vf = Some(c.vf_pci);
+    assert!(matches!(
+        e.acquire(&named).unwrap_err(),
+        EngineError::UnknownVf { .. }
+    ));
+    lab.split("eno50", 1);
+    assert_eq!(e.acquire(&named).unwrap().vf_pci, c.vf_pci);
+    let err = e.acquire(&req("p", "f")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "pool p has no free VF (3 total, 3 leased, 0 unhealthy)"
+    );
+}

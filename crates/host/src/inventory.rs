@@ -47,6 +47,10 @@ pub struct Nic {
     pub autoprobe: Option<bool>,
     #[serde(skip)]
     pub vfs: Vec<Vf>,
+    /// Every VF index the PF has a `virtfnN` link for, ascending, with the address its
+    /// `sriov_offset` and `sriov_stride` give it: known without reading any VF.
+    #[serde(skip)]
+    pub vf_slots: Vec<VfSlotAddr>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -109,7 +113,7 @@ impl Inventory {
         // Addresses of the VFs the PFs read so far announce: skipped in this pass.
         let mut predicted: HashSet<PciAddr> = HashSet::new();
         // Each PF with its listing and its VFs (index, predicted address).
-        let mut pfs: Vec<(Nic, Vec<VfSlotAddr>)> = Vec::new();
+        let mut pfs: Vec<Nic> = Vec::new();
         // Functions with a `physfn` that no PF predicted, with their listing.
         let mut stray: HashMap<PciAddr, (PathBuf, Vec<String>)> = HashMap::new();
         for (pci, name) in &names {
@@ -126,70 +130,78 @@ impl Inventory {
                 stray.insert(*pci, (dir, entries));
                 continue;
             }
-            let nic = read_pf(fs, *pci, dir.clone(), &entries)?;
-            let geometry = (
-                read_u32(fs, &entries, &dir, "sriov_offset")?,
-                read_u32(fs, &entries, &dir, "sriov_stride")?,
-            );
-            let vfs: Vec<(u16, Option<PciAddr>)> = virtfn_indices(&entries)
-                .into_iter()
-                .map(|i| {
-                    let a = match geometry {
-                        (Some(o), Some(st)) => pci.offset_by(o + u32::from(i) * st),
-                        _ => None,
-                    };
-                    (i, a)
-                })
-                .collect();
-            predicted.extend(vfs.iter().filter_map(|(_, a)| *a));
-            pfs.push((nic, vfs));
+            let nic = read_pf_listed(fs, *pci, dir, &entries)?;
+            predicted.extend(nic.vf_slots.iter().filter_map(|(_, a)| *a));
+            pfs.push(nic);
         }
-        let mut nics = par_map(&pfs, 2, |(nic, vfs)| -> Result<Nic, HostError> {
+        let mut nics = par_map(&pfs, 2, |nic| -> Result<Nic, HostError> {
             let mut nic = nic.clone();
             if !want_vfs(&nic) {
                 return Ok(nic);
             }
-            for (index, addr) in vfs {
-                // The predicted address, if a VF is there; else what the virtfn link says.
-                let listed = match addr {
-                    Some(a) => {
-                        let d = devices.join(a.to_string());
-                        let e = fs.list(&d)?;
-                        has(&e, "physfn").then_some((*a, d, e))
-                    }
-                    None => None,
-                };
-                let (vf_pci, vf_dir, entries) = match listed {
-                    Some(l) => l,
-                    None => {
-                        let link = nic.dir.join(format!("virtfn{index}"));
-                        let Some(a) = fs.link_name(&link)?.and_then(|t| t.parse::<PciAddr>().ok())
-                        else {
-                            continue;
-                        };
-                        match stray.get(&a) {
-                            Some((d, e)) => (a, d.clone(), e.clone()),
-                            None => {
-                                let d = devices.join(a.to_string());
-                                let e = fs.list(&d)?;
-                                (a, d, e)
-                            }
-                        }
-                    }
-                };
-                nic.vfs.push(read_vf(
-                    fs,
-                    *index,
-                    vf_pci,
-                    nic.numa_node,
-                    &vf_dir,
-                    &entries,
-                )?);
+            for (index, addr) in &nic.vf_slots {
+                if let Some(vf) = read_vf_at(fs, &nic, *index, *addr, &stray)? {
+                    nic.vfs.push(vf);
+                }
             }
             Ok(nic)
         })?;
         nics.sort_by_key(|n| n.pci);
         Ok(Self { nics })
+    }
+
+    /// Reads one PF again (its facts, health and VF slots; no VF), for a caller that keeps
+    /// an inventory between operations. `None` when `pci` is no longer a network PF.
+    pub fn read_pf(fs: &Sysfs, pci: PciAddr) -> Result<Option<Nic>, HostError> {
+        let dir = fs.path(format!("bus/pci/devices/{pci}"));
+        match fs.read_num_opt(&dir.join("class"))? {
+            Some(class) if (class >> 16) == 0x02 => {}
+            _ => return Ok(None),
+        }
+        let entries = fs.list(&dir)?;
+        if has(&entries, "physfn") {
+            return Ok(None);
+        }
+        read_pf_listed(fs, pci, dir, &entries).map(Some)
+    }
+
+    /// `pf` as it is now, reading only what changes while a PF stays the same device: its
+    /// VF links, driver, netdev and link state (five reads instead of about twenty). When
+    /// the driver, the netdev or the VFs changed, the PF is read whole again. `None` when
+    /// `pf.pci` is no longer a network PF.
+    pub fn refresh_pf(fs: &Sysfs, pf: &Nic) -> Result<Option<Nic>, HostError> {
+        let entries = fs.list(&pf.dir)?;
+        if entries.is_empty() || has(&entries, "physfn") {
+            return Ok(None);
+        }
+        let same_vfs = virtfn_indices(&entries)
+            .into_iter()
+            .eq(pf.vf_slots.iter().map(|(i, _)| *i));
+        let driver = read_link(fs, &entries, &pf.dir, "driver")?;
+        let netdevs = if same_vfs && driver == pf.driver {
+            netdevs(fs, &entries, &pf.dir)?
+        } else {
+            Vec::new()
+        };
+        if !same_vfs || driver != pf.driver || netdevs != pf.netdevs || netdevs.is_empty() {
+            return Self::read_pf(fs, pf.pci);
+        }
+        let nd = pf.dir.join("net").join(&netdevs[0]);
+        let mut nic = pf.clone();
+        nic.operstate = fs.read_opt(&nd.join("operstate"))?;
+        nic.admin_up = fs.read_num_opt(&nd.join("flags"))?.map(|f| f & 0x1 == 0x1);
+        Ok(Some(nic))
+    }
+
+    /// Reads VF `index` of `pf` (one of its [`Nic::vf_slots`]) alone: `None` when the PF
+    /// has no such VF now.
+    pub fn read_vf(fs: &Sysfs, pf: &Nic, index: u16) -> Result<Option<Vf>, HostError> {
+        let addr = pf
+            .vf_slots
+            .iter()
+            .find(|(i, _)| *i == index)
+            .and_then(|(_, a)| *a);
+        read_vf_at(fs, pf, index, addr, &HashMap::new())
     }
 
     /// Finds a NIC by netdev name or PCI address, among PFs and their VFs.
@@ -242,7 +254,70 @@ impl Inventory {
 }
 
 /// A VF index and the address its PF's offset and stride give it.
-type VfSlotAddr = (u16, Option<PciAddr>);
+pub type VfSlotAddr = (u16, Option<PciAddr>);
+
+/// A listed PF's facts and VF slots (see [`Nic::vf_slots`]).
+fn read_pf_listed(
+    fs: &Sysfs,
+    pci: PciAddr,
+    dir: PathBuf,
+    entries: &[String],
+) -> Result<Nic, HostError> {
+    let geometry = (
+        read_u32(fs, entries, &dir, "sriov_offset")?,
+        read_u32(fs, entries, &dir, "sriov_stride")?,
+    );
+    let mut nic = read_pf(fs, pci, dir, entries)?;
+    nic.vf_slots = virtfn_indices(entries)
+        .into_iter()
+        .map(|i| {
+            let a = match geometry {
+                (Some(o), Some(st)) => pci.offset_by(o + u32::from(i) * st),
+                _ => None,
+            };
+            (i, a)
+        })
+        .collect();
+    Ok(nic)
+}
+
+/// Reads VF `index` of `nic`: at the predicted address `addr` if a VF is there, else where
+/// the PF's `virtfnN` link points (`stray` holds listings pass 1 already made).
+fn read_vf_at(
+    fs: &Sysfs,
+    nic: &Nic,
+    index: u16,
+    addr: Option<PciAddr>,
+    stray: &HashMap<PciAddr, (PathBuf, Vec<String>)>,
+) -> Result<Option<Vf>, HostError> {
+    let devices = fs.path("bus/pci/devices");
+    let listed = match addr {
+        Some(a) => {
+            let d = devices.join(a.to_string());
+            let e = fs.list(&d)?;
+            has(&e, "physfn").then_some((a, d, e))
+        }
+        None => None,
+    };
+    let (vf_pci, vf_dir, entries) = match listed {
+        Some(l) => l,
+        None => {
+            let link = nic.dir.join(format!("virtfn{index}"));
+            let Some(a) = fs.link_name(&link)?.and_then(|t| t.parse::<PciAddr>().ok()) else {
+                return Ok(None);
+            };
+            match stray.get(&a) {
+                Some((d, e)) => (a, d.clone(), e.clone()),
+                None => {
+                    let d = devices.join(a.to_string());
+                    let e = fs.list(&d)?;
+                    (a, d, e)
+                }
+            }
+        }
+    };
+    read_vf(fs, index, vf_pci, nic.numa_node, &vf_dir, &entries).map(Some)
+}
 
 /// The VF indices a PF's listing has `virtfnN` links for, ascending.
 fn virtfn_indices(entries: &[String]) -> Vec<u16> {
@@ -434,6 +509,7 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
         free_vfs: num_vfs,
         autoprobe,
         vfs: Vec::new(),
+        vf_slots: Vec::new(),
         dir,
     })
 }

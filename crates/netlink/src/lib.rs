@@ -19,6 +19,7 @@ use serde::Serialize;
 use vfpool_model::{MacAddr, VfConfig, VfSettings};
 
 mod error;
+pub mod kfile;
 mod knob;
 mod netns;
 mod rtnl;

@@ -16,12 +16,13 @@
 //! min rate and no 802.1ad; mlx5_core takes everything; a VF index >= `sriov_numvfs` is
 //! EINVAL; igb and ixgbe refuse a max rate while the PF link is down (EINVAL).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::libc;
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,7 @@ pub(crate) fn kernel_default_vf() -> VfConfig {
 }
 
 /// The content of `SIMROOT/netlink/PF.json`: only VFs that were changed.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PfState {
     vfs: BTreeMap<u16, VfConfig>,
@@ -145,7 +146,13 @@ pub fn vf_chose_mac(
 #[derive(Debug, Clone)]
 pub struct SimNetOps {
     root: PathBuf,
+    /// The last bytes read or written of each PF's state file with what they parse to:
+    /// parsed again only when the file's bytes differ (another process changed it).
+    parsed: Arc<Mutex<HashMap<PathBuf, Parsed>>>,
 }
+
+/// A state file's bytes and what they parse to.
+type Parsed = (Vec<u8>, PfState);
 
 /// A netdev of the simulated host.
 struct SimDev {
@@ -160,6 +167,7 @@ impl SimNetOps {
     pub fn new(simroot: impl Into<PathBuf>) -> Self {
         SimNetOps {
             root: simroot.into(),
+            parsed: Default::default(),
         }
     }
 
@@ -175,17 +183,18 @@ impl SimNetOps {
                 name: name.to_string(),
             });
         }
-        let dir = fs::canonicalize(&link).map_err(|source| NetlinkError::SimIo {
+        let dir = crate::kfile::real_path(&link).map_err(|source| NetlinkError::SimIo {
             path: link.clone(),
             source,
         })?;
-        let pci = if dir.join("device").exists() {
-            fs::canonicalize(dir.join("device")).ok()
-        } else {
-            dir.parent()
-                .filter(|p| p.file_name().is_some_and(|n| n == "net"))
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
+        // A netdev of a PCI function sits at FUNCTION/net/NAME; others may have a `device`.
+        let pci = match dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "net"))
+            .and_then(Path::parent)
+        {
+            Some(p) => Some(p.to_path_buf()),
+            None => crate::kfile::real_path(&dir.join("device")).ok(),
         };
         let driver = pci.as_ref().and_then(|p| {
             fs::read_link(p.join("driver"))
@@ -198,7 +207,7 @@ impl SimNetOps {
     /// The PF netdev and VF index of a VF's netdev.
     fn vf_of(&self, dev: &SimDev) -> Option<(String, u16)> {
         let pci = dev.pci.as_ref()?;
-        let pf_dir = fs::canonicalize(pci.join("physfn")).ok()?;
+        let pf_dir = crate::kfile::real_path(&pci.join("physfn")).ok()?;
         let pf = fs::read_dir(pf_dir.join("net"))
             .ok()?
             .flatten()
@@ -220,25 +229,45 @@ impl SimNetOps {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(&dir).map_err(io_err)?;
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let f = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(io_err)?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(io_err)?;
         if exclusive { f.lock() } else { f.lock_shared() }.map_err(io_err)?;
         Ok(f)
     }
 
     fn load(&self, pf: &str) -> Result<PfState, NetlinkError> {
         let path = self.state_path(pf);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| NetlinkError::SimState { path, source }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(PfState::default()),
-            Err(source) => Err(NetlinkError::SimIo { path, source }),
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PfState::default()),
+            Err(source) => return Err(NetlinkError::SimIo { path, source }),
+        };
+        let mut parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((b, state)) = parsed.get(&path)
+            && *b == bytes
+        {
+            return Ok(state.clone());
         }
+        let state: PfState =
+            serde_json::from_slice(&bytes).map_err(|source| NetlinkError::SimState {
+                path: path.clone(),
+                source,
+            })?;
+        parsed.insert(path, (bytes, state.clone()));
+        Ok(state)
     }
 
     fn store(&self, pf: &str, state: &PfState) -> Result<(), NetlinkError> {
@@ -249,11 +278,11 @@ impl SimNetOps {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let json = serde_json::to_vec_pretty(state).map_err(|source| NetlinkError::SimState {
+        let json = serde_json::to_vec(state).map_err(|source| NetlinkError::SimState {
             path: path.clone(),
             source,
         })?;
-        fs::write(&tmp, json)
+        fs::write(&tmp, &json)
             .and_then(|()| fs::rename(&tmp, &path))
             .map_err(|source| {
                 let _ = fs::remove_file(&tmp);
@@ -261,12 +290,17 @@ impl SimNetOps {
                     path: path.clone(),
                     source,
                 }
-            })
+            })?;
+        self.parsed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path, (json, state.clone()));
+        Ok(())
     }
 
     fn read_attr(&self, dev: &SimDev, attr: &str) -> Result<String, NetlinkError> {
         let path = dev.dir.join(attr);
-        fs::read_to_string(&path)
+        crate::kfile::read_small(&path)
             .map(|s| s.trim().to_string())
             .map_err(|source| NetlinkError::SimIo { path, source })
     }
