@@ -1,11 +1,15 @@
 //! The lease ledger's benchmark: acquire+release round trips in-process and through the CLI,
-//! 8 concurrent CLI processes, and this disk's fsync rate measured in the same run on the
-//! same filesystem.
+//! one process at a time and 8 at once, the ledger alone, and this disk's fsync rate
+//! measured right before and after each, on the same filesystem.
 //!
 //! ```text
 //! cargo build --release -p vfpool
 //! cargo run --release -p vfpool-engine --example ledger_bench -- target/release/vfpool [DIR]
 //! ```
+//!
+//! The disk of a shared virtual machine changes speed from one second to the next, so every
+//! measurement is taken three times, each against the fsync rate measured around it, and
+//! the median ratio is reported.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,12 +91,52 @@ fn cli_round_trip(vfpool: &Path, cli: &[PathBuf], owner: &str) {
     }
 }
 
-/// One of the concurrent in-process workers: `worker STATE SIMROOT ID ROUNDS`.
+/// `n` round trips of the ledger's four transactions (no host work) on the ledger at `db`,
+/// owners named `PREFIX0`, `PREFIX1` ..., all on VF address number `slot`.
+fn ledger_round_trips(db: &Path, prefix: &str, slot: u32, n: usize) {
+    let mut ledger = Ledger::open(db).unwrap();
+    let me = (i64::from(std::process::id()), 1u64);
+    for i in 0..n {
+        let mut l = Lease {
+            id: 0,
+            owner: format!("{prefix}{i}"),
+            owner_kind: OwnerKind::Manual,
+            pool: "gold".into(),
+            vf_pci: PciAddr::new(0, 4, 0x10, 0).offset_by(slot).unwrap(),
+            pf: "em1".into(),
+            pf_pci: PciAddr::new(0, 4, 0, 0),
+            vf_index: 0,
+            netdev: None,
+            netns: None,
+            created: 0,
+            state: LeaseState::Acquiring,
+            applied: Applied::default(),
+            original: Original::default(),
+            pid: Some(me),
+        };
+        l.id = ledger.write(true, |tx| tx.insert_lease(&l)).unwrap();
+        let id = l.id;
+        ledger
+            .write(false, |tx| {
+                tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
+            })
+            .unwrap();
+        ledger
+            .write(false, |tx| {
+                tx.transition(id, &[LeaseState::Active], LeaseState::Releasing, Some(me))
+            })
+            .unwrap();
+        ledger.write(true, |tx| tx.delete_lease(id)).unwrap();
+    }
+}
+
+/// One of the concurrent in-process workers: `worker STATE SIMROOT ROUNDS PREFIX ID`.
 fn worker(mut args: impl Iterator<Item = String>) {
     let state = PathBuf::from(args.next().unwrap());
     let root = PathBuf::from(args.next().unwrap());
-    let id = args.next().unwrap();
     let rounds: usize = args.next().unwrap().parse().unwrap();
+    let prefix = args.next().unwrap();
+    let id = format!("{prefix}-{}", args.next().unwrap());
     let sim = SimHost::open_or_create(&root, &HostSpec::demo()).unwrap();
     let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
     let net = Arc::new(SimNetOps::new(sim.root()));
@@ -106,11 +150,79 @@ fn worker(mut args: impl Iterator<Item = String>) {
     }
 }
 
+/// Runs `work` (which makes `changes` changes) between two one-second fsync probes; returns
+/// (changes/s, changes per fsync, CPU ms per change).
+fn measured(dir: &Path, changes: f64, work: impl FnOnce()) -> (f64, f64, f64) {
+    let before = fsync_rate(dir, Duration::from_secs(1));
+    let cpu = cpu_seconds();
+    let start = Instant::now();
+    work();
+    let el = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let after = fsync_rate(dir, Duration::from_secs(1));
+    let rate = changes / el;
+    (
+        rate,
+        rate / ((before + after) / 2.0),
+        cpu * 1000.0 / changes,
+    )
+}
+
+/// `n` processes of this program, each running `args` then its number, all waited for.
+fn spawn_all(n: usize, args: &[String]) {
+    let me = std::env::current_exe().unwrap();
+    let kids: Vec<_> = (0..n)
+        .map(|t| {
+            Command::new(&me)
+                .args(args)
+                .arg(t.to_string())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut k in kids {
+        assert!(k.wait().unwrap().success());
+    }
+}
+
+fn report(what: &str, runs: &mut [(f64, f64, f64)]) {
+    runs.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let m = runs[runs.len() / 2];
+    let ratios: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.1)).collect();
+    println!(
+        "{what:<34} {:>6.0} changes/s  {:>5.2} changes per fsync (runs: {})  {:.2} ms CPU per change",
+        m.0,
+        m.1,
+        ratios.join(" "),
+        m.2
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    if std::env::args().nth(1).as_deref() == Some("worker") {
-        args.next();
-        return worker(args);
+    match std::env::args().nth(1).as_deref() {
+        Some("worker") => {
+            args.next();
+            return worker(args);
+        }
+        Some("ledger-worker") => {
+            let a: Vec<String> = args.skip(1).collect();
+            return ledger_round_trips(
+                Path::new(&a[0]),
+                &format!("x{}-", a[2]),
+                a[2].parse().unwrap(),
+                a[1].parse().unwrap(),
+            );
+        }
+        Some("cli-worker") => {
+            let a: Vec<String> = args.skip(1).collect();
+            let cli: Vec<PathBuf> = a[2..a.len() - 1].iter().map(PathBuf::from).collect();
+            for i in 0..a[1].parse::<usize>().unwrap() {
+                cli_round_trip(Path::new(&a[0]), &cli, &format!("t{}-{i}", a[a.len() - 1]));
+            }
+            return;
+        }
+        _ => {}
     }
     let vfpool = PathBuf::from(
         args.next()
@@ -137,11 +249,13 @@ fn main() {
         hosts.display(),
         dir.display()
     );
+    let fsync = fsync_rate(dir, Duration::from_secs(2));
+    println!(
+        "fsync: {fsync:.0} write+fsync/s (4 KiB appended, {})",
+        dir.display()
+    );
 
-    let fsync = fsync_rate(dir, Duration::from_secs(3));
-    println!("fsync: {fsync:.0} write+fsync/s (4 KiB, {})", dir.display());
-
-    // In-process.
+    // One simulated host for the in-process engines, em1 split to 63 VFs in pool gold.
     let root = hosts.join("inproc");
     std::fs::create_dir_all(&root).unwrap();
     let sim = SimHost::open_or_create(&root, &HostSpec::demo()).unwrap();
@@ -150,7 +264,8 @@ fn main() {
     let nic = inv.find_sriov_pf("em1").unwrap().clone();
     split::split(&fs, &nic, 63, &SplitOptions::default(), &|_, _| {}).unwrap();
     let net = Arc::new(SimNetOps::new(sim.root()));
-    let mut e = Engine::open(&dir.join("inproc"), fs, net).unwrap();
+    let state = dir.join("inproc");
+    let mut e = Engine::open(&state, fs, net).unwrap();
     e.pool_create(
         "gold",
         vec!["em1".parse::<PoolSelector>().unwrap()],
@@ -162,147 +277,109 @@ fn main() {
         e.host().unwrap();
     }
     println!(
-        "host scan (inventory + health): {:.2} ms",
+        "full host scan (inventory + health, 63 VFs): {:.2} ms (an acquire reads its pool's PF and one VF instead)",
         start.elapsed().as_secs_f64() * 1000.0 / 20.0
     );
-    let n: usize = std::env::var("BENCH_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let cpu = cpu_seconds();
-    let start = Instant::now();
-    for i in 0..n {
-        let mut r = AcquireRequest::new("gold", &format!("o{i}"));
-        r.settings.vlan = Some(10);
-        e.acquire(&r).unwrap();
-        e.release(&ReleaseTarget::Owner(format!("o{i}"))).unwrap();
-    }
-    let el = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu;
-    let rt = n as f64 / el;
-    println!(
-        "in-process: {n} acquire+release round trips in {el:.2} s: {:.2} ms each ({:.2} ms CPU), {:.0} changes/s, {:.2} changes per fsync",
-        el * 1000.0 / n as f64,
-        cpu * 1000.0 / n as f64,
-        rt * 2.0,
-        rt * 2.0 / fsync
-    );
 
-    // 8 processes, each an in-process engine (like a daemon's workers, or the CNI plugin
-    // and the daemon side by side), on one ledger and one host.
-    let me = std::env::current_exe().unwrap();
-    let per: usize = std::env::var("BENCH_PER")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let cpu = cpu_seconds();
-    let start = Instant::now();
-    let kids: Vec<_> = (0..8)
-        .map(|t| {
-            Command::new(&me)
-                .arg("worker")
-                .arg(dir.join("inproc"))
-                .arg(&root)
-                .arg(t.to_string())
-                .arg(per.to_string())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut k in kids {
-        assert!(k.wait().unwrap().success());
+    let env_n = |k: &str, d: usize| -> usize {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = env_n("BENCH_N", 300);
+    let per = env_n("BENCH_PER", 60);
+    let rounds = env_n("BENCH_ROUNDS", 3);
+    let (mut serial, mut x8, mut lserial, mut lx8) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        serial.push(measured(dir, 2.0 * n as f64, || {
+            for i in 0..n {
+                let owner = format!("r{r}-{i}");
+                let mut q = AcquireRequest::new("gold", &owner);
+                q.settings.vlan = Some(10);
+                e.acquire(&q).unwrap();
+                e.release(&ReleaseTarget::Owner(owner)).unwrap();
+            }
+        }));
+        if std::env::var_os("BENCH_ONLY_SERIAL").is_some() {
+            continue;
+        }
+        // 8 processes, each an in-process engine (the daemon, the CNI plugin and the CLI
+        // side by side), on one ledger and one host.
+        let worker_args: Vec<String> = vec![
+            "worker".into(),
+            state.display().to_string(),
+            root.display().to_string(),
+            per.to_string(),
+            format!("r{r}"),
+        ];
+        x8.push(measured(dir, 2.0 * 8.0 * per as f64, || {
+            spawn_all(8, &worker_args)
+        }));
+        let db = dir.join(format!("ledger-only-{r}.db"));
+        lserial.push(measured(dir, 2.0 * 500.0, || {
+            ledger_round_trips(&db, "l", 0, 500)
+        }));
+        let db = dir.join(format!("ledger-x8-{r}.db"));
+        let largs: Vec<String> = vec![
+            "ledger-worker".into(),
+            db.display().to_string(),
+            "250".into(),
+        ];
+        lx8.push(measured(dir, 2.0 * 8.0 * 250.0, || spawn_all(8, &largs)));
     }
-    let el = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu;
-    let changes = 8.0 * per as f64 * 2.0;
     println!(
-        "in-process x8: {} round trips in {el:.2} s ({:.2} ms CPU each): {:.0} changes/s, {:.2} changes per fsync",
-        8 * per,
-        cpu * 1000.0 / (8 * per) as f64,
-        changes / el,
-        changes / el / fsync
+        "medians of {rounds} runs; a round trip is an acquire (--vlan 10) and a release: 2 changes"
     );
-    if std::env::var_os("BENCH_ONLY_INPROC").is_some() {
+    report("in-process, 1 process", &mut serial);
+    if std::env::var_os("BENCH_ONLY_SERIAL").is_some() {
         return;
     }
-    // The ledger alone: the four transactions of a round trip, no host work.
-    let mut ledger = Ledger::open(&dir.join("ledger-only.db")).unwrap();
-    let me = (i64::from(std::process::id()), 1u64);
-    let n = 500;
-    let start = Instant::now();
-    for i in 0..n {
-        let mut l = Lease {
-            id: 0,
-            owner: format!("l{i}"),
-            owner_kind: OwnerKind::Manual,
-            pool: "gold".into(),
-            vf_pci: PciAddr::new(0, 4, 0x10, 0),
-            pf: "em1".into(),
-            pf_pci: PciAddr::new(0, 4, 0, 0),
-            vf_index: 0,
-            netdev: None,
-            netns: None,
-            created: 0,
-            state: LeaseState::Acquiring,
-            applied: Applied::default(),
-            original: Original::default(),
-            pid: Some(me),
-        };
-        l.id = ledger.write(true, |tx| tx.insert_lease(&l)).unwrap();
-        let id = l.id;
-        ledger
-            .write(false, |tx| {
-                tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
-            })
-            .unwrap();
-        ledger
-            .write(false, |tx| {
-                tx.transition(id, &[LeaseState::Active], LeaseState::Releasing, Some(me))
-            })
-            .unwrap();
-        ledger.write(true, |tx| tx.delete_lease(id)).unwrap();
-    }
-    let el = start.elapsed().as_secs_f64();
-    println!(
-        "ledger only: {n} round trips (4 transactions, 2 fsynced) in {el:.2} s: {:.0} changes/s, {:.2} changes per fsync",
-        n as f64 * 2.0 / el,
-        n as f64 * 2.0 / el / fsync
-    );
+    report("in-process, 8 processes", &mut x8);
+    report("ledger only, 1 process", &mut lserial);
+    report("ledger only, 8 processes", &mut lx8);
 
-    // Through the CLI, one process at a time.
-    let state = demo_state(dir, hosts, "cli", &vfpool);
-    let m = 40;
-    let start = Instant::now();
-    for i in 0..m {
-        cli_round_trip(&vfpool, &state, &format!("c{i}"));
-    }
-    let el = start.elapsed().as_secs_f64();
-    println!(
-        "cli: {m} round trips (2 processes each) in {el:.2} s: {:.1} ms each, {:.0} changes/s",
-        el * 1000.0 / m as f64,
-        m as f64 * 2.0 / el
-    );
-
-    // 8 concurrent CLI processes.
-    let state = demo_state(dir, hosts, "cli8", &vfpool);
-    let per = 15;
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..8 {
-            let (vfpool, state) = (&vfpool, &state);
-            s.spawn(move || {
-                for i in 0..per {
-                    cli_round_trip(vfpool, state, &format!("t{t}-{i}"));
-                }
-            });
+    // Through the CLI: one process per acquire or release.
+    let cli = demo_state(dir, hosts, "cli", &vfpool);
+    let m = env_n("BENCH_CLI", 40);
+    let mut c1 = vec![measured(dir, 2.0 * m as f64, || {
+        for i in 0..m {
+            cli_round_trip(&vfpool, &cli, &format!("c{i}"));
         }
-    });
-    let el = start.elapsed().as_secs_f64();
-    let changes = 8.0 * per as f64 * 2.0;
+    })];
+    let cli8 = demo_state(dir, hosts, "cli8", &vfpool);
+    let mut cargs: Vec<String> = vec![
+        "cli-worker".into(),
+        vfpool.display().to_string(),
+        (m / 4).to_string(),
+    ];
+    cargs.extend(cli8.iter().map(|p| p.display().to_string()));
+    let mut c8 = vec![measured(dir, 2.0 * 8.0 * (m / 4) as f64, || {
+        spawn_all(8, &cargs)
+    })];
+    report("cli, 1 process at a time", &mut c1);
+    report("cli, 8 at a time", &mut c8);
+    // The floor of a CLI change: starting a process that does nothing.
+    let start = Instant::now();
+    for _ in 0..50 {
+        assert!(
+            Command::new(&vfpool)
+                .arg("--version")
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    }
+    let spawn = start.elapsed().as_secs_f64() / 50.0;
+    let start = Instant::now();
+    for _ in 0..50 {
+        assert!(Command::new("true").status().unwrap().success());
+    }
+    let t = start.elapsed().as_secs_f64() / 50.0;
     println!(
-        "cli x8: {} round trips in {el:.2} s: {:.0} changes/s, {:.2} changes per fsync",
-        8 * per,
-        changes / el,
-        changes / el / fsync
+        "process start: `vfpool --version` {:.2} ms, `true` {:.2} ms",
+        spawn * 1000.0,
+        t * 1000.0
     );
 }

@@ -479,7 +479,12 @@ impl Engine {
                 leases.iter().map(|l| ((l.pf_pci, l.vf_index), l)).collect();
             let slot = match req.vf {
                 Some(vf) => {
-                    let (pf, index) = locate_vf(&fs, host, vf)?;
+                    let (pf, index) = match locate_vf(&fs, host, vf) {
+                        Ok(found) => found,
+                        // A VF made since the PFs were last read in full.
+                        Err(_) if kept => return Ok(Picked::RetryFresh),
+                        Err(e) => return Err(e),
+                    };
                     if owner_of(&pools, &pf.facts, index) != Some(pool.name.as_str()) {
                         return Err(EngineError::VfNotInPool {
                             vf,

@@ -30,6 +30,13 @@ pub enum EngineError {
         source: rusqlite::Error,
     },
 
+    #[error("state database: cannot make a commit durable: fsync of {path} failed")]
+    Sync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("a ledger row is corrupt: {what}")]
     CorruptRow {
         what: String,

@@ -6,11 +6,12 @@
 //! `leases`: a VF can never be leased twice, an owner never holds two leases.
 //!
 //! Durability: a transaction that must survive a power cut before the host is touched (the
-//! new lease row) or that frees a VF (the row's removal) commits with `synchronous=FULL`
-//! (one WAL fsync); the state changes in between (`acquiring` -> `active`, `active` ->
-//! `releasing`) commit with `synchronous=NORMAL` (no fsync; durable across a process crash,
-//! and after a power cut the VFs are re-created fresh and `lease gc` reconciles). So each
-//! acquire and each release costs one fsync.
+//! new lease row) or that frees a VF (the row's removal) is made durable before it returns
+//! (one WAL fsync, taken after the write lock is released so that concurrent writers share
+//! it: see [`Ledger::write`]); the state changes in between (`acquiring` -> `active`,
+//! `active` -> `releasing`) are not synced (they survive a process crash, and after a power
+//! cut the VFs are re-created fresh and `lease gc` reconciles). So each acquire and each
+//! release costs at most one fsync, and concurrent ones share theirs.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -192,7 +193,11 @@ pub struct Lease {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
-    durable: Option<bool>,
+    /// Whether the state directory was synced since this ledger first made a commit
+    /// durable (the WAL's directory entry must be on disk too).
+    dir_synced: bool,
+    /// Whether the ledger runs in WAL mode (else SQLite syncs each commit itself).
+    wal: bool,
     /// `STATE/state.db-writers`: writers of this program queue on its lock (see
     /// [`Ledger::write`]).
     queue: std::fs::File,
@@ -268,6 +273,19 @@ pub struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Runs one statement, its compiled form kept for the next time.
+    fn exec(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        what: &'static str,
+    ) -> Result<usize, EngineError> {
+        self.tx
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute(p))
+            .map_err(EngineError::db(what))
+    }
+
     pub fn pools(&self) -> Result<Vec<Pool>, EngineError> {
         let mut st = self
             .tx
@@ -304,19 +322,20 @@ impl Tx<'_> {
     }
 
     pub fn insert_pool(&self, p: &Pool) -> Result<(), EngineError> {
-        self.tx
-            .execute(
-                "INSERT INTO pools (name, selectors, policy, created) VALUES (?1, ?2, ?3, ?4)",
-                params![p.name, json(&p.selectors), p.policy.as_str(), p.created],
-            )
-            .map_err(EngineError::db("insert a pool"))?;
+        self.exec(
+            "INSERT INTO pools (name, selectors, policy, created) VALUES (?1, ?2, ?3, ?4)",
+            params![p.name, json(&p.selectors), p.policy.as_str(), p.created],
+            "insert a pool",
+        )?;
         Ok(())
     }
 
     pub fn delete_pool(&self, name: &str) -> Result<(), EngineError> {
-        self.tx
-            .execute("DELETE FROM pools WHERE name = ?1", params![name])
-            .map_err(EngineError::db("delete a pool"))?;
+        self.exec(
+            "DELETE FROM pools WHERE name = ?1",
+            params![name],
+            "delete a pool",
+        )?;
         Ok(())
     }
 
@@ -369,9 +388,7 @@ impl Tx<'_> {
     /// `owner` hold even if a caller's own checks were wrong.
     pub fn insert_lease(&self, l: &Lease) -> Result<i64, EngineError> {
         let (pid, start) = l.pid.unzip();
-        self.tx
-            .execute(
-                "INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start)
+        self.exec("INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 params![
                     l.vf_pci.to_string(),
@@ -389,9 +406,7 @@ impl Tx<'_> {
                     json(&l.original),
                     pid,
                     start.map(|s| s as i64),
-                ],
-            )
-            .map_err(EngineError::db("insert a lease"))?;
+                ], "insert a lease")?;
         Ok(self.tx.last_insert_rowid())
     }
 
@@ -411,40 +426,39 @@ impl Tx<'_> {
             return Ok(false);
         }
         let (p, s) = pid.unzip();
-        self.tx
-            .execute(
-                "UPDATE leases SET state = ?2, pid = ?3, pid_start = ?4 WHERE id = ?1",
-                params![id, to.as_str(), p, s.map(|s| s as i64)],
-            )
-            .map_err(EngineError::db("update a lease"))?;
+        self.exec(
+            "UPDATE leases SET state = ?2, pid = ?3, pid_start = ?4 WHERE id = ?1",
+            params![id, to.as_str(), p, s.map(|s| s as i64)],
+            "update a lease",
+        )?;
         Ok(true)
     }
 
     pub fn set_netdev(&self, id: i64, netdev: Option<&str>) -> Result<(), EngineError> {
-        self.tx
-            .execute(
-                "UPDATE leases SET netdev = ?2 WHERE id = ?1",
-                params![id, netdev],
-            )
-            .map_err(EngineError::db("update a lease"))?;
+        self.exec(
+            "UPDATE leases SET netdev = ?2 WHERE id = ?1",
+            params![id, netdev],
+            "update a lease",
+        )?;
         Ok(())
     }
 
     pub fn delete_lease(&self, id: i64) -> Result<(), EngineError> {
-        self.tx
-            .execute("DELETE FROM leases WHERE id = ?1", params![id])
-            .map_err(EngineError::db("delete a lease"))?;
+        self.exec(
+            "DELETE FROM leases WHERE id = ?1",
+            params![id],
+            "delete a lease",
+        )?;
         Ok(())
     }
 
     /// Marks every lease on a VF of PF `pf_pci` stale (its VFs were destroyed).
     pub fn mark_pf_stale(&self, pf_pci: PciAddr) -> Result<usize, EngineError> {
-        self.tx
-            .execute(
-                "UPDATE leases SET state = 'stale' WHERE pf_pci = ?1",
-                params![pf_pci.to_string()],
-            )
-            .map_err(EngineError::db("mark leases stale"))
+        self.exec(
+            "UPDATE leases SET state = 'stale' WHERE pf_pci = ?1",
+            params![pf_pci.to_string()],
+            "mark leases stale",
+        )
     }
 }
 
@@ -475,23 +489,31 @@ impl Ledger {
         // Switching to WAL needs a moment alone with the file; the busy handler does not
         // cover it, so retry while another process holds it.
         let mut tries = 0;
-        loop {
+        let wal = loop {
             let r: rusqlite::Result<String> =
                 conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0));
             match r {
-                Ok(_) => break,
+                Ok(mode) => break mode.eq_ignore_ascii_case("wal"),
                 Err(e) if tries < 500 && is_busy(&e) => {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => return Err(open_err(e)),
             }
-        }
+        };
         // Closing the last connection would checkpoint the WAL into the database and delete it
         // (two fsyncs), and the next process would re-create it (a directory fsync): with
         // short-lived processes (the CLI, the CNI plugin) that triples the fsyncs of a lease.
         // The WAL stays instead; SQLite's auto-checkpoint (every 1000 pages) keeps it small.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(open_err)?;
+        // In WAL mode commits do not fsync under the write lock; `write` syncs the WAL after
+        // it (see there). A filesystem that cannot do WAL (no shared memory) keeps SQLite's
+        // rollback journal, which then syncs every commit itself.
+        if !wal {
+            tracing::warn!(path = %path.display(), "the ledger cannot use WAL mode here; every commit syncs under the write lock");
+        }
+        conn.pragma_update(None, "synchronous", if wal { "NORMAL" } else { "FULL" })
             .map_err(open_err)?;
         let queue_path = PathBuf::from(format!("{}-writers", path.display()));
         let queue = std::fs::OpenOptions::new()
@@ -508,7 +530,8 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_owned(),
-            durable: None,
+            dir_synced: false,
+            wal,
             queue,
         };
         let version: i64 = ledger
@@ -529,40 +552,76 @@ impl Ledger {
         &self.path
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed with an fsync when
-    /// `durable`. An error from `f` rolls the transaction back.
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction; when `durable`, the commit is on disk
+    /// when this returns. An error from `f` rolls the transaction back.
     ///
     /// Writers first queue on an exclusive `flock` of `state.db-writers`: the kernel wakes
     /// the next one when the lock is freed, where SQLite's busy handler would have each
     /// waiter poll (with eight processes waiting, the polling alone took a core). A writer
     /// that ignores the queue (the `sqlite3` shell) is still handled by the busy handler.
+    ///
+    /// Group commit: SQLite's `synchronous=FULL` would fsync the WAL while holding the write
+    /// lock, so writers in several processes would queue behind each other's fsyncs: at most
+    /// one change per fsync. Here every commit is `synchronous=NORMAL` (the WAL frames are
+    /// written, in order, and survive the process), and a durable one then syncs the WAL
+    /// itself, after the lock is free: the next writer commits meanwhile, and one fsync
+    /// makes every commit before it durable. A commit is durable when this returns, as with
+    /// `FULL`. (Should a checkpoint have moved the WAL into the database and removed it,
+    /// SQLite synced the database then.)
     pub fn write<T>(
         &mut self,
         durable: bool,
         f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let _turn = match self.queue.lock() {
-            Ok(()) => Some(QueueTurn(&self.queue)),
-            // No flock here (some network filesystems): SQLite's busy handler still queues.
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot lock the writers' queue; relying on SQLite's busy handler");
-                None
-            }
+        let out = {
+            let _turn = match self.queue.lock() {
+                Ok(()) => Some(QueueTurn(&self.queue)),
+                // No flock here (some network filesystems): SQLite's busy handler queues.
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot lock the writers' queue; relying on SQLite's busy handler");
+                    None
+                }
+            };
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(EngineError::db("begin a transaction"))?;
+            let t = Tx { tx };
+            let out = f(&t)?;
+            t.tx.commit().map_err(EngineError::db("commit"))?;
+            out
         };
-        if self.durable != Some(durable) {
-            self.conn
-                .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
-                .map_err(EngineError::db("set synchronous"))?;
-            self.durable = Some(durable);
+        if durable && self.wal {
+            self.sync_wal()?;
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(EngineError::db("begin a transaction"))?;
-        let t = Tx { tx };
-        let out = f(&t)?;
-        t.tx.commit().map_err(EngineError::db("commit"))?;
         Ok(out)
+    }
+
+    /// Makes every commit so far durable: fdatasync of the WAL, and once per ledger of the
+    /// state directory (the WAL's own entry in it).
+    fn sync_wal(&mut self) -> Result<(), EngineError> {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        let sync_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| EngineError::Sync { path, source }
+        };
+        match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data().map_err(sync_err(&wal))?,
+            // Checkpointed into the database (which SQLite synced) and removed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(sync_err(&wal)(e)),
+        }
+        if !self.dir_synced {
+            let dir = match self.path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(sync_err(&dir))?;
+            self.dir_synced = true;
+        }
+        Ok(())
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).

@@ -119,13 +119,17 @@ impl MacAddr {
 }
 
 impl fmt::Display for MacAddr {
+    /// `aa:bb:cc:dd:ee:ff`, lower case. Written byte by byte: the simulated netlink state
+    /// and the ledger print many of these, and `format!` per byte was a visible cost.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b':'; 17];
+        for (i, b) in self.0.iter().enumerate() {
+            out[i * 3] = HEX[usize::from(b >> 4)];
+            out[i * 3 + 1] = HEX[usize::from(b & 0xf)];
+        }
+        // Only ASCII hex digits and colons were written.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -238,6 +242,11 @@ mod tests {
         fn mac_display_parse_round_trip(bytes: [u8; 6]) {
             let m = MacAddr(bytes);
             prop_assert_eq!(m.to_string().parse::<MacAddr>().unwrap(), m);
+            let b = bytes;
+            prop_assert_eq!(
+                m.to_string(),
+                format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+            );
         }
     }
 }

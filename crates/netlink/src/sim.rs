@@ -103,6 +103,7 @@ pub(crate) fn kernel_default_vf() -> VfConfig {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PfState {
+    #[serde(with = "compact_vfs")]
     vfs: BTreeMap<u16, VfConfig>,
     /// VFs whose MAC the PF set (`ip link set PF vf N mac M`, M not zero): like igb's
     /// IGB_VF_FLAG_PF_SET_MAC, an untrusted VF may then not change its own MAC, and its
@@ -110,6 +111,116 @@ struct PfState {
     /// clears it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     admin_mac: std::collections::BTreeSet<u16>,
+}
+
+/// The VFs of a state file, each with only what differs from [`kernel_default_vf`]
+/// (`{"mac": "..", "vlan": 10}`): every set rewrites the file and every read parses it,
+/// and a PF has up to 127 VFs.
+mod compact_vfs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored {
+        #[serde(default, skip_serializing_if = "MacAddr::is_zero")]
+        mac: MacAddr,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        vlan: u16,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        qos: u8,
+        #[serde(default, skip_serializing_if = "is_dot1q")]
+        vlan_proto: VlanProto,
+        #[serde(default = "on", skip_serializing_if = "is_on")]
+        spoofchk: Option<bool>,
+        #[serde(default = "off", skip_serializing_if = "is_off")]
+        trust: Option<bool>,
+        #[serde(default = "auto", skip_serializing_if = "is_auto")]
+        link_state: Option<LinkState>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        min_tx_rate: u32,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        max_tx_rate: u32,
+    }
+
+    fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+        *v == T::default()
+    }
+    fn is_dot1q(p: &VlanProto) -> bool {
+        *p == VlanProto::Dot1Q
+    }
+    fn on() -> Option<bool> {
+        Some(true)
+    }
+    fn is_on(v: &Option<bool>) -> bool {
+        *v == on()
+    }
+    fn off() -> Option<bool> {
+        Some(false)
+    }
+    fn is_off(v: &Option<bool>) -> bool {
+        *v == off()
+    }
+    fn auto() -> Option<LinkState> {
+        Some(LinkState::Auto)
+    }
+    fn is_auto(v: &Option<LinkState>) -> bool {
+        *v == auto()
+    }
+
+    pub fn serialize<S: Serializer>(
+        vfs: &BTreeMap<u16, VfConfig>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let stored: BTreeMap<u16, Stored> = vfs
+            .iter()
+            .map(|(i, c)| {
+                let c = c.clone();
+                (
+                    *i,
+                    Stored {
+                        mac: c.mac,
+                        vlan: c.vlan,
+                        qos: c.qos,
+                        vlan_proto: c.vlan_proto,
+                        spoofchk: c.spoofchk,
+                        trust: c.trust,
+                        link_state: c.link_state,
+                        min_tx_rate: c.min_tx_rate,
+                        max_tx_rate: c.max_tx_rate,
+                    },
+                )
+            })
+            .collect();
+        stored.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u16, VfConfig>, D::Error> {
+        let stored = BTreeMap::<u16, Stored>::deserialize(d)?;
+        Ok(stored
+            .into_iter()
+            .map(|(i, s)| {
+                (
+                    i,
+                    VfConfig {
+                        mac: s.mac,
+                        vlan: s.vlan,
+                        qos: s.qos,
+                        vlan_proto: s.vlan_proto,
+                        spoofchk: s.spoofchk,
+                        trust: s.trust,
+                        link_state: s.link_state,
+                        min_tx_rate: s.min_tx_rate,
+                        max_tx_rate: s.max_tx_rate,
+                    },
+                )
+            })
+            .collect())
+    }
 }
 
 /// The MAC the PF set on VF `index` of `pf`, if it set one: what the VF driver of the

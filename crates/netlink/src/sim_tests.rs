@@ -540,3 +540,29 @@ fn a_mac_set_by_the_pf_binds_an_untrusted_vf_until_cleared_with_zero() {
         .unwrap();
     assert_eq!(vf(&ops, "eth0", 0).mac.to_string(), "02:00:00:00:00:cc");
 }
+
+#[test]
+fn state_files_keep_only_what_differs_from_the_kernel_default_and_read_back_whole() {
+    let mut state = PfState::default();
+    let own = kernel_default_vf();
+    let mut changed = kernel_default_vf();
+    changed.mac = "02:00:00:00:00:07".parse().unwrap();
+    changed.vlan = 10;
+    changed.qos = 3;
+    changed.vlan_proto = VlanProto::Dot1AD;
+    changed.spoofchk = Some(false);
+    changed.trust = None;
+    changed.link_state = Some(LinkState::Disable);
+    changed.min_tx_rate = 10;
+    changed.max_tx_rate = 100;
+    state.vfs.insert(0, own.clone());
+    state.vfs.insert(5, changed.clone());
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(json.contains(r#""0":{}"#), "{json}");
+    assert!(json.contains(r#""trust":null"#), "{json}");
+    let back: PfState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.vfs.get(&0), Some(&own));
+    assert_eq!(back.vfs.get(&5), Some(&changed));
+    let bad = serde_json::from_str::<PfState>(r#"{"vfs":{"0":{"colour":"red"}}}"#);
+    assert!(bad.is_err(), "unknown fields are refused");
+}

@@ -1,0 +1,87 @@
+//! The ledger's writers: they queue on a lock that dies with its holder, and a writer that
+//! ignores the queue (the `sqlite3` shell) is waited for too.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use vfpool_engine::{Ledger, Policy, Pool};
+
+fn pool(name: &str) -> Pool {
+    Pool {
+        name: name.into(),
+        selectors: vec!["em1".parse().unwrap()],
+        policy: Policy::FirstFit,
+        created: 0,
+    }
+}
+
+/// Writes a pool from another thread; the receiver gets the result when it is done.
+fn write_in_thread(db: std::path::PathBuf, name: &'static str) -> mpsc::Receiver<bool> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut l = Ledger::open(&db).unwrap();
+        let ok = l.write(true, |t| t.insert_pool(&pool(name))).is_ok();
+        tx.send(ok).unwrap();
+    });
+    rx
+}
+
+#[test]
+fn a_writer_killed_while_it_holds_the_queue_does_not_block_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    Ledger::open(&db).unwrap();
+    let queue = dir.path().join("state.db-writers");
+    // Another process takes the queue and hangs.
+    // --no-fork: flock becomes `sleep` itself, so killing it frees the lock.
+    let mut holder = Command::new("flock")
+        .arg("--no-fork")
+        .arg(&queue)
+        .args(["sleep", "600"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let probe = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&queue)
+        .unwrap();
+    let start = Instant::now();
+    while probe.try_lock().is_ok() {
+        probe.unlock().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "flock never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let done = write_in_thread(db.clone(), "a");
+    assert!(
+        done.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the write waits for its turn"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(done.recv_timeout(Duration::from_secs(20)).unwrap());
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(l.read(|t| t.pools()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_writer_outside_the_queue_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    Ledger::open(&db).unwrap();
+    // A plain SQLite connection (like the sqlite3 shell) holds the write lock.
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let done = write_in_thread(db.clone(), "b");
+    assert!(
+        done.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the write waits for the other writer"
+    );
+    raw.execute_batch("COMMIT").unwrap();
+    assert!(done.recv_timeout(Duration::from_secs(20)).unwrap());
+}
