@@ -130,6 +130,17 @@ fn ledger_round_trips(db: &Path, prefix: &str, slot: u32, n: usize) {
     }
 }
 
+/// `n` acquire (`--vlan 10`) + release round trips from pool `gold`, owners `PREFIX0` ...
+fn engine_round_trips(e: &mut Engine, prefix: &str, n: usize) {
+    for i in 0..n {
+        let owner = format!("{prefix}{i}");
+        let mut q = AcquireRequest::new("gold", &owner);
+        q.settings.vlan = Some(10);
+        e.acquire(&q).unwrap();
+        e.release(&ReleaseTarget::Owner(owner)).unwrap();
+    }
+}
+
 /// One of the concurrent in-process workers: `worker STATE SIMROOT ROUNDS PREFIX ID`.
 fn worker(mut args: impl Iterator<Item = String>) {
     let state = PathBuf::from(args.next().unwrap());
@@ -141,13 +152,7 @@ fn worker(mut args: impl Iterator<Item = String>) {
     let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
     let net = Arc::new(SimNetOps::new(sim.root()));
     let mut e = Engine::open(&state, fs, net).unwrap();
-    for i in 0..rounds {
-        let owner = format!("w{id}-{i}");
-        let mut r = AcquireRequest::new("gold", &owner);
-        r.settings.vlan = Some(10);
-        e.acquire(&r).unwrap();
-        e.release(&ReleaseTarget::Owner(owner)).unwrap();
-    }
+    engine_round_trips(&mut e, &format!("w{id}-"), rounds);
 }
 
 /// Runs `work` (which makes `changes` changes) between two one-second fsync probes; returns
@@ -293,13 +298,7 @@ fn main() {
     let (mut serial, mut x8, mut lserial, mut lx8) = (vec![], vec![], vec![], vec![]);
     for r in 0..rounds {
         serial.push(measured(dir, 2.0 * n as f64, || {
-            for i in 0..n {
-                let owner = format!("r{r}-{i}");
-                let mut q = AcquireRequest::new("gold", &owner);
-                q.settings.vlan = Some(10);
-                e.acquire(&q).unwrap();
-                e.release(&ReleaseTarget::Owner(owner)).unwrap();
-            }
+            engine_round_trips(&mut e, &format!("r{r}-"), n)
         }));
         if std::env::var_os("BENCH_ONLY_SERIAL").is_some() {
             continue;

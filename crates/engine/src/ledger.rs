@@ -582,14 +582,7 @@ impl Ledger {
                     None
                 }
             };
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(EngineError::db("begin a transaction"))?;
-            let t = Tx { tx };
-            let out = f(&t)?;
-            t.tx.commit().map_err(EngineError::db("commit"))?;
-            out
+            run_tx(&mut self.conn, TransactionBehavior::Immediate, f)?
         };
         if durable && self.wal {
             self.sync_wal()?;
@@ -629,14 +622,7 @@ impl Ledger {
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(EngineError::db("begin a transaction"))?;
-        let t = Tx { tx };
-        let out = f(&t)?;
-        t.tx.commit().map_err(EngineError::db("commit"))?;
-        Ok(out)
+        run_tx(&mut self.conn, TransactionBehavior::Deferred, f)
     }
 
     /// The number of live (not stale) leases per PF, for `nic list`'s free VFs.
@@ -651,6 +637,22 @@ impl Ledger {
             Ok(m.into_iter().collect())
         })
     }
+}
+
+/// Runs `f` in one transaction of kind `behavior`, committed when `f` succeeds and rolled
+/// back (when the transaction is dropped) when it fails.
+fn run_tx<T>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    let tx = conn
+        .transaction_with_behavior(behavior)
+        .map_err(EngineError::db("begin a transaction"))?;
+    let t = Tx { tx };
+    let out = f(&t)?;
+    t.tx.commit().map_err(EngineError::db("commit"))?;
+    Ok(out)
 }
 
 /// SQLite's busy handler: called while another connection holds the write lock, with how
