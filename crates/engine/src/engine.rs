@@ -859,6 +859,10 @@ impl Engine {
                     LeaseState::Active if !host.vfs.contains_key(&l.vf_pci) => {
                         ("removed-stale", "its VF no longer exists".into())
                     }
+                    LeaseState::Active if self.vf_recreated(&l) => (
+                        "removed-stale",
+                        "its VF was destroyed and created again outside vfpool (it has the kernel's defaults, not this lease's configuration)".into(),
+                    ),
                     LeaseState::Active => match owner_status(&l, &*self.vms) {
                         OwnerStatus::Gone => (
                             "released-owner-gone",
@@ -948,8 +952,16 @@ impl Engine {
                     self.vf_netdev(l.vf_pci).ok().flatten(),
                 ),
             };
+            // The lease now lives on this instance of the VF (a reboot made a new one).
+            let mut original = l.original.clone();
+            original.instance = self
+                .vf_instance(l.vf_pci)
+                .ok()
+                .flatten()
+                .or(original.instance);
             self.ledger.write(false, |tx| {
                 tx.set_netdev(id, netdev.as_deref())?;
+                tx.set_original(id, &original)?;
                 tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
             })?;
             tracing::info!(pool = %l.pool, vf = %l.vf_pci, owner = %l.owner, action, "reapply");
@@ -971,6 +983,21 @@ impl Engine {
             .link_name(&self.fs.path(format!("bus/pci/devices/{pf}/driver")))
             .ok()
             .flatten()
+    }
+
+    fn vf_instance(&self, vf: PciAddr) -> Result<Option<u64>, EngineError> {
+        Ok(self
+            .fs
+            .instance(&self.fs.path(format!("bus/pci/devices/{vf}")))?)
+    }
+
+    /// Whether lease `l`'s VF is another instance than the one leased (destroyed and
+    /// created again since, outside vfpool). Unknown (old leases): no.
+    fn vf_recreated(&self, l: &Lease) -> bool {
+        match (l.original.instance, self.vf_instance(l.vf_pci)) {
+            (Some(then), Ok(Some(now))) => then != now,
+            _ => false,
+        }
     }
 
     fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
@@ -1208,6 +1235,7 @@ fn snapshot(net: &dyn NetOps, fs: &Sysfs, slot: &VfSlot) -> Result<Original, Eng
     let driver_override = fs
         .read_opt(&dev.join("driver_override"))?
         .filter(|s| s != "(null)" && !s.is_empty());
+    let instance = fs.instance(&dev)?;
     let (mut mtu, mut mac) = (None, None);
     if let Some(nd) = &slot.netdev {
         let link = net.link(nd).map_err(|source| EngineError::ReadNetdev {
@@ -1224,5 +1252,6 @@ fn snapshot(net: &dyn NetOps, fs: &Sysfs, slot: &VfSlot) -> Result<Original, Eng
         netdev: slot.netdev.clone(),
         mtu,
         mac,
+        instance,
     })
 }

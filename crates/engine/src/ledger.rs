@@ -165,6 +165,11 @@ pub struct Original {
     pub netdev: Option<String>,
     pub mtu: Option<u32>,
     pub mac: Option<MacAddr>,
+    /// The VF device's instance when it was leased (see `Sysfs::instance`): a VF destroyed
+    /// and created again behind vfpool's back has another, and has lost this lease's
+    /// configuration. `None` in leases written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<u64>,
 }
 
 /// One lease row.
@@ -438,6 +443,16 @@ impl Tx<'_> {
         self.exec(
             "UPDATE leases SET netdev = ?2 WHERE id = ?1",
             params![id, netdev],
+            "update a lease",
+        )?;
+        Ok(())
+    }
+
+    /// Replaces lease `id`'s record of the VF as it was before the lease.
+    pub fn set_original(&self, id: i64, original: &Original) -> Result<(), EngineError> {
+        self.exec(
+            "UPDATE leases SET original = ?2 WHERE id = ?1",
+            params![id, json(original)],
             "update a lease",
         )?;
         Ok(())

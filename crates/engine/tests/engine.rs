@@ -642,3 +642,42 @@ fn a_long_lived_engine_sees_what_changed_on_the_host_since_it_last_looked() {
         "pool p has no free VF (3 total, 3 leased, 0 unhealthy)"
     );
 }
+
+#[test]
+fn gc_drops_a_lease_whose_vf_was_created_again_behind_its_back() {
+    let lab = Lab::new();
+    lab.split("eno49", 2);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["eno49"]), Policy::FirstFit)
+        .unwrap();
+    let mut r = req("p", "pod-1");
+    r.settings.vlan = Some(42);
+    let l = e.acquire(&r).unwrap();
+    let kept = e.acquire(&req("p", "pod-2")).unwrap();
+    assert_eq!(e.gc().unwrap().kept, 2, "nothing changed yet");
+
+    // Someone writes 0 and then 2 to sriov_numvfs: the same addresses, new VFs with the
+    // kernel's defaults.
+    lab.restore("eno49");
+    lab.split("eno49", 2);
+    lab.assert_pristine("eno49", l.vf_index, "after the VFs were made again");
+    let gc = e.gc().unwrap();
+    let got: Vec<(&str, &str)> = gc
+        .actions
+        .iter()
+        .map(|a| (a.owner.as_str(), a.action))
+        .collect();
+    assert_eq!(
+        got,
+        [("pod-1", "removed-stale"), ("pod-2", "removed-stale")]
+    );
+    assert!(
+        gc.actions[0].reason.contains("created again"),
+        "{}",
+        gc.actions[0].reason
+    );
+    assert!(e.leases().unwrap().is_empty());
+    // Both VFs can be leased again.
+    assert_eq!(e.acquire(&req("p", "pod-3")).unwrap().vf_pci, l.vf_pci);
+    assert_eq!(e.acquire(&req("p", "pod-4")).unwrap().vf_pci, kept.vf_pci);
+}

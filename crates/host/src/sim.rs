@@ -875,8 +875,38 @@ impl SimHost {
             let _ = fs::remove_dir_all(self.sys().join("kernel/iommu_groups").join(g));
         }
         let _ = fs::remove_file(self.sys().join(format!("bus/pci/devices/{pci}")));
-        fs::remove_dir_all(&dir)?;
+        self.retire_dir(&dir, pci)?;
         fs::remove_file(&link_path)
+    }
+
+    /// Removes a device directory as the kernel does, as far as a reader of sysfs can tell,
+    /// but keeps the directory itself, emptied, under `SIMROOT/sim/retired`: sysfs never
+    /// gives a new device the inode number of one it removed, while the filesystem under
+    /// the simulator (ext4 in /tmp) would at once, and vfpool tells a VF made again at the
+    /// same address from the one it leased by that number (`Sysfs::instance`). One empty
+    /// directory per VF ever destroyed stays behind.
+    fn retire_dir(&self, dir: &Path, pci: PciAddr) -> io::Result<()> {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                fs::remove_dir_all(e.path())?;
+            } else {
+                fs::remove_file(e.path())?;
+            }
+        }
+        let retired = self.root.join("sim/retired");
+        fs::create_dir_all(&retired)?;
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "{pci}-{now}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        fs::rename(dir, retired.join(name))
     }
 
     fn device_dir(&self, bdf: &str) -> io::Result<(PathBuf, PciAddr)> {

@@ -167,6 +167,23 @@ impl Sysfs {
         Ok(names)
     }
 
+    /// Which instance of a device directory `path` is (links followed): its inode. The
+    /// kernel gives every sysfs directory a new one, so a device destroyed and created again
+    /// at the same address (a VF after `sriov_numvfs` went to 0 and back) has another.
+    /// `None` when it does not exist.
+    pub fn instance(&self, path: &Path) -> Result<Option<u64>, HostError> {
+        use std::os::unix::fs::MetadataExt;
+        self.count();
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(m.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::Read {
+                path: path.to_owned(),
+                source: e,
+            }),
+        }
+    }
+
     pub fn exists(&self, path: &Path) -> bool {
         self.count();
         std::fs::symlink_metadata(path).is_ok()

@@ -1,7 +1,8 @@
 # vfpool killed at fault points in the middle of acquiring or releasing a lease on a real
 # igb PF (VFPOOL_FAULT makes the process SIGKILL itself), then `lease gc`: no lease may be
 # left and no VF may keep the half-applied MAC/VLAN/trust. With an IOMMU, also a crash after
-# binding vfio-pci. Finally, a lease whose container netns is gone is released by gc.
+# binding vfio-pci. Then a lease whose VF was destroyed and made again behind vfpool's back
+# is dropped by gc, and finally a lease whose container netns is gone is released by gc.
 . /vmtest/lib.sh
 
 use_first_pf
@@ -38,6 +39,18 @@ if [ "$VMTEST_IOMMU" = 1 ]; then
         expect_eq "${vf##*/} driver after gc" "$(driver_of "$vf")" igbvf
     done
 fi
+
+note "the VFs are made again behind vfpool's back (sriov_numvfs to 0 and back)"
+must vfpool lease acquire --pool gold --owner recreated --vlan 500 --trust on
+echo 0 >"$dir/sriov_numvfs" || fail "cannot write 0 to $dir/sriov_numvfs"
+echo 3 >"$dir/sriov_numvfs" || fail "cannot write 3 to $dir/sriov_numvfs"
+settle_carrier "$nic"
+run vfpool lease gc -o json >/tmp/gc.json || fail "lease gc failed"
+cat /tmp/gc.json
+expect_eq "gc action" "$(jqf /tmp/gc.json '.actions[0].action')" removed-stale
+jqf /tmp/gc.json '.actions[0].reason' | grep -q 'created again' ||
+    fail "gc does not say the VF was created again"
+clean_after_gc "VFs made again"
 
 note "the container's netns is gone"
 must ip netns add gone
