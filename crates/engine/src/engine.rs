@@ -174,41 +174,6 @@ impl Engine {
         HostView::scan(&self.fs)
     }
 
-    /// The host's PFs for an acquire from a pool with `selectors`: the PFs the pool could
-    /// select are read again (VF count, driver, link state: what a split, a rebind or a
-    /// cable changes); the set of PFs is kept from an earlier read for up to
-    /// [`PF_SET_MAX_AGE`] unless `fresh`. Returns the view and whether it was kept.
-    fn pool_pfs(
-        &mut self,
-        selectors: &[PoolSelector],
-        fresh: bool,
-    ) -> Result<(HostView, bool), EngineError> {
-        if !fresh
-            && let Some((view, at)) = &mut self.pfs
-            && at.elapsed() < PF_SET_MAX_AGE
-        {
-            let mine: Vec<PciAddr> = view
-                .pfs
-                .iter()
-                .filter(|p| {
-                    let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
-                    (0..n).any(|i| crate::selector::selects(selectors, &p.facts, i))
-                })
-                .map(|p| p.pci)
-                .collect();
-            let mut kept = true;
-            for pci in mine {
-                kept &= view.refresh_pf(&self.fs, pci)?;
-            }
-            if kept {
-                return Ok((view.clone(), true));
-            }
-        }
-        let view = HostView::scan_pfs(&self.fs)?;
-        self.pfs = Some((view.clone(), Instant::now()));
-        Ok((view, false))
-    }
-
     // ---- pools -------------------------------------------------------------------------
 
     pub fn pool_create(
@@ -388,14 +353,9 @@ impl Engine {
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
         self.validate(req)?;
-        let pools = self.ledger.read(|tx| tx.pools())?;
-        let selectors = find_pool(&pools, &req.pool)?.selectors.clone();
         let mut fresh = false;
         let inserted = loop {
-            // Only PFs are read here; the VF picked is read inside the transaction.
-            let (host, kept) = self.pool_pfs(&selectors, fresh)?;
-            let picked = self.pick_and_insert(req, &host, kept);
-            match picked {
+            match self.pick_and_insert(req, fresh) {
                 Ok(Picked::RetryFresh) => fresh = true,
                 Ok(Picked::Lease(l)) => break Ok(*l),
                 Err(e) => break Err(e),
@@ -451,22 +411,25 @@ impl Engine {
         }
     }
 
-    /// The write transaction of an acquire: checks the pool and the owner, picks a free
-    /// healthy VF (reading only the VFs it tries), snapshots it and inserts the lease row
-    /// (state `acquiring`). `kept` says `host` was kept from earlier: a pool with no free
-    /// VF in it is then tried again on a fresh read before it is called exhausted.
+    /// The write transaction of an acquire: checks the pool and the owner, reads the PFs
+    /// ([`pool_pfs`]), picks a free healthy VF (reading only the VFs it tries), snapshots it
+    /// and inserts the lease row (state `acquiring`). When the set of PFs was kept from
+    /// earlier, a pool with no free VF in it is tried again on a fresh read (`fresh`)
+    /// before it is called exhausted.
     fn pick_and_insert(
         &mut self,
         req: &AcquireRequest,
-        host: &HostView,
-        kept: bool,
+        fresh: bool,
     ) -> Result<Picked, EngineError> {
         let me = this_process();
         let net = self.net.clone();
         let fs = self.fs.clone();
+        let cache = &mut self.pfs;
         self.ledger.write(true, |tx| {
             let pools = tx.pools()?;
             let pool = find_pool(&pools, &req.pool)?;
+            // Only PFs are read here (the pool's again); the VF picked is read below.
+            let (host, kept) = pool_pfs(cache, &fs, &pool.selectors, fresh)?;
             if let Some(l) = tx.lease_by_owner(&req.owner)? {
                 return Err(EngineError::OwnerHasLease {
                     owner: req.owner.clone(),
@@ -1128,6 +1091,38 @@ impl Engine {
         tracing::debug!(vf = %vf, driver = target.unwrap_or("none"), "driver bound");
         Ok(())
     }
+}
+
+/// The host's PFs for an acquire from a pool with `selectors`: the PFs the pool could
+/// select are read again (VF count, driver, link state: what a split, a rebind or a cable
+/// changes); the set of PFs is kept in `cache` from an earlier read for up to
+/// [`PF_SET_MAX_AGE`] unless `fresh`. Returns the view and whether it was kept.
+fn pool_pfs<'c>(
+    cache: &'c mut Option<(HostView, Instant)>,
+    fs: &Sysfs,
+    selectors: &[PoolSelector],
+    fresh: bool,
+) -> Result<(&'c HostView, bool), EngineError> {
+    let mut kept = !fresh && cache.as_ref().is_some_and(|(_, at)| at.elapsed() < PF_SET_MAX_AGE);
+    if kept && let Some((view, _)) = cache.as_mut() {
+        let mine: Vec<PciAddr> = view
+            .pfs
+            .iter()
+            .filter(|p| {
+                let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
+                (0..n).any(|i| crate::selector::selects(selectors, &p.facts, i))
+            })
+            .map(|p| p.pci)
+            .collect();
+        for pci in mine {
+            kept &= view.refresh_pf(fs, pci)?;
+        }
+    }
+    let entry = match cache.take() {
+        Some(e) if kept => e,
+        _ => (HostView::scan_pfs(fs)?, Instant::now()),
+    };
+    Ok((&cache.insert(entry).0, kept))
 }
 
 /// The PF and VF index of VF `vf`: from the PFs' predicted VF addresses, or else the VF's

@@ -12,8 +12,13 @@ use std::path::{Path, PathBuf};
 /// (`fs::read_to_string` also asks the file's size and reads again to see the end: five
 /// system calls per attribute instead of three.)
 pub fn read_small(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_bytes(path)?).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The bytes of a small file, read as [`read_small`] reads.
+pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = fs::File::open(path)?;
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     loop {
@@ -29,7 +34,7 @@ pub fn read_small(path: &Path) -> io::Result<String> {
         buf.resize(buf.len() * 2, 0);
     }
     buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(buf)
 }
 
 /// The canonical path of `p`, symbolic links resolved, as the kernel resolves it: one

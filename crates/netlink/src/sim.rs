@@ -361,7 +361,7 @@ impl SimNetOps {
 
     fn load(&self, pf: &str) -> Result<PfState, NetlinkError> {
         let path = self.state_path(pf);
-        let bytes = match fs::read(&path) {
+        let bytes = match crate::kfile::read_bytes(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PfState::default()),
             Err(source) => return Err(NetlinkError::SimIo { path, source }),
@@ -425,13 +425,13 @@ impl SimNetOps {
     /// `sriov_numvfs` of the PF's PCI function, or `None` if it has no SR-IOV.
     fn num_vfs(&self, dev: &SimDev) -> Result<Option<u16>, NetlinkError> {
         let Some(pci) = &dev.pci else { return Ok(None) };
-        if !pci.join("sriov_totalvfs").exists() {
-            return Ok(None);
-        }
         let path = pci.join("sriov_numvfs");
-        let s = match fs::read_to_string(&path) {
+        let s = match crate::kfile::read_small(&path) {
             Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(0)),
+            // A function with SR-IOV always has both; without `sriov_totalvfs` it has none.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(pci.join("sriov_totalvfs").exists().then_some(0));
+            }
             Err(source) => return Err(NetlinkError::SimIo { path, source }),
         };
         s.trim().parse().map(Some).map_err(|_| NetlinkError::SimIo {
@@ -508,11 +508,8 @@ impl NetOps for SimNetOps {
             value: knob.value(),
             source: io::Error::from_raw_os_error(errno),
         };
-        if let Some(errno) = self.check_knob(&dev, vf, knob)? {
-            return Err(fail(errno));
-        }
         let _lock = self.lock(true)?;
-        // Re-check under the lock: sriov_numvfs may have changed meanwhile.
+        // Checked under the lock: sriov_numvfs may change meanwhile.
         if let Some(errno) = self.check_knob(&dev, vf, knob)? {
             return Err(fail(errno));
         }
