@@ -1103,7 +1103,10 @@ fn pool_pfs<'c>(
     selectors: &[PoolSelector],
     fresh: bool,
 ) -> Result<(&'c HostView, bool), EngineError> {
-    let mut kept = !fresh && cache.as_ref().is_some_and(|(_, at)| at.elapsed() < PF_SET_MAX_AGE);
+    let mut kept = !fresh
+        && cache
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < PF_SET_MAX_AGE);
     if kept && let Some((view, _)) = cache.as_mut() {
         let mine: Vec<PciAddr> = view
             .pfs

@@ -433,16 +433,13 @@ fn hex_id(fs: &Sysfs, entries: &[String], dir: &Path, name: &str) -> Result<u16,
 fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result<Nic, HostError> {
     let vendor_id = hex_id(fs, entries, &dir, "vendor")?;
     let device_id = hex_id(fs, entries, &dir, "device")?;
-    let (vendor, model) = match pci_ids::Device::from_vid_pid(vendor_id, device_id) {
-        Some(d) => (d.vendor().name().to_owned(), d.name().to_owned()),
-        None => (
-            pci_ids::Vendors::iter()
-                .find(|v| v.id() == vendor_id)
-                .map(|v| v.name().to_owned())
-                .unwrap_or_else(|| format!("vendor {vendor_id:04x}")),
-            format!("device {device_id:04x}"),
-        ),
-    };
+    let vendor = crate::pciname::vendor(vendor_id)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("vendor {vendor_id:04x}"));
+    let model = crate::pciname::device(vendor_id, device_id)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("device {device_id:04x}"));
+
     let driver = read_link(fs, entries, &dir, "driver")?;
     let numa_node = read_u32(fs, entries, &dir, "numa_node")?;
     let iommu_group = read_link_u32(fs, entries, &dir, "iommu_group")?;

@@ -9,6 +9,7 @@
 pub mod check;
 pub mod inventory;
 pub mod manifest;
+pub mod pciname;
 pub mod persist;
 pub mod sim;
 pub mod split;
