@@ -107,14 +107,21 @@ pub struct Engine {
     net: Arc<dyn NetOps>,
     ledger: Ledger,
     vms: Box<dyn VmOwners>,
-    /// The host's SR-IOV PFs as last read (no VFs), and when: an acquire re-reads only its
-    /// pool's PFs and the VF it picks. See [`Engine::pool_pfs`].
-    pfs: Option<(HostView, Instant)>,
+    /// The host's SR-IOV PFs as last read (no VFs): see [`pool_pfs`].
+    pfs: Option<PfCache>,
 }
 
 /// How long [`Engine::pool_pfs`] trusts the set of PFs it read (a PF hot-plugged since is
 /// seen after this, or at once when a pool would otherwise be exhausted).
 const PF_SET_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// PFs read earlier, when, and which: every SR-IOV PF of the host (`named: None`), or only
+/// those at these addresses (read for pools whose selectors name their PFs).
+struct PfCache {
+    view: HostView,
+    at: Instant,
+    named: Option<Vec<PciAddr>>,
+}
 
 /// What the write transaction of an acquire ends with.
 enum Picked {
@@ -442,7 +449,7 @@ impl Engine {
                 leases.iter().map(|l| ((l.pf_pci, l.vf_index), l)).collect();
             let slot = match req.vf {
                 Some(vf) => {
-                    let (pf, index) = match locate_vf(&fs, host, vf) {
+                    let (pf, index) = match locate_vf(&fs, host, vf, &pool.name) {
                         Ok(found) => found,
                         // A VF made since the PFs were last read in full.
                         Err(_) if kept => return Ok(Picked::RetryFresh),
@@ -1093,22 +1100,35 @@ impl Engine {
     }
 }
 
-/// The host's PFs for an acquire from a pool with `selectors`: the PFs the pool could
-/// select are read again (VF count, driver, link state: what a split, a rebind or a cable
-/// changes); the set of PFs is kept in `cache` from an earlier read for up to
-/// [`PF_SET_MAX_AGE`] unless `fresh`. Returns the view and whether it was kept.
+/// The host's PFs for an acquire from a pool with `selectors`. A pool whose selectors name
+/// PFs needs only those; another needs every SR-IOV PF of the host. PFs read before are kept
+/// in `cache` for up to [`PF_SET_MAX_AGE`] (unless `fresh`) and the pool's are read again
+/// (VF count, driver, link state: what a split, a rebind or a cable changes); otherwise the
+/// PFs the pool needs are read. Returns the view and whether it was kept.
 fn pool_pfs<'c>(
-    cache: &'c mut Option<(HostView, Instant)>,
+    cache: &'c mut Option<PfCache>,
     fs: &Sysfs,
     selectors: &[PoolSelector],
     fresh: bool,
 ) -> Result<(&'c HostView, bool), EngineError> {
+    let named = crate::selector::named_pfs(selectors);
     let mut kept = !fresh
-        && cache
-            .as_ref()
-            .is_some_and(|(_, at)| at.elapsed() < PF_SET_MAX_AGE);
-    if kept && let Some((view, _)) = cache.as_mut() {
-        let mine: Vec<PciAddr> = view
+        && cache.as_ref().is_some_and(|c| {
+            c.at.elapsed() < PF_SET_MAX_AGE
+                && match (&c.named, &named) {
+                    (None, _) => true,
+                    (Some(have), Some(refs)) => refs.iter().all(|r| {
+                        c.view
+                            .pfs
+                            .iter()
+                            .any(|p| have.contains(&p.pci) && pf_is(&p.facts, r))
+                    }),
+                    (Some(_), None) => false,
+                }
+        });
+    if kept && let Some(c) = cache.as_mut() {
+        let mine: Vec<PciAddr> = c
+            .view
             .pfs
             .iter()
             .filter(|p| {
@@ -1118,22 +1138,43 @@ fn pool_pfs<'c>(
             .map(|p| p.pci)
             .collect();
         for pci in mine {
-            kept &= view.refresh_pf(fs, pci)?;
+            kept &= c.view.refresh_pf(fs, pci)?;
         }
     }
     let entry = match cache.take() {
-        Some(e) if kept => e,
-        _ => (HostView::scan_pfs(fs)?, Instant::now()),
+        Some(c) if kept => c,
+        _ => {
+            let view = match &named {
+                Some(refs) => HostView::scan_named_pfs(fs, refs)?,
+                None => HostView::scan_pfs(fs)?,
+            };
+            let named = named.map(|_| view.pfs.iter().map(|p| p.pci).collect());
+            PfCache {
+                view,
+                at: Instant::now(),
+                named,
+            }
+        }
     };
-    Ok((&cache.insert(entry).0, kept))
+    Ok((&cache.insert(entry).view, kept))
+}
+
+/// Whether the PF with `facts` is the one `r` names.
+fn pf_is(facts: &crate::selector::PfFacts, r: &PfRef) -> bool {
+    match r {
+        PfRef::Name(n) => facts.name == *n || facts.netdevs.iter().any(|d| d == n),
+        PfRef::Pci(p) => facts.pci == Some(*p),
+    }
 }
 
 /// The PF and VF index of VF `vf`: from the PFs' predicted VF addresses, or else the VF's
-/// `physfn` link and its PF's `virtfnN` links. Unknown VF when it is not a VF of an SR-IOV PF.
+/// `physfn` link and its PF's `virtfnN` links. Unknown VF when it is not a VF; not in `pool`
+/// when its PF is not in `host` (which holds every PF the pool can select from).
 fn locate_vf<'h>(
     fs: &Sysfs,
     host: &'h HostView,
     vf: PciAddr,
+    pool: &str,
 ) -> Result<(&'h PfSlot, u16), EngineError> {
     for pf in &host.pfs {
         if let Some((i, _)) = pf.nic.vf_slots.iter().find(|(_, a)| *a == Some(vf)) {
@@ -1144,12 +1185,20 @@ fn locate_vf<'h>(
     let pf_pci = fs
         .link_name(&physfn)?
         .and_then(|t| t.parse::<PciAddr>().ok());
-    if let Some(pf) = pf_pci.and_then(|p| host.pfs.iter().find(|s| s.pci == p)) {
-        for (i, _) in &pf.nic.vf_slots {
-            let link = pf.nic.dir.join(format!("virtfn{i}"));
-            if fs.link_name(&link)?.and_then(|t| t.parse::<PciAddr>().ok()) == Some(vf) {
-                return Ok((pf, *i));
-            }
+    let Some(pf_pci) = pf_pci else {
+        return Err(EngineError::UnknownVf { vf });
+    };
+    // The view holds every PF the pool can select from: a VF of another is not the pool's.
+    let Some(pf) = host.pfs.iter().find(|s| s.pci == pf_pci) else {
+        return Err(EngineError::VfNotInPool {
+            vf,
+            pool: pool.to_owned(),
+        });
+    };
+    for (i, _) in &pf.nic.vf_slots {
+        let link = pf.nic.dir.join(format!("virtfn{i}"));
+        if fs.link_name(&link)?.and_then(|t| t.parse::<PciAddr>().ok()) == Some(vf) {
+            return Ok((pf, *i));
         }
     }
     Err(EngineError::UnknownVf { vf })

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use vfpool_host::{Inventory, Nic, Sysfs, Vf};
-use vfpool_model::PciAddr;
+use vfpool_model::{PciAddr, PfRef};
 
 use crate::error::EngineError;
 use crate::selector::PfFacts;
@@ -161,6 +161,29 @@ impl HostView {
         Self::scan_where(fs, &|_, _| false)
     }
 
+    /// Like [`HostView::scan_pfs`], but reads only the PFs `refs` name (netdev names or PCI
+    /// addresses); a name no netdev has now, or a function without SR-IOV, is left out.
+    pub fn scan_named_pfs(fs: &Sysfs, refs: &[&PfRef]) -> Result<Self, EngineError> {
+        let mut view = HostView::default();
+        for r in refs {
+            let pci = match r {
+                PfRef::Pci(p) => Some(*p),
+                PfRef::Name(n) => pci_of_netdev(fs, n)?,
+            };
+            let Some(pci) = pci else { continue };
+            if view.pfs.iter().any(|p| p.pci == pci) {
+                continue;
+            }
+            if let Some(nic) = Inventory::read_pf(fs, pci)?
+                && nic.total_vfs > 0
+            {
+                view.pfs.push(PfSlot::new(nic));
+            }
+        }
+        view.pfs.sort_by_key(|p| p.pci);
+        Ok(view)
+    }
+
     /// Reads PF `pci` again in place. False when it is no longer an SR-IOV PF (the caller
     /// then reads the host again).
     pub fn refresh_pf(&mut self, fs: &Sysfs, pci: PciAddr) -> Result<bool, EngineError> {
@@ -176,6 +199,26 @@ impl HostView {
             _ => Ok(false),
         }
     }
+}
+
+/// The PCI function netdev `name` belongs to: `class/net/NAME` links to
+/// `.../FUNCTION/net/NAME`. `None` for no such netdev, or one of no PCI function.
+fn pci_of_netdev(fs: &Sysfs, name: &str) -> Result<Option<PciAddr>, EngineError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Ok(None);
+    }
+    let link = fs.path(format!("class/net/{name}"));
+    let target = match std::fs::read_link(&link) {
+        Ok(t) => t,
+        Err(_) => return Ok(None),
+    };
+    let parts: Vec<_> = target.components().collect();
+    Ok(parts
+        .windows(2)
+        .rev()
+        .find(|w| w[1].as_os_str() == "net")
+        .and_then(|w| w[0].as_os_str().to_str())
+        .and_then(|s| s.parse().ok()))
 }
 
 /// What pool selectors match on for a PF.

@@ -77,6 +77,19 @@ impl PoolSelector {
     }
 }
 
+/// The PFs `selectors` name (by netdev name or PCI address): a pool with such selectors can
+/// only hold VFs of these. `None` when the selectors do not name PFs (any PF may match).
+pub fn named_pfs(selectors: &[PoolSelector]) -> Option<Vec<&PfRef>> {
+    let named: Vec<&PfRef> = selectors
+        .iter()
+        .filter_map(|s| match s {
+            PoolSelector::Vfs(v) => Some(&v.pf),
+            _ => None,
+        })
+        .collect();
+    (!named.is_empty()).then_some(named)
+}
+
 /// Whether VF `index` of `pf` is selected by `selectors` (OR within a kind, AND across).
 /// An empty list selects nothing.
 pub fn selects(selectors: &[PoolSelector], pf: &PfFacts, index: u16) -> bool {

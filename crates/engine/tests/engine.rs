@@ -681,3 +681,65 @@ fn gc_drops_a_lease_whose_vf_was_created_again_behind_its_back() {
     assert_eq!(e.acquire(&req("p", "pod-3")).unwrap().vf_pci, l.vf_pci);
     assert_eq!(e.acquire(&req("p", "pod-4")).unwrap().vf_pci, kept.vf_pci);
 }
+
+#[test]
+fn pools_that_name_their_pfs_and_pools_that_do_not_share_one_engine() {
+    let lab = Lab::new();
+    lab.split("eno49", 2);
+    lab.split("ens1f0np0", 2);
+    let mut e = lab.engine();
+    e.pool_create("named", sel(&["eno49"]), Policy::FirstFit)
+        .unwrap();
+    e.pool_create("mlx", sel(&["driver=mlx5_core"]), Policy::FirstFit)
+        .unwrap();
+    // Turn by turn, so the engine's kept PFs switch between "eno49 only" and "all".
+    for round in 0..2 {
+        let a = e.acquire(&req("named", &format!("a{round}"))).unwrap();
+        assert_eq!(a.pf, "eno49");
+        let b = e.acquire(&req("mlx", &format!("b{round}"))).unwrap();
+        assert_eq!(b.pf, "ens1f0np0");
+    }
+    let err = e.acquire(&req("named", "a9")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "pool named has no free VF (2 total, 2 leased, 0 unhealthy)"
+    );
+    // A VF of another PF, asked of a pool that names its PF: not in the pool.
+    let mlx_vf = e
+        .leases()
+        .unwrap()
+        .iter()
+        .find(|l| l.pool == "mlx")
+        .unwrap()
+        .vf_pci;
+    e.release(&ReleaseTarget::Vf(mlx_vf)).unwrap();
+    e.release(&ReleaseTarget::Owner("a0".into())).unwrap();
+    let mut named = req("named", "c");
+    named.vf = Some(mlx_vf);
+    assert!(matches!(
+        e.acquire(&named).unwrap_err(),
+        EngineError::VfNotInPool { .. }
+    ));
+    // And the other way round.
+    let eno_vf = e.acquire(&req("named", "d")).unwrap().vf_pci;
+    e.release(&ReleaseTarget::Owner("d".into())).unwrap();
+    let mut other = req("mlx", "f");
+    other.vf = Some(eno_vf);
+    assert!(matches!(
+        e.acquire(&other).unwrap_err(),
+        EngineError::VfNotInPool { .. }
+    ));
+    // A fresh engine (a CLI process) reads only eno49 for the named pool, not every PF.
+    let mut fresh = lab.engine();
+    let before = lab.fs.reads();
+    assert_eq!(fresh.acquire(&req("named", "g")).unwrap().pf, "eno49");
+    let acquire_reads = lab.fs.reads() - before;
+    let before = lab.fs.reads();
+    let all = vfpool_engine::HostView::scan_pfs(&lab.fs).unwrap();
+    let scan_reads = lab.fs.reads() - before;
+    assert!(all.pfs.len() >= 6, "the demo host has more SR-IOV PFs");
+    assert!(
+        acquire_reads * 3 < scan_reads,
+        "acquire read {acquire_reads} sysfs entries, a scan of every PF {scan_reads}"
+    );
+}
