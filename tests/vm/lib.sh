@@ -112,6 +112,11 @@ json_flat() {
 # The value at PATH in a json_flat file ($1), empty when absent.
 jget() { sed -n "s/^$2=//p" "$1" | head -n1; }
 
+# Ends this boot with a power cut once the scenario has reported: no sync, no unmount, the
+# page cache lost (sysrq b), so only what vfpool made durable is on the state disk at the next
+# boot. The scenario must be the last of its boot.
+power_cut_after() { : >/tmp/vmtest-powercut; }
+
 # Fails unless vfpool's state directory is the state disk (configs with state_disk).
 need_state_disk() {
     grep -q ' /var/lib/vfpool ext4 ' /proc/mounts || fail "/var/lib/vfpool is not the state disk"

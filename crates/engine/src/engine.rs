@@ -386,7 +386,9 @@ impl Engine {
         match self.apply(&lease) {
             Ok(netdev) => {
                 let id = lease.id;
-                self.ledger.write(false, |tx| {
+                // Durable before the caller hears of it: a power cut after this returns
+                // keeps the lease (and `host apply` re-applies it).
+                self.ledger.write(true, |tx| {
                     tx.set_netdev(id, netdev.as_deref())?;
                     tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
                 })?;
@@ -401,7 +403,8 @@ impl Engine {
                 let errs = self.restore(&lease);
                 let id = lease.id;
                 if errs.is_empty() {
-                    self.ledger.write(true, |tx| tx.delete_lease(id))?;
+                    // Nothing was acknowledged: no need to wait for the disk.
+                    self.ledger.write(false, |tx| tx.delete_lease(id))?;
                     Err(e)
                 } else {
                     self.ledger.write(false, |tx| {
@@ -432,7 +435,9 @@ impl Engine {
         let net = self.net.clone();
         let fs = self.fs.clone();
         let cache = &mut self.pfs;
-        self.ledger.write(true, |tx| {
+        // Not synced: the row must survive this process (a crash leaves it for `gc`), which
+        // a commit does; a power cut resets the VF as well, so the row need not outlive it.
+        self.ledger.write(false, |tx| {
             let pools = tx.pools()?;
             let pool = find_pool(&pools, &req.pool)?;
             // Only PFs are read here (the pool's again); the VF picked is read below.
@@ -942,6 +947,11 @@ impl Engine {
                 action,
                 error,
             });
+        }
+        // Every lease now names the instance of its VF that it lives on: a power cut must not
+        // bring back the old one, or `gc` would take the lease for one made outside vfpool.
+        if !report.actions.is_empty() {
+            self.ledger.sync()?;
         }
         Ok(report)
     }

@@ -1,7 +1,9 @@
 # First boot of config reboot: split, then `host persist` records the split in the state
 # directory, which is an ext4 disk that the second boot mounts again. Two leases go into the
 # same directory's ledger: a VM lease with MAC, VLAN and trust, and a container lease whose
-# netns (podx, in /run) will not survive the reboot.
+# netns (podx, in /run) will not survive the reboot; a third is acquired and released. The
+# boot ends with a power cut right after the last command returned: no sync, the page cache
+# lost, so the next boot sees only what vfpool made durable before answering.
 . /vmtest/lib.sh
 
 need_state_disk
@@ -27,6 +29,12 @@ expect_eq "vm1's VF vlan" "$(vf vlan_list.0.vlan)" 42
 expect_eq "vm1's VF trust" "$(vf trust)" true
 must ip netns add podx
 must vfpool lease acquire --pool gold --owner podx --owner-kind container --netns /run/netns/podx
+must vfpool lease acquire --pool gold --owner vm2 --owner-kind vm --vlan 43
+expect_eq "leases" "$(lease_count)" 3
+must vfpool lease release vm2
 expect_eq "leases" "$(lease_count)" 2
 expect_eq "free_vfs" "$(free_vfs "$nic")" 1
-sync
+# The last change is an acquire: its answer must be on disk.
+must vfpool lease release podx
+must vfpool lease acquire --pool gold --owner podx --owner-kind container --netns /run/netns/podx
+power_cut_after

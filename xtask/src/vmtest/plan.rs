@@ -72,12 +72,12 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "persist-before-reboot",
-        about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk; a VM and a container lease",
+        about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk; a VM and a container lease, one acquired and released; then a power cut",
         host_check: None,
     },
     Scenario {
         name: "apply-after-reboot",
-        about: "after a real reboot (0 VFs), `host apply` re-creates the split and re-applies the leases; gc drops the container lease",
+        about: "after the power cut every answered acquire and release is on disk; (0 VFs) `host apply` re-creates the split and re-applies the leases; gc drops the container lease",
         host_check: None,
     },
 ];
@@ -134,7 +134,7 @@ pub const CONFIGS: &[Config] = &[
     },
     Config {
         name: "reboot",
-        about: "one igb PF, no IOMMU, booted twice with the same state disk",
+        about: "one igb PF, no IOMMU, booted twice with the same state disk, the first boot ending in a power cut",
         iommu: false,
         pfs: 1,
         state_disk: true,
