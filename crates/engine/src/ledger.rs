@@ -54,9 +54,18 @@ CREATE TABLE IF NOT EXISTS leases (
     pid        INTEGER,
     pid_start  INTEGER
 );
-CREATE INDEX IF NOT EXISTS leases_pool ON leases(pool);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
+
+/// Version 1 had an index on `leases(pool)`, which no query uses: every insert and delete
+/// wrote one page more to the WAL for it.
+const MIGRATE_1_TO_2: &str = "
+DROP INDEX IF EXISTS leases_pool;
+PRAGMA user_version = 2;
+";
+
+/// The schema version this code writes.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -556,11 +565,19 @@ impl Ledger {
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err)?;
-        if version < 1 {
+        if version < SCHEMA_VERSION {
             ledger.write(true, |tx| {
-                tx.tx
-                    .execute_batch(SCHEMA)
-                    .map_err(EngineError::db("create the schema"))
+                // Again under the write lock: another process may have just done it.
+                let version: i64 = tx
+                    .tx
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(EngineError::db("read the schema version"))?;
+                match version {
+                    0 => tx.tx.execute_batch(SCHEMA),
+                    1 => tx.tx.execute_batch(MIGRATE_1_TO_2),
+                    _ => Ok(()),
+                }
+                .map_err(EngineError::db("create or upgrade the schema"))
             })?;
         }
         Ok(ledger)

@@ -29,7 +29,9 @@ pub use engine::{
 };
 pub use error::{EngineError, chain};
 pub use hostview::{Health, HostView};
-pub use ledger::{Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind};
+pub use ledger::{
+    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, SCHEMA_VERSION,
+};
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf};
 pub use selector::PoolSelector;

@@ -1,0 +1,105 @@
+//! The ledger's schema: what a new ledger has, and how an older one is upgraded in place
+//! without losing a lease.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rusqlite::Connection;
+use vfpool_engine::{
+    Applied, Lease, LeaseState, Ledger, Original, OwnerKind, Policy, Pool, SCHEMA_VERSION,
+};
+use vfpool_model::PciAddr;
+
+fn lease(owner: &str) -> Lease {
+    Lease {
+        id: 0,
+        owner: owner.into(),
+        owner_kind: OwnerKind::Vm,
+        pool: "gold".into(),
+        vf_pci: PciAddr::new(0, 4, 0x10, 0),
+        pf: "em1".into(),
+        pf_pci: PciAddr::new(0, 4, 0, 0),
+        vf_index: 0,
+        netdev: Some("em1v0".into()),
+        netns: None,
+        created: 1,
+        state: LeaseState::Active,
+        applied: Applied::default(),
+        original: Original::default(),
+        pid: None,
+    }
+}
+
+fn indexes(db: &std::path::Path) -> Vec<String> {
+    let c = Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn user_version(db: &std::path::Path) -> i64 {
+    Connection::open(db)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_new_ledger_has_the_current_schema_and_only_the_unique_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    // The primary key of pools and the two UNIQUE constraints of leases: no index that
+    // would cost every insert and delete a page without serving a query.
+    assert_eq!(
+        indexes(&db),
+        [
+            "sqlite_autoindex_leases_1",
+            "sqlite_autoindex_leases_2",
+            "sqlite_autoindex_pools_1"
+        ]
+    );
+}
+
+#[test]
+fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let mut l = Ledger::open(&db).unwrap();
+        l.write(true, |tx| {
+            tx.insert_pool(&Pool {
+                name: "gold".into(),
+                selectors: vec!["em1".parse().unwrap()],
+                policy: Policy::Spread,
+                created: 0,
+            })?;
+            tx.insert_lease(&lease("vm-1"))
+        })
+        .unwrap();
+    }
+    // Make it what version 1 wrote.
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE INDEX leases_pool ON leases(pool); PRAGMA user_version = 1;")
+        .unwrap();
+    assert!(indexes(&db).contains(&"leases_pool".to_owned()));
+
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    assert!(!indexes(&db).contains(&"leases_pool".to_owned()));
+    let (pools, leases) = l.read(|tx| Ok((tx.pools()?, tx.leases()?))).unwrap();
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0].policy, Policy::Spread);
+    assert_eq!(leases.len(), 1);
+    assert_eq!(leases[0].owner, "vm-1");
+    assert_eq!(leases[0].state, LeaseState::Active);
+    // Opening it again changes nothing.
+    drop(l);
+    Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+}
