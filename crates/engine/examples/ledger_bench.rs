@@ -212,7 +212,7 @@ fn report(what: &str, runs: &mut [(f64, f64, f64)]) {
     let m = runs[runs.len() / 2];
     let ratios: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.1)).collect();
     println!(
-        "{what:<34} {:>6.0} changes/s  {:>5.2} changes per fsync (runs: {})  {:.2} ms CPU per change",
+        "{what:<40} {:>6.0} changes/s  {:>5.2} changes per fsync (runs: {})  {:.2} ms CPU per change",
         m.0,
         m.1,
         ratios.join(" "),
@@ -241,6 +241,14 @@ fn main() {
             let cli: Vec<PathBuf> = a[2..a.len() - 1].iter().map(PathBuf::from).collect();
             for i in 0..a[1].parse::<usize>().unwrap() {
                 cli_round_trip(Path::new(&a[0]), &cli, &format!("t{}-{i}", a[a.len() - 1]));
+            }
+            return;
+        }
+        Some("spawn-worker") => {
+            // The floor of a process-per-change design: start a program that does nothing.
+            let n: usize = args.nth(1).unwrap().parse().unwrap();
+            for _ in 0..n {
+                assert!(Command::new("true").status().unwrap().success());
             }
             return;
         }
@@ -374,8 +382,19 @@ fn main() {
     let mut c8 = vec![measured(dir, 2.0 * 8.0 * (m / 4) as f64, || {
         spawn_all(8, &cargs)
     })];
+    // The same number of `true` processes, 8 at a time: what the CLI's figure would be if
+    // vfpool did nothing at all.
+    let sargs: Vec<String> = vec!["spawn-worker".into(), (2 * (m / 4)).to_string()];
+    let mut s8 = vec![measured(dir, 2.0 * 8.0 * (m / 4) as f64, || {
+        spawn_all(8, &sargs)
+    })];
     report("cli, 1 process at a time", &mut c1);
     report("cli, 8 at a time", &mut c8);
+    report("`true` instead of vfpool, 8 at a time", &mut s8);
+    println!(
+        "cli, 8 at a time, against that floor: {:.2}",
+        c8[0].0 / s8[0].0
+    );
     // The floor of a CLI change: starting a process that does nothing.
     let start = Instant::now();
     for _ in 0..50 {

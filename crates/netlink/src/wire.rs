@@ -25,15 +25,20 @@ pub(crate) const IFLA_VF_INFO: u16 = 1;
 const IFLA_VF_SPOOFCHK: u16 = 4;
 const IFLA_VF_TRUST: u16 = 9;
 
-/// RTM_GETLINK for one netdev by name; with `vfs`, IFLA_EXT_MASK = RTEXT_FILTER_VF so the
-/// reply carries IFLA_VFINFO_LIST (`ip -d link show NAME`).
+/// RTM_GETLINK for one netdev by name; with `vfs`, IFLA_EXT_MASK has RTEXT_FILTER_VF so the
+/// reply carries IFLA_VFINFO_LIST (`ip -d link show NAME`). Always RTEXT_FILTER_SKIP_STATS:
+/// vfpool reads no counters, and without it the kernel asks the driver for every VF's
+/// counters (`ndo_get_vf_stats`; a firmware command per VF on mlx5) and makes the reply
+/// larger by the stats of every VF (what `ip link` without `-s` also leaves out).
 pub fn get_link_by_name(name: &str, vfs: bool) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.attributes.push(LinkAttribute::IfName(name.to_string()));
-    if vfs {
-        m.attributes
-            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-    }
+    let mask = if vfs {
+        vec![LinkExtentMask::Vf, LinkExtentMask::SkipStats]
+    } else {
+        vec![LinkExtentMask::SkipStats]
+    };
+    m.attributes.push(LinkAttribute::ExtMask(mask));
     m
 }
 
@@ -626,7 +631,15 @@ pub(crate) mod tests {
             m.attributes,
             vec![
                 LinkAttribute::IfName("eth0".into()),
-                LinkAttribute::ExtMask(vec![LinkExtentMask::Vf])
+                LinkAttribute::ExtMask(vec![LinkExtentMask::Vf, LinkExtentMask::SkipStats])
+            ]
+        );
+        let m = get_link_by_name("eth0", false);
+        assert_eq!(
+            m.attributes,
+            vec![
+                LinkAttribute::IfName("eth0".into()),
+                LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats])
             ]
         );
         let m = set_up(4, false);
