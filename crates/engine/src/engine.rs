@@ -360,13 +360,23 @@ impl Engine {
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
         self.validate(req)?;
-        let mut fresh = false;
-        let inserted = loop {
-            match self.pick_and_insert(req, fresh) {
-                Ok(Picked::RetryFresh) => fresh = true,
-                Ok(Picked::Lease(l)) => break Ok(*l),
-                Err(e) => break Err(e),
+        let optimistic = match self.pick_then_insert(req) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(pool = %req.pool, owner = %req.owner, error = %chain(&e), "acquire outside the write lock gave up; picking under it");
+                None
             }
+        };
+        let mut fresh = false;
+        let inserted = match optimistic {
+            Some(l) => Ok(l),
+            None => loop {
+                match self.pick_and_insert(req, fresh) {
+                    Ok(Picked::RetryFresh) => fresh = true,
+                    Ok(Picked::Lease(l)) => break Ok(*l),
+                    Err(e) => break Err(e),
+                }
+            },
         };
         let mut lease = match inserted {
             Ok(l) => l,
@@ -419,6 +429,155 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// An acquire's pick without holding the write lock: the host is read (the pool's PFs,
+    /// the VF tried, its configuration) between short read transactions, and the write
+    /// transaction only checks that the pool and the owner are as read and that nobody
+    /// leased the VF since it was read (its lease count, [`Tx::vf_gen`], is unchanged; a VF
+    /// nobody leased is a VF nobody touched), then inserts the row. Reading the host under
+    /// the lock made every other acquire and release on the host wait for it.
+    ///
+    /// The first try takes the policy's first choice, as under the lock, unless other
+    /// acquires are under way; then, and after a collision (another process took that VF
+    /// meanwhile), a try takes one of the first few at random, so that concurrent acquires
+    /// do not race for the same VF. `None`: not found this way
+    /// (no free healthy VF, a named VF that is not free, the pool or owner changed, too many
+    /// collisions): [`Self::pick_and_insert`] decides under the lock and gives the error.
+    fn pick_then_insert(&mut self, req: &AcquireRequest) -> Result<Option<Lease>, EngineError> {
+        const TRIES: usize = 4;
+        /// How many of the policy's first choices a try after a collision picks from.
+        const SPREAD: usize = 8;
+        let me = this_process();
+        let net = self.net.clone();
+        let fs = self.fs.clone();
+        let mut avoid: Vec<PciAddr> = Vec::new();
+        for attempt in 0..TRIES {
+            let (pools, leases) = self.ledger.read(|tx| Ok((tx.pools()?, tx.leases()?)))?;
+            let pool = find_pool(&pools, &req.pool)?.clone();
+            if leases.iter().any(|l| l.owner == req.owner) {
+                return Ok(None);
+            }
+            let leased: HashMap<(PciAddr, u16), &Lease> =
+                leases.iter().map(|l| ((l.pf_pci, l.vf_index), l)).collect();
+            let (host, _) = pool_pfs(&mut self.pfs, &fs, &pool.selectors, false)?;
+            let slot = match req.vf {
+                Some(vf) => {
+                    let Ok((pf, index)) = locate_vf(&fs, host, vf, &pool.name) else {
+                        return Ok(None);
+                    };
+                    if owner_of(&pools, &pf.facts, index) != Some(pool.name.as_str())
+                        || leased.contains_key(&(pf.pci, index))
+                    {
+                        return Ok(None);
+                    }
+                    match pf.probe(&fs, index)? {
+                        Some(slot) if slot.health.is_healthy() => slot,
+                        _ => return Ok(None),
+                    }
+                }
+                None => {
+                    let mut free: Vec<Candidate> = Vec::new();
+                    for pf in &host.pfs {
+                        for (index, addr) in &pf.nic.vf_slots {
+                            if !leased.contains_key(&(pf.pci, *index))
+                                && !addr.is_some_and(|a| avoid.contains(&a))
+                                && owner_of(&pools, &pf.facts, *index) == Some(pool.name.as_str())
+                            {
+                                free.push(Candidate {
+                                    pf_pci: pf.pci,
+                                    index: *index,
+                                    numa: pf.facts.numa,
+                                });
+                            }
+                        }
+                    }
+                    let mut load: HashMap<PciAddr, usize> = HashMap::new();
+                    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
+                        *load.entry(l.pf_pci).or_default() += 1;
+                    }
+                    rank(pool.policy, &mut free, &load, req.numa);
+                    // Other acquires under way: they are likely after the same first choice.
+                    let contended = leases.iter().any(|l| {
+                        l.state == LeaseState::Acquiring && l.pid.is_some_and(process_alive)
+                    });
+                    if (attempt > 0 || contended) && !free.is_empty() {
+                        let k = free.len().min(SPREAD);
+                        free.rotate_left(spread_pick(k, attempt));
+                    }
+                    let mut found = None;
+                    for c in &free {
+                        let Some(pf) = host.pfs.iter().find(|p| p.pci == c.pf_pci) else {
+                            continue;
+                        };
+                        if let Some(slot) = pf.probe(&fs, c.index)?
+                            && slot.health.is_healthy()
+                        {
+                            found = Some(slot);
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(slot) => slot,
+                        None => return Ok(None),
+                    }
+                }
+            };
+            // The VF's lease count now, before it is read: if it is the same at the insert,
+            // what was read is the VF's own configuration.
+            let (free_now, leases_had) = self
+                .ledger
+                .read(|tx| Ok((tx.lease_by_vf(slot.pci)?.is_none(), tx.vf_gen(slot.pci)?)))?;
+            if !free_now {
+                avoid.push(slot.pci);
+                continue;
+            }
+            if let Some(mtu) = req.settings.mtu {
+                check_mtu(&*net, &slot, mtu, req.driver)?;
+            }
+            let original = snapshot(&*net, &fs, &slot)?;
+            let mut lease = Lease {
+                id: 0,
+                owner: req.owner.clone(),
+                owner_kind: req.owner_kind,
+                pool: pool.name.clone(),
+                vf_pci: slot.pci,
+                pf: slot.pf.name.clone(),
+                pf_pci: slot.pf_pci,
+                vf_index: slot.index,
+                netdev: slot.netdev.clone(),
+                netns: req.netns.as_ref().map(|p| p.display().to_string()),
+                created: now(),
+                state: LeaseState::Acquiring,
+                applied: Applied {
+                    settings: req.settings.clone(),
+                    driver: req.driver,
+                },
+                original,
+                pid: Some(me),
+            };
+            let outcome = self.ledger.write(false, |tx| {
+                let pools_now = tx.pools()?;
+                if pools_now != pools || tx.lease_by_owner(&req.owner)?.is_some() {
+                    return Ok(Err(false));
+                }
+                if tx.lease_by_vf(slot.pci)?.is_some() || tx.vf_gen(slot.pci)? != leases_had {
+                    return Ok(Err(true));
+                }
+                Ok(Ok(tx.insert_lease(&lease)?))
+            })?;
+            match outcome {
+                Ok(id) => {
+                    lease.id = id;
+                    return Ok(Some(lease));
+                }
+                // Another process leased this VF since it was read.
+                Err(true) => avoid.push(slot.pci),
+                // The pools or the owner changed: decide under the lock.
+                Err(false) => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// The write transaction of an acquire: checks the pool and the owner, reads the PFs
@@ -1167,6 +1326,21 @@ fn pool_pfs<'c>(
         }
     };
     Ok((&cache.insert(entry).view, kept))
+}
+
+/// Which of the first `k` candidates try `attempt` of a contended acquire starts
+/// from: spread by process and time, so that concurrent acquires part ways.
+fn spread_pick(k: usize, attempt: usize) -> usize {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = u64::from(std::process::id())
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(u64::from(nanos))
+        .wrapping_add(attempt as u64);
+    // k > 0; the remainder fits in usize.
+    usize::try_from(seed % k as u64).unwrap_or(0)
 }
 
 /// Whether the PF with `facts` is the one `r` names.

@@ -54,18 +54,30 @@ CREATE TABLE IF NOT EXISTS leases (
     pid        INTEGER,
     pid_start  INTEGER
 );
-PRAGMA user_version = 2;
+CREATE TABLE IF NOT EXISTS vf_gens (
+    vf_pci TEXT PRIMARY KEY,
+    gen    INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 3;
 ";
 
 /// Version 1 had an index on `leases(pool)`, which no query uses: every insert and delete
-/// wrote one page more to the WAL for it.
-const MIGRATE_1_TO_2: &str = "
+/// wrote one page more to the WAL for it. Version 3 adds `vf_gens`: how many leases each VF
+/// has had, which an acquire that read the VF outside the write lock checks (see
+/// [`Tx::vf_gen`]).
+const MIGRATE_1: &str = "
 DROP INDEX IF EXISTS leases_pool;
-PRAGMA user_version = 2;
+";
+const MIGRATE_2: &str = "
+CREATE TABLE IF NOT EXISTS vf_gens (
+    vf_pci TEXT PRIMARY KEY,
+    gen    INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 3;
 ";
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,7 +436,35 @@ impl Tx<'_> {
                     pid,
                     start.map(|s| s as i64),
                 ], "insert a lease")?;
-        Ok(self.tx.last_insert_rowid())
+        let id = self.tx.last_insert_rowid();
+        self.exec(
+            "INSERT INTO vf_gens (vf_pci, gen) VALUES (?1, 1)
+             ON CONFLICT (vf_pci) DO UPDATE SET gen = gen + 1",
+            params![l.vf_pci.to_string()],
+            "count the VF's leases",
+        )?;
+        Ok(id)
+    }
+
+    /// How many leases VF `vf` has had (every insert counts, also one rolled back later).
+    /// Unchanged between two reads, with no lease on the VF at the first, means nobody
+    /// leased, and so nobody touched, the VF in between: what the VF showed meanwhile is its
+    /// own configuration.
+    pub fn vf_gen(&self, vf: PciAddr) -> Result<i64, EngineError> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT gen FROM vf_gens WHERE vf_pci = ?1")
+            .map_err(EngineError::db("read a VF's lease count"))?;
+        let mut rows = st
+            .query(params![vf.to_string()])
+            .map_err(EngineError::db("read a VF's lease count"))?;
+        match rows
+            .next()
+            .map_err(EngineError::db("read a VF's lease count"))?
+        {
+            Some(r) => r.get(0).map_err(EngineError::db("read a VF's lease count")),
+            None => Ok(0),
+        }
     }
 
     /// Moves lease `id` from one of `from` to `to`, recording the process doing it. False
@@ -574,7 +614,11 @@ impl Ledger {
                     .map_err(EngineError::db("read the schema version"))?;
                 match version {
                     0 => tx.tx.execute_batch(SCHEMA),
-                    1 => tx.tx.execute_batch(MIGRATE_1_TO_2),
+                    1 => tx
+                        .tx
+                        .execute_batch(MIGRATE_1)
+                        .and_then(|()| tx.tx.execute_batch(MIGRATE_2)),
+                    2 => tx.tx.execute_batch(MIGRATE_2),
                     _ => Ok(()),
                 }
                 .map_err(EngineError::db("create or upgrade the schema"))

@@ -29,6 +29,18 @@ fn lease(owner: &str) -> Lease {
     }
 }
 
+trait WithVf {
+    fn with_vf(self, vf: PciAddr) -> Self;
+}
+
+impl WithVf for Lease {
+    fn with_vf(mut self, vf: PciAddr) -> Self {
+        self.vf_pci = vf;
+        self.vf_index = 1;
+        self
+    }
+}
+
 fn indexes(db: &std::path::Path) -> Vec<String> {
     let c = Connection::open(db).unwrap();
     let mut st = c
@@ -65,6 +77,37 @@ fn a_new_ledger_has_the_current_schema_and_only_the_unique_indexes() {
     );
 }
 
+fn tables(db: &std::path::Path) -> Vec<String> {
+    let c = Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn every_lease_of_a_vf_counts_also_after_its_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = Ledger::open(&dir.path().join("state.db")).unwrap();
+    let vf = lease("x").vf_pci;
+    let other = PciAddr::new(0, 4, 0x10, 2);
+    assert_eq!(l.read(|tx| tx.vf_gen(vf)).unwrap(), 0);
+    for (n, owner) in [(1, "vm-1"), (2, "vm-2")] {
+        let id = l.write(false, |tx| tx.insert_lease(&lease(owner))).unwrap();
+        assert_eq!(l.read(|tx| tx.vf_gen(vf)).unwrap(), n);
+        l.write(false, |tx| tx.delete_lease(id)).unwrap();
+        assert_eq!(
+            l.read(|tx| tx.vf_gen(vf)).unwrap(),
+            n,
+            "a release does not count"
+        );
+    }
+    assert_eq!(l.read(|tx| tx.vf_gen(other)).unwrap(), 0);
+}
+
 #[test]
 fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,13 +128,20 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
     // Make it what version 1 wrote.
     Connection::open(&db)
         .unwrap()
-        .execute_batch("CREATE INDEX leases_pool ON leases(pool); PRAGMA user_version = 1;")
+        .execute_batch(
+            "CREATE INDEX leases_pool ON leases(pool); DROP TABLE vf_gens;
+             PRAGMA user_version = 1;",
+        )
         .unwrap();
     assert!(indexes(&db).contains(&"leases_pool".to_owned()));
+    assert!(!tables(&db).contains(&"vf_gens".to_owned()));
 
     let mut l = Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
     assert!(!indexes(&db).contains(&"leases_pool".to_owned()));
+    assert!(tables(&db).contains(&"vf_gens".to_owned()));
+    // A VF leased before the upgrade has no count yet; the next lease counts from there.
+    assert_eq!(l.read(|tx| tx.vf_gen(lease("x").vf_pci)).unwrap(), 0);
     let (pools, leases) = l.read(|tx| Ok((tx.pools()?, tx.leases()?))).unwrap();
     assert_eq!(pools.len(), 1);
     assert_eq!(pools[0].policy, Policy::Spread);
@@ -102,4 +152,29 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
     drop(l);
     Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_version_2_ledger_gets_the_lease_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let mut l = Ledger::open(&db).unwrap();
+        l.write(true, |tx| tx.insert_lease(&lease("vm-1"))).unwrap();
+    }
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TABLE vf_gens; PRAGMA user_version = 2;")
+        .unwrap();
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    assert_eq!(l.read(|tx| tx.leases()).unwrap().len(), 1);
+    l.write(false, |tx| {
+        tx.insert_lease(&lease("vm-2").with_vf(PciAddr::new(0, 4, 0x10, 2)))
+    })
+    .unwrap();
+    assert_eq!(
+        l.read(|tx| tx.vf_gen(PciAddr::new(0, 4, 0x10, 2))).unwrap(),
+        1
+    );
 }
