@@ -453,8 +453,14 @@ impl Engine {
         let fs = self.fs.clone();
         let mut avoid: Vec<PciAddr> = Vec::new();
         for attempt in 0..TRIES {
-            let (pools, leases) = self.ledger.read(|tx| Ok((tx.pools()?, tx.leases()?)))?;
+            let (pools, leases, counts) = self
+                .ledger
+                .read(|tx| Ok((tx.pools()?, tx.leases()?, tx.vf_gens()?)))?;
             let pool = find_pool(&pools, &req.pool)?.clone();
+            // Other acquires under way: they are likely after the same first choice.
+            let contended = leases
+                .iter()
+                .any(|l| l.state == LeaseState::Acquiring && l.pid.is_some_and(process_alive));
             if leases.iter().any(|l| l.owner == req.owner) {
                 return Ok(None);
             }
@@ -497,10 +503,6 @@ impl Engine {
                         *load.entry(l.pf_pci).or_default() += 1;
                     }
                     rank(pool.policy, &mut free, &load, req.numa);
-                    // Other acquires under way: they are likely after the same first choice.
-                    let contended = leases.iter().any(|l| {
-                        l.state == LeaseState::Acquiring && l.pid.is_some_and(process_alive)
-                    });
                     if (attempt > 0 || contended) && !free.is_empty() {
                         let k = free.len().min(SPREAD);
                         free.rotate_left(spread_pick(k, attempt));
@@ -523,15 +525,21 @@ impl Engine {
                     }
                 }
             };
-            // The VF's lease count now, before it is read: if it is the same at the insert,
-            // what was read is the VF's own configuration.
-            let (free_now, leases_had) = self
-                .ledger
-                .read(|tx| Ok((tx.lease_by_vf(slot.pci)?.is_none(), tx.vf_gen(slot.pci)?)))?;
-            if !free_now {
-                avoid.push(slot.pci);
-                continue;
-            }
+            // The VF's lease count while it was free, before it is read: if it is the same at
+            // the insert, what was read is the VF's own configuration. Contended, it is read
+            // again now, which also catches a VF taken meanwhile before it is read in vain.
+            let leases_had = if contended || attempt > 0 {
+                let (free_now, n) = self
+                    .ledger
+                    .read(|tx| Ok((tx.lease_by_vf(slot.pci)?.is_none(), tx.vf_gen(slot.pci)?)))?;
+                if !free_now {
+                    avoid.push(slot.pci);
+                    continue;
+                }
+                n
+            } else {
+                counts.get(&slot.pci).copied().unwrap_or(0)
+            };
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }

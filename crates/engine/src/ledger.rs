@@ -16,6 +16,7 @@
 //! concurrent ones share theirs. The real-kernel tier cuts a guest's power right after an
 //! acquire and a release and checks both survived.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -444,6 +445,31 @@ impl Tx<'_> {
             "count the VF's leases",
         )?;
         Ok(id)
+    }
+
+    /// [`Tx::vf_gen`] of every VF that has had a lease.
+    pub fn vf_gens(&self) -> Result<HashMap<PciAddr, i64>, EngineError> {
+        let err = EngineError::db;
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT vf_pci, gen FROM vf_gens")
+            .map_err(err("read the VFs' lease counts"))?;
+        let mut rows = st.query([]).map_err(err("read the VFs' lease counts"))?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next().map_err(err("read the VFs' lease counts"))? {
+            let vf: String = r.get(0).map_err(err("read the VFs' lease counts"))?;
+            let n: i64 = r.get(1).map_err(err("read the VFs' lease counts"))?;
+            // Only `insert_lease` writes these rows, from a parsed address.
+            let vf: PciAddr = vf.parse().map_err(|e: InvalidValue| {
+                EngineError::db("read the VFs' lease counts")(rusqlite::Error::InvalidColumnType(
+                    0,
+                    format!("vf_pci: {e}"),
+                    rusqlite::types::Type::Text,
+                ))
+            })?;
+            out.insert(vf, n);
+        }
+        Ok(out)
     }
 
     /// How many leases VF `vf` has had (every insert counts, also one rolled back later).
