@@ -483,43 +483,12 @@ impl Engine {
                     }
                 }
                 None => {
-                    let mut free: Vec<Candidate> = Vec::new();
-                    for pf in &host.pfs {
-                        for (index, addr) in &pf.nic.vf_slots {
-                            if !leased.contains_key(&(pf.pci, *index))
-                                && !addr.is_some_and(|a| avoid.contains(&a))
-                                && owner_of(&pools, &pf.facts, *index) == Some(pool.name.as_str())
-                            {
-                                free.push(Candidate {
-                                    pf_pci: pf.pci,
-                                    index: *index,
-                                    numa: pf.facts.numa,
-                                });
-                            }
-                        }
-                    }
-                    let mut load: HashMap<PciAddr, usize> = HashMap::new();
-                    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
-                        *load.entry(l.pf_pci).or_default() += 1;
-                    }
-                    rank(pool.policy, &mut free, &load, req.numa);
+                    let mut free = ranked_free(host, &pools, &pool, &leases, &avoid, req.numa);
                     if (attempt > 0 || contended) && !free.is_empty() {
                         let k = free.len().min(SPREAD);
                         free.rotate_left(spread_pick(k, attempt));
                     }
-                    let mut found = None;
-                    for c in &free {
-                        let Some(pf) = host.pfs.iter().find(|p| p.pci == c.pf_pci) else {
-                            continue;
-                        };
-                        if let Some(slot) = pf.probe(&fs, c.index)?
-                            && slot.health.is_healthy()
-                        {
-                            found = Some(slot);
-                            break;
-                        }
-                    }
-                    match found {
+                    match first_healthy(&fs, host, &free)? {
                         Some(slot) => slot,
                         None => return Ok(None),
                     }
@@ -544,26 +513,7 @@ impl Engine {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
-            let mut lease = Lease {
-                id: 0,
-                owner: req.owner.clone(),
-                owner_kind: req.owner_kind,
-                pool: pool.name.clone(),
-                vf_pci: slot.pci,
-                pf: slot.pf.name.clone(),
-                pf_pci: slot.pf_pci,
-                vf_index: slot.index,
-                netdev: slot.netdev.clone(),
-                netns: req.netns.as_ref().map(|p| p.display().to_string()),
-                created: now(),
-                state: LeaseState::Acquiring,
-                applied: Applied {
-                    settings: req.settings.clone(),
-                    driver: req.driver,
-                },
-                original,
-                pid: Some(me),
-            };
+            let mut lease = new_lease(req, &pool.name, &slot, original, me);
             let outcome = self.ledger.write(false, |tx| {
                 let pools_now = tx.pools()?;
                 if pools_now != pools || tx.lease_by_owner(&req.owner)?.is_some() {
@@ -649,38 +599,8 @@ impl Engine {
                     slot
                 }
                 None => {
-                    let mut free: Vec<Candidate> = Vec::new();
-                    for pf in &host.pfs {
-                        for (index, _) in &pf.nic.vf_slots {
-                            if !leased.contains_key(&(pf.pci, *index))
-                                && owner_of(&pools, &pf.facts, *index) == Some(pool.name.as_str())
-                            {
-                                free.push(Candidate {
-                                    pf_pci: pf.pci,
-                                    index: *index,
-                                    numa: pf.facts.numa,
-                                });
-                            }
-                        }
-                    }
-                    let mut load: HashMap<PciAddr, usize> = HashMap::new();
-                    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
-                        *load.entry(l.pf_pci).or_default() += 1;
-                    }
-                    rank(pool.policy, &mut free, &load, req.numa);
-                    let mut found = None;
-                    for c in &free {
-                        let Some(pf) = host.pfs.iter().find(|p| p.pci == c.pf_pci) else {
-                            continue;
-                        };
-                        if let Some(slot) = pf.probe(&fs, c.index)?
-                            && slot.health.is_healthy()
-                        {
-                            found = Some(slot);
-                            break;
-                        }
-                    }
-                    match found {
+                    let free = ranked_free(host, &pools, pool, &leases, &[], req.numa);
+                    match first_healthy(&fs, host, &free)? {
                         Some(s) => s,
                         None if kept => return Ok(Picked::RetryFresh),
                         None => {
@@ -705,26 +625,7 @@ impl Engine {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
-            let mut lease = Lease {
-                id: 0,
-                owner: req.owner.clone(),
-                owner_kind: req.owner_kind,
-                pool: pool.name.clone(),
-                vf_pci: slot.pci,
-                pf: slot.pf.name.clone(),
-                pf_pci: slot.pf_pci,
-                vf_index: slot.index,
-                netdev: slot.netdev.clone(),
-                netns: req.netns.as_ref().map(|p| p.display().to_string()),
-                created: now(),
-                state: LeaseState::Acquiring,
-                applied: Applied {
-                    settings: req.settings.clone(),
-                    driver: req.driver,
-                },
-                original,
-                pid: Some(me),
-            };
+            let mut lease = new_lease(req, &pool.name, &slot, original, me);
             lease.id = tx.insert_lease(&lease)?;
             Ok(Picked::Lease(Box::new(lease)))
         })
@@ -1334,6 +1235,90 @@ fn pool_pfs<'c>(
         }
     };
     Ok((&cache.insert(entry).view, kept))
+}
+
+/// The free VFs of `pool` in `host` (not leased, not in `avoid`), in the order its policy
+/// prefers them.
+fn ranked_free(
+    host: &HostView,
+    pools: &[Pool],
+    pool: &Pool,
+    leases: &[Lease],
+    avoid: &[PciAddr],
+    numa: Option<u32>,
+) -> Vec<Candidate> {
+    let leased: std::collections::HashSet<(PciAddr, u16)> =
+        leases.iter().map(|l| (l.pf_pci, l.vf_index)).collect();
+    let mut free: Vec<Candidate> = Vec::new();
+    for pf in &host.pfs {
+        for (index, addr) in &pf.nic.vf_slots {
+            if !leased.contains(&(pf.pci, *index))
+                && !addr.is_some_and(|a| avoid.contains(&a))
+                && owner_of(pools, &pf.facts, *index) == Some(pool.name.as_str())
+            {
+                free.push(Candidate {
+                    pf_pci: pf.pci,
+                    index: *index,
+                    numa: pf.facts.numa,
+                });
+            }
+        }
+    }
+    let mut load: HashMap<PciAddr, usize> = HashMap::new();
+    for l in leases.iter().filter(|l| l.state != LeaseState::Stale) {
+        *load.entry(l.pf_pci).or_default() += 1;
+    }
+    rank(pool.policy, &mut free, &load, numa);
+    free
+}
+
+/// The first of `free` that exists and is healthy, read from sysfs (only those tried).
+fn first_healthy(
+    fs: &Sysfs,
+    host: &HostView,
+    free: &[Candidate],
+) -> Result<Option<VfSlot>, EngineError> {
+    for c in free {
+        let Some(pf) = host.pfs.iter().find(|p| p.pci == c.pf_pci) else {
+            continue;
+        };
+        if let Some(slot) = pf.probe(fs, c.index)?
+            && slot.health.is_healthy()
+        {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(None)
+}
+
+/// The row of a new lease of `slot` for `req`, `acquiring` under process `me`.
+fn new_lease(
+    req: &AcquireRequest,
+    pool: &str,
+    slot: &VfSlot,
+    original: Original,
+    me: (i64, u64),
+) -> Lease {
+    Lease {
+        id: 0,
+        owner: req.owner.clone(),
+        owner_kind: req.owner_kind,
+        pool: pool.to_owned(),
+        vf_pci: slot.pci,
+        pf: slot.pf.name.clone(),
+        pf_pci: slot.pf_pci,
+        vf_index: slot.index,
+        netdev: slot.netdev.clone(),
+        netns: req.netns.as_ref().map(|p| p.display().to_string()),
+        created: now(),
+        state: LeaseState::Acquiring,
+        applied: Applied {
+            settings: req.settings.clone(),
+            driver: req.driver,
+        },
+        original,
+        pid: Some(me),
+    }
 }
 
 /// Which of the first `k` candidates try `attempt` of a contended acquire starts

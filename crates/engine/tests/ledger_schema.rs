@@ -41,15 +41,24 @@ impl WithVf for Lease {
     }
 }
 
-fn indexes(db: &std::path::Path) -> Vec<String> {
+/// The names of the schema's objects of `kind` (`index`, `table`).
+fn names(db: &std::path::Path, kind: &str) -> Vec<String> {
     let c = Connection::open(db).unwrap();
     let mut st = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .prepare("SELECT name FROM sqlite_master WHERE type = ?1 ORDER BY name")
         .unwrap();
-    st.query_map([], |r| r.get(0))
+    st.query_map([kind], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+}
+
+fn indexes(db: &std::path::Path) -> Vec<String> {
+    names(db, "index")
+}
+
+fn tables(db: &std::path::Path) -> Vec<String> {
+    names(db, "table")
 }
 
 fn user_version(db: &std::path::Path) -> i64 {
@@ -75,17 +84,6 @@ fn a_new_ledger_has_the_current_schema_and_only_the_unique_indexes() {
             "sqlite_autoindex_pools_1"
         ]
     );
-}
-
-fn tables(db: &std::path::Path) -> Vec<String> {
-    let c = Connection::open(db).unwrap();
-    let mut st = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap();
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
 }
 
 #[test]
