@@ -457,10 +457,9 @@ impl Engine {
                 .ledger
                 .read(|tx| Ok((tx.pools()?, tx.leases()?, tx.vf_gens()?)))?;
             let pool = find_pool(&pools, &req.pool)?.clone();
-            // Other acquires under way: they are likely after the same first choice.
-            let contended = leases
-                .iter()
-                .any(|l| l.state == LeaseState::Acquiring && l.pid.is_some_and(process_alive));
+            // Other acquires under way: they are likely after the same first choice. (A row
+            // left by a crashed acquire counts too until `gc`: that only spreads the picks.)
+            let contended = leases.iter().any(|l| l.state == LeaseState::Acquiring);
             if leases.iter().any(|l| l.owner == req.owner) {
                 return Ok(None);
             }
