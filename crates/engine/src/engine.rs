@@ -441,12 +441,14 @@ impl Engine {
     /// The first try takes the policy's first choice, as under the lock, unless other
     /// acquires are under way; then, and after a collision (another process took that VF
     /// meanwhile), a try takes one of the first few at random, so that concurrent acquires
-    /// do not race for the same VF. `None`: not found this way
-    /// (no free healthy VF, a named VF that is not free, the pool or owner changed, too many
-    /// collisions): [`Self::pick_and_insert`] decides under the lock and gives the error.
+    /// do not race for the same VF.
+    ///
+    /// `None`: not found this way (no free healthy VF, a named VF that is not free, the pool
+    /// or the owner changed, too many collisions): [`Self::pick_and_insert`] then decides
+    /// under the lock, and gives the error if there is one.
     fn pick_then_insert(&mut self, req: &AcquireRequest) -> Result<Option<Lease>, EngineError> {
         const TRIES: usize = 4;
-        /// How many of the policy's first choices a try after a collision picks from.
+        /// How many of the policy's first choices a contended try picks from.
         const SPREAD: usize = 8;
         let me = this_process();
         let net = self.net.clone();
@@ -463,8 +465,6 @@ impl Engine {
             if leases.iter().any(|l| l.owner == req.owner) {
                 return Ok(None);
             }
-            let leased: HashMap<(PciAddr, u16), &Lease> =
-                leases.iter().map(|l| ((l.pf_pci, l.vf_index), l)).collect();
             let (host, _) = pool_pfs(&mut self.pfs, &fs, &pool.selectors, false)?;
             let slot = match req.vf {
                 Some(vf) => {
@@ -472,7 +472,9 @@ impl Engine {
                         return Ok(None);
                     };
                     if owner_of(&pools, &pf.facts, index) != Some(pool.name.as_str())
-                        || leased.contains_key(&(pf.pci, index))
+                        || leases
+                            .iter()
+                            .any(|l| l.pf_pci == pf.pci && l.vf_index == index)
                     {
                         return Ok(None);
                     }

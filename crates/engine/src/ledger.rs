@@ -55,17 +55,12 @@ CREATE TABLE IF NOT EXISTS leases (
     pid        INTEGER,
     pid_start  INTEGER
 );
-CREATE TABLE IF NOT EXISTS vf_gens (
-    vf_pci TEXT PRIMARY KEY,
-    gen    INTEGER NOT NULL
-) WITHOUT ROWID;
-PRAGMA user_version = 3;
 ";
 
 /// Version 1 had an index on `leases(pool)`, which no query uses: every insert and delete
 /// wrote one page more to the WAL for it. Version 3 adds `vf_gens`: how many leases each VF
 /// has had, which an acquire that read the VF outside the write lock checks (see
-/// [`Tx::vf_gen`]).
+/// [`Tx::vf_gen`]). A new ledger is [`SCHEMA`] (version 2's tables) plus this.
 const MIGRATE_1: &str = "
 DROP INDEX IF EXISTS leases_pool;
 ";
@@ -638,16 +633,16 @@ impl Ledger {
                     .tx
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
-                match version {
-                    0 => tx.tx.execute_batch(SCHEMA),
-                    1 => tx
-                        .tx
-                        .execute_batch(MIGRATE_1)
-                        .and_then(|()| tx.tx.execute_batch(MIGRATE_2)),
-                    2 => tx.tx.execute_batch(MIGRATE_2),
-                    _ => Ok(()),
-                }
-                .map_err(EngineError::db("create or upgrade the schema"))
+                let steps: &[&str] = match version {
+                    0 => &[SCHEMA, MIGRATE_2],
+                    1 => &[MIGRATE_1, MIGRATE_2],
+                    2 => &[MIGRATE_2],
+                    _ => &[],
+                };
+                steps
+                    .iter()
+                    .try_for_each(|sql| tx.tx.execute_batch(sql))
+                    .map_err(EngineError::db("create or upgrade the schema"))
             })?;
         }
         Ok(ledger)
