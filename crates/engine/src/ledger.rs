@@ -243,14 +243,17 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// Column `i` of `r`, a PCI address as text.
+fn pci_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<PciAddr> {
+    let s: String = r.get(i)?;
+    s.parse().map_err(|e: InvalidValue| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, String)> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
-    let pci = |i: usize| -> rusqlite::Result<PciAddr> {
-        let s: String = r.get(i)?;
-        s.parse().map_err(|e: InvalidValue| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-        })
-    };
+    let pci = |i: usize| pci_column(r, i);
     let kind: String = text(3)?;
     let pid: Option<i64> = r.get(14)?;
     let pid_start: Option<i64> = r.get(15)?;
@@ -444,27 +447,13 @@ impl Tx<'_> {
 
     /// [`Tx::vf_gen`] of every VF that has had a lease.
     pub fn vf_gens(&self) -> Result<HashMap<PciAddr, i64>, EngineError> {
-        let err = EngineError::db;
-        let mut st = self
-            .tx
+        self.tx
             .prepare_cached("SELECT vf_pci, gen FROM vf_gens")
-            .map_err(err("read the VFs' lease counts"))?;
-        let mut rows = st.query([]).map_err(err("read the VFs' lease counts"))?;
-        let mut out = HashMap::new();
-        while let Some(r) = rows.next().map_err(err("read the VFs' lease counts"))? {
-            let vf: String = r.get(0).map_err(err("read the VFs' lease counts"))?;
-            let n: i64 = r.get(1).map_err(err("read the VFs' lease counts"))?;
-            // Only `insert_lease` writes these rows, from a parsed address.
-            let vf: PciAddr = vf.parse().map_err(|e: InvalidValue| {
-                EngineError::db("read the VFs' lease counts")(rusqlite::Error::InvalidColumnType(
-                    0,
-                    format!("vf_pci: {e}"),
-                    rusqlite::types::Type::Text,
-                ))
-            })?;
-            out.insert(vf, n);
-        }
-        Ok(out)
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((pci_column(r, 0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(EngineError::db("read the VFs' lease counts"))
     }
 
     /// How many leases VF `vf` has had (every insert counts, also one rolled back later).
@@ -472,20 +461,15 @@ impl Tx<'_> {
     /// leased, and so nobody touched, the VF in between: what the VF showed meanwhile is its
     /// own configuration.
     pub fn vf_gen(&self, vf: PciAddr) -> Result<i64, EngineError> {
-        let mut st = self
-            .tx
+        use rusqlite::OptionalExtension;
+        self.tx
             .prepare_cached("SELECT gen FROM vf_gens WHERE vf_pci = ?1")
-            .map_err(EngineError::db("read a VF's lease count"))?;
-        let mut rows = st
-            .query(params![vf.to_string()])
-            .map_err(EngineError::db("read a VF's lease count"))?;
-        match rows
-            .next()
-            .map_err(EngineError::db("read a VF's lease count"))?
-        {
-            Some(r) => r.get(0).map_err(EngineError::db("read a VF's lease count")),
-            None => Ok(0),
-        }
+            .and_then(|mut st| {
+                st.query_row(params![vf.to_string()], |r| r.get(0))
+                    .optional()
+            })
+            .map(|n| n.unwrap_or(0))
+            .map_err(EngineError::db("read a VF's lease count"))
     }
 
     /// Moves lease `id` from one of `from` to `to`, recording the process doing it. False
