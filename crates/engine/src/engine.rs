@@ -17,6 +17,7 @@ use crate::hostview::{HostView, NON_NET_DRIVERS, PfSlot, VfSlot, vf_driver_for_p
 use crate::ledger::{
     Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
 };
+use crate::lock::{Hold, PfLocks};
 use crate::owner::{NoVmLayer, OwnerStatus, VmOwners, owner_status, process_alive, this_process};
 use crate::pool::{
     self, Candidate, Policy, Pool, PoolStatus, PoolVf, describe_overlap, owner_of, potential, rank,
@@ -103,9 +104,15 @@ pub struct GcReport {
 }
 
 pub struct Engine {
-    fs: Sysfs,
-    net: Arc<dyn NetOps>,
-    ledger: Ledger,
+    pub(crate) fs: Sysfs,
+    pub(crate) net: Arc<dyn NetOps>,
+    pub(crate) ledger: Ledger,
+    /// The state directory (the ledger, the PF locks).
+    pub(crate) state: PathBuf,
+    /// How long a split waits for a PF's link to stay up (`SplitOptions::settle`).
+    pub(crate) settle: Duration,
+    /// What the boot hook passes to `vfpool` to open this host again.
+    pub(crate) boot_args: Vec<std::ffi::OsString>,
     vms: Box<dyn VmOwners>,
     /// The host's SR-IOV PFs as last read (no VFs): see [`pool_pfs`].
     pfs: Option<PfCache>,
@@ -128,6 +135,8 @@ enum Picked {
     Lease(Box<Lease>),
     /// No free healthy VF in a PF view that was kept from earlier: read the host again.
     RetryFresh,
+    /// The VF picked is on a PF whose lock is not held: take it, then pick again.
+    Lock(PciAddr),
 }
 
 fn now() -> i64 {
@@ -162,9 +171,26 @@ impl Engine {
             fs,
             net,
             ledger: Ledger::open(&Ledger::path_in(state))?,
+            state: state.to_owned(),
+            settle: Duration::from_millis(1500),
+            boot_args: vec!["--state".into(), state.as_os_str().to_owned()],
             vms: Box::new(NoVmLayer),
             pfs: None,
         })
+    }
+
+    /// How long a split waits for the PF's link to stay up after its VFs appear (real
+    /// hosts: 1.5 s, since igb resets its PF; zero on the simulated host).
+    pub fn with_split_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// The arguments the boot hook gives `vfpool` before `host apply` to open this same
+    /// host and state directory again.
+    pub fn with_boot_args(mut self, args: Vec<std::ffi::OsString>) -> Self {
+        self.boot_args = args;
+        self
     }
 
     /// Sets what answers "does this VM still exist" for `lease gc`.
@@ -360,7 +386,10 @@ impl Engine {
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
         self.validate(req)?;
-        let optimistic = match self.pick_then_insert(req) {
+        // The pool's PFs stay as they are until the lease is settled: a split waits, and
+        // finds the lease when it checks.
+        let mut locks = self.lock_pool_pfs(&req.pool)?;
+        let optimistic = match self.pick_then_insert(req, &locks) {
             Ok(found) => found,
             Err(e) => {
                 tracing::debug!(pool = %req.pool, owner = %req.owner, error = %chain(&e), "acquire outside the write lock gave up; picking under it");
@@ -371,8 +400,15 @@ impl Engine {
         let inserted = match optimistic {
             Some(l) => Ok(l),
             None => loop {
-                match self.pick_and_insert(req, fresh) {
+                match self.pick_and_insert(req, fresh, &locks) {
                     Ok(Picked::RetryFresh) => fresh = true,
+                    // A PF not locked yet (new since the pool's PFs were read): lock it and
+                    // pick again, since it may have changed meanwhile.
+                    Ok(Picked::Lock(pf)) => {
+                        if let Err(e) = locks.add(&self.state, pf, Hold::Shared) {
+                            break Err(e);
+                        }
+                    }
                     Ok(Picked::Lease(l)) => break Ok(*l),
                     Err(e) => break Err(e),
                 }
@@ -446,7 +482,11 @@ impl Engine {
     /// `None`: not found this way (no free healthy VF, a named VF that is not free, the pool
     /// or the owner changed, too many collisions): [`Self::pick_and_insert`] then decides
     /// under the lock, and gives the error if there is one.
-    fn pick_then_insert(&mut self, req: &AcquireRequest) -> Result<Option<Lease>, EngineError> {
+    fn pick_then_insert(
+        &mut self,
+        req: &AcquireRequest,
+        locks: &PfLocks,
+    ) -> Result<Option<Lease>, EngineError> {
         const TRIES: usize = 4;
         /// How many of the policy's first choices a contended try picks from.
         const SPREAD: usize = 8;
@@ -495,6 +535,9 @@ impl Engine {
                     }
                 }
             };
+            if !locks.holds(slot.pf_pci) {
+                return Ok(None);
+            }
             // The VF's lease count while it was free, before it is read: if it is the same at
             // the insert, what was read is the VF's own configuration. Contended, it is read
             // again now, which also catches a VF taken meanwhile before it is read in vain.
@@ -548,6 +591,7 @@ impl Engine {
         &mut self,
         req: &AcquireRequest,
         fresh: bool,
+        locks: &PfLocks,
     ) -> Result<Picked, EngineError> {
         let me = this_process();
         let net = self.net.clone();
@@ -616,12 +660,15 @@ impl Engine {
                                 pool: pool.name.clone(),
                                 total: st.total,
                                 leased: st.leased,
-                                unhealthy: st.unhealthy,
+                                unhealthy: st.unhealthy_text(),
                             });
                         }
                     }
                 }
             };
+            if !locks.holds(slot.pf_pci) {
+                return Ok(Picked::Lock(slot.pf_pci));
+            }
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
@@ -828,6 +875,15 @@ impl Engine {
     /// Releases a lease: marks it `releasing`, restores the VF, removes the row.
     pub fn release(&mut self, target: &ReleaseTarget) -> Result<Lease, EngineError> {
         let me = this_process();
+        // The VF stays as it is while it is restored: a split of its PF waits.
+        let pf = self.ledger.read(|tx| {
+            Ok(match target {
+                ReleaseTarget::Owner(o) => tx.lease_by_owner(o)?,
+                ReleaseTarget::Vf(v) => tx.lease_by_vf(*v)?,
+            }
+            .map(|l| l.pf_pci))
+        })?;
+        let _lock = self.lock_pfs(pf, Hold::Shared)?;
         let lease = self.ledger.write(false, |tx| {
             let l = match target {
                 ReleaseTarget::Owner(o) => {
@@ -1023,6 +1079,24 @@ impl Engine {
             self.ledger.sync()?;
         }
         Ok(report)
+    }
+
+    /// Takes the shared locks of the PFs that pool `name` selects (as the PF cache knows
+    /// them; an acquire that picks a VF of another PF locks that one too).
+    fn lock_pool_pfs(&mut self, name: &str) -> Result<PfLocks, EngineError> {
+        let pools = self.ledger.read(|tx| tx.pools())?;
+        let pool = find_pool(&pools, name)?;
+        let (host, _) = pool_pfs(&mut self.pfs, &self.fs, &pool.selectors, false)?;
+        let pfs: Vec<PciAddr> = host
+            .pfs
+            .iter()
+            .filter(|p| {
+                let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
+                (0..n).any(|i| crate::selector::selects(&pool.selectors, &p.facts, i))
+            })
+            .map(|p| p.pci)
+            .collect();
+        self.lock_pfs(pfs, Hold::Shared)
     }
 
     // ---- host helpers ------------------------------------------------------------------

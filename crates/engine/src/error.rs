@@ -44,7 +44,8 @@ pub enum EngineError {
         source: serde_json::Error,
     },
 
-    #[error("cannot read the host")]
+    /// The host's own error, which names the NIC or the file.
+    #[error(transparent)]
     Host(#[from] HostError),
 
     #[error("unknown pool '{pool}' (known: {known})")]
@@ -66,12 +67,13 @@ pub enum EngineError {
     #[error("pool '{pool}' has {leased} leased VFs; release them first")]
     PoolLeased { pool: String, leased: usize },
 
-    #[error("pool {pool} has no free VF ({total} total, {leased} leased, {unhealthy} unhealthy)")]
+    /// `unhealthy` says how many and why (`7 unhealthy: 7 × PF eno1 lost carrier ...`).
+    #[error("pool {pool} has no free VF ({total} total, {leased} leased, {unhealthy})")]
     Exhausted {
         pool: String,
         total: usize,
         leased: usize,
-        unhealthy: usize,
+        unhealthy: String,
     },
 
     #[error("owner '{owner}' already holds a lease on {vf} (pool {pool})")]
@@ -174,6 +176,32 @@ pub enum EngineError {
         errors: String,
     },
 
+    #[error("cannot lock {}", .path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A count-changing split or a restore of NICs with leases, without `force`.
+    #[error("{what}: changing the VF count destroys every VF; release the leases or add --force")]
+    NicLeased { what: String },
+
+    #[error("NIC '{nic}' ({pci}) is named twice")]
+    NamedTwice { nic: String, pci: PciAddr },
+
+    #[error(
+        "nothing to persist: no NIC has VFs (split one first with `vfpool nic split NIC --vfs N`)"
+    )]
+    NothingToPersist,
+
+    #[error("cannot install {}", .path.display())]
+    Install {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     /// Applying a lease failed, and so did its rollback.
     #[error("rolling back {vf} (owner {owner}) failed: {errors}; the lease is kept for `lease gc`")]
     Rollback {
@@ -185,9 +213,112 @@ pub enum EngineError {
     },
 }
 
+/// What kind of failure an error is, so that each front end maps errors once: the CLI to
+/// exit codes, the REST API to HTTP statuses, the CNI plugin to its error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// A value given by the caller is malformed or out of range.
+    InvalidInput,
+    /// A named pool, owner, NIC or VF does not exist.
+    NotFound,
+    /// The request contradicts the state (an owner with a lease, a leased NIC, a pool
+    /// that exists, overlaps or is in use).
+    Conflict,
+    /// Another process holds what is needed right now; trying again may succeed.
+    Busy,
+    /// No free healthy VF is left.
+    Exhausted,
+    /// The kernel or a driver refused a change (the request was valid).
+    Refused,
+    /// Reading or writing the host or the state failed.
+    Io,
+    /// The state directory holds something vfpool cannot read as its own.
+    CorruptState,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "invalid-input",
+            Self::NotFound => "not-found",
+            Self::Conflict => "conflict",
+            Self::Busy => "busy",
+            Self::Exhausted => "exhausted",
+            Self::Refused => "refused",
+            Self::Io => "io",
+            Self::CorruptState => "corrupt-state",
+        }
+    }
+}
+
 impl EngineError {
+    /// What kind of failure this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        use EngineError as E;
+        match self {
+            E::Invalid(_) | E::NoVfDriver { .. } => ErrorKind::InvalidInput,
+            E::Host(h) => host_kind(h),
+            E::UnknownPool { .. }
+            | E::UnknownOwner { .. }
+            | E::VfNotLeased { .. }
+            | E::UnknownVf { .. }
+            | E::VfNotInPool { .. } => ErrorKind::NotFound,
+            E::PoolExists { .. }
+            | E::PoolOverlap { .. }
+            | E::PoolSelectsNothing { .. }
+            | E::PoolLeased { .. }
+            | E::OwnerHasLease { .. }
+            | E::VfLeased { .. }
+            | E::NicLeased { .. }
+            | E::NamedTwice { .. }
+            | E::NothingToPersist => ErrorKind::Conflict,
+            E::LeaseBusy { .. } => ErrorKind::Busy,
+            E::Exhausted { .. } | E::VfUnhealthy { .. } => ErrorKind::Exhausted,
+            E::SetVf { .. } | E::DriverNotBound { .. } | E::Rollback { .. } | E::Restore { .. } => {
+                ErrorKind::Refused
+            }
+            E::CorruptRow { .. } => ErrorKind::CorruptState,
+            E::OpenDb { source, .. } | E::Db { source, .. } => match source {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if matches!(
+                        f.code,
+                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                    ) =>
+                {
+                    ErrorKind::CorruptState
+                }
+                _ => ErrorKind::Io,
+            },
+            E::Sync { .. }
+            | E::Lock { .. }
+            | E::ReadVf { .. }
+            | E::VfNotReported { .. }
+            | E::SetNetdev { .. }
+            | E::ReadNetdev { .. }
+            | E::BindDriver { .. }
+            | E::Install { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// The kind of a host error (see [`ErrorKind`]).
+    pub fn kind_of_host(h: &HostError) -> ErrorKind {
+        host_kind(h)
+    }
+
     pub(crate) fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> EngineError {
         move |source| EngineError::Db { op, source }
+    }
+}
+
+fn host_kind(h: &HostError) -> ErrorKind {
+    match h {
+        HostError::Invalid(_) | HostError::VfCountOutOfRange { .. } => ErrorKind::InvalidInput,
+        HostError::UnknownNic { .. } => ErrorKind::NotFound,
+        HostError::NotSriov { .. } | HostError::IsVf { .. } => ErrorKind::InvalidInput,
+        HostError::NumVfs { .. } | HostError::SplitTimeout { .. } => ErrorKind::Refused,
+        HostError::Corrupt { .. } => ErrorKind::CorruptState,
+        _ => ErrorKind::Io,
     }
 }
 

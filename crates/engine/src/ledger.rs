@@ -72,8 +72,32 @@ CREATE TABLE IF NOT EXISTS vf_gens (
 PRAGMA user_version = 3;
 ";
 
+/// Version 4 keeps the VF counts vfpool set on each PF (`desired_nics`): what `host apply`
+/// brings back at boot. They were a JSON file beside the ledger, read, changed and written
+/// without a lock; in the ledger they are written under the same lock and synced like
+/// leases.
+const MIGRATE_3: &str = "
+CREATE TABLE IF NOT EXISTS desired_nics (
+    pci       TEXT PRIMARY KEY,
+    name      TEXT NOT NULL,
+    num_vfs   INTEGER NOT NULL,
+    autoprobe INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 4;
+";
+
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// The VF count vfpool keeps on a PF across reboots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredNic {
+    pub pci: PciAddr,
+    /// The netdev name when recorded, for people; matching is by PCI address.
+    pub name: String,
+    pub num_vfs: u32,
+    pub autoprobe: bool,
+}
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,6 +336,37 @@ impl Tx<'_> {
             .prepare_cached(sql)
             .and_then(|mut st| st.execute(p))
             .map_err(EngineError::db(what))
+    }
+
+    /// The recorded VF count of every PF vfpool changed, by address.
+    pub fn desired(&self) -> Result<Vec<DesiredNic>, EngineError> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT pci, name, num_vfs, autoprobe FROM desired_nics ORDER BY pci")
+            .map_err(EngineError::db("read the desired VF counts"))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(DesiredNic {
+                    pci: pci_column(r, 0)?,
+                    name: r.get(1)?,
+                    num_vfs: r.get(2)?,
+                    autoprobe: r.get(3)?,
+                })
+            })
+            .map_err(EngineError::db("read the desired VF counts"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(EngineError::db("read the desired VF counts"))
+    }
+
+    /// Records `d` as the VF count to keep on its PF.
+    pub fn set_desired(&self, d: &DesiredNic) -> Result<(), EngineError> {
+        self.exec(
+            "INSERT INTO desired_nics (pci, name, num_vfs, autoprobe) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (pci) DO UPDATE SET name = ?2, num_vfs = ?3, autoprobe = ?4",
+            params![d.pci.to_string(), d.name, d.num_vfs, d.autoprobe],
+            "record a desired VF count",
+        )
+        .map(drop)
     }
 
     pub fn pools(&self) -> Result<Vec<Pool>, EngineError> {
@@ -618,9 +673,10 @@ impl Ledger {
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
                 let steps: &[&str] = match version {
-                    0 => &[SCHEMA, MIGRATE_2],
-                    1 => &[MIGRATE_1, MIGRATE_2],
-                    2 => &[MIGRATE_2],
+                    0 => &[SCHEMA, MIGRATE_2, MIGRATE_3],
+                    1 => &[MIGRATE_1, MIGRATE_2, MIGRATE_3],
+                    2 => &[MIGRATE_2, MIGRATE_3],
+                    3 => &[MIGRATE_3],
                     _ => &[],
                 };
                 steps

@@ -15,22 +15,30 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod hostview;
 pub mod ledger;
+pub mod lock;
+pub mod nics;
 pub mod owner;
 pub mod pool;
 pub mod selector;
 
+pub use backend::{Host, HostConfig};
 pub use engine::{
     AcquireRequest, Engine, GcAction, GcReport, ReapplyAction, ReapplyReport, ReleaseTarget,
 };
-pub use error::{EngineError, chain};
+pub use error::{EngineError, ErrorKind, chain};
 pub use hostview::{Health, HostView};
 pub use ledger::{
-    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, SCHEMA_VERSION,
+    Applied, DesiredNic, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind,
+    SCHEMA_VERSION,
+};
+pub use nics::{
+    ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf};

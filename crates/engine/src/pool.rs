@@ -151,6 +151,26 @@ pub struct PoolStatus {
     pub leased: usize,
     /// Not leased and not fit to hand out.
     pub unhealthy: usize,
+    /// Why, with how many VFs for each reason (absent when none is unhealthy).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unhealthy_reasons: BTreeMap<String, usize>,
+}
+
+impl PoolStatus {
+    /// The unhealthy count with its reasons, for messages: `7 unhealthy: 7 × PF eno1 lost
+    /// carrier (operstate down)`.
+    pub fn unhealthy_text(&self) -> String {
+        if self.unhealthy_reasons.is_empty() {
+            return format!("{} unhealthy", self.unhealthy);
+        }
+        let why = self
+            .unhealthy_reasons
+            .iter()
+            .map(|(r, n)| format!("{n} × {r}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        format!("{} unhealthy: {why}", self.unhealthy)
+    }
 }
 
 /// One VF of a pool, for `pool show`.
@@ -213,7 +233,13 @@ pub fn pool_vfs(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) 
 pub fn status(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) -> PoolStatus {
     let vfs = pool_vfs(pool, pools, host, leases);
     let count = |s: &str| vfs.iter().filter(|v| v.state == s).count();
+    let mut unhealthy_reasons = BTreeMap::new();
+    for v in vfs.iter().filter(|v| v.state == "unhealthy") {
+        let r = v.reason.clone().unwrap_or_else(|| "unknown".into());
+        *unhealthy_reasons.entry(r).or_insert(0) += 1;
+    }
     PoolStatus {
+        unhealthy_reasons,
         name: pool.name.clone(),
         policy: pool.policy,
         selectors: pool.selectors.clone(),

@@ -396,7 +396,7 @@ fn unhealthy_vfs_are_not_handed_out_and_come_back() {
     let err = e.acquire(&req("p", "o")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "pool p has no free VF (2 total, 0 leased, 2 unhealthy)"
+        "pool p has no free VF (2 total, 0 leased, 2 unhealthy: 2 × PF em1 is administratively down (bring it up: ip link set em1 up))"
     );
     lab.net.set_up("em1", true).unwrap();
     // A VF whose netdev vanished while its driver is bound.

@@ -1,11 +1,15 @@
 //! Keeping VF counts across reboots.
 //!
 //! The desired count per PF (by PCI address: netdev names can change across boots) is kept
-//! in `STATE/desired.json`. A systemd oneshot unit, `vfpool-apply.service`, runs
-//! `vfpool host apply` early at boot, before networking, libvirt and the kubelet; `--udev`
-//! writes a udev rule instead, like the seed's `igb.rules` but matched by PCI address.
+//! in the ledger by the engine (older versions kept `STATE/desired.json`, still read once
+//! to import it). A systemd oneshot unit, `vfpool-apply.service`, runs `vfpool host apply`
+//! early at boot, before networking, libvirt and the kubelet; `--udev` writes a udev rule
+//! instead, which runs `vfpool host apply --nic` when a PF's netdev appears. Neither
+//! carries a count, so neither can go stale.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -86,70 +90,161 @@ pub fn write_atomic(path: &Path, body: &[u8]) -> Result<(), HostError> {
     Ok(())
 }
 
-/// The unit that re-creates VFs at boot.
-pub fn systemd_unit(exe: &Path, state: &Path) -> String {
+/// Quotes one argument for a systemd `ExecStart=` line: double quotes with C escapes for
+/// `\\`, `"`, control characters and non-ASCII bytes, `%%` for a specifier's `%` and `$$`
+/// for a variable's `$` (systemd.syntax(7), systemd.service(5) "Command lines"). A path
+/// with a space, a newline or a quote stays one argument and cannot add a line.
+pub fn systemd_quote(arg: &OsStr) -> String {
+    let mut q = String::from("\"");
+    for &b in arg.as_bytes() {
+        match b {
+            b'\\' => q.push_str("\\\\"),
+            b'"' => q.push_str("\\\""),
+            b'%' => q.push_str("%%"),
+            b'$' => q.push_str("$$"),
+            b'\n' => q.push_str("\\n"),
+            b'\t' => q.push_str("\\t"),
+            0x20..=0x7e => q.push(char::from(b)),
+            _ => q.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// The command line that re-creates the VFs: `EXE ARGS... host apply`, quoted.
+fn command_line(exe: &Path, args: &[OsString], quote: fn(&OsStr) -> String) -> String {
+    std::iter::once(exe.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .chain([OsStr::new("host"), OsStr::new("apply")])
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The unit that re-creates VFs at boot. It carries no counts: `host apply` reads them
+/// from the ledger, so the unit never goes stale. `args` select the host and the state
+/// directory (`--state DIR`, and `--demo` for the demo host).
+pub fn systemd_unit(exe: &Path, args: &[OsString]) -> String {
     format!(
         "# Written by `vfpool host persist`: re-creates SR-IOV VFs at boot.\n\
 [Unit]\n\
 Description=vfpool: re-create SR-IOV virtual functions\n\
-Documentation=file:{state}/desired.json\n\
 DefaultDependencies=no\n\
 After=systemd-modules-load.service systemd-udev-settle.service local-fs.target\n\
 Wants=network-pre.target\n\
 Before=network-pre.target libvirtd.service kubelet.service shutdown.target\n\
 Conflicts=shutdown.target\n\
-ConditionPathExists={state}/desired.json\n\
 \n\
 [Service]\n\
 Type=oneshot\n\
 RemainAfterExit=yes\n\
-ExecStart={exe} --state {state} host apply\n\
+ExecStart={}\n\
 \n\
 [Install]\n\
 WantedBy=multi-user.target\n",
-        exe = exe.display(),
-        state = state.display(),
+        command_line(exe, args, systemd_quote)
     )
 }
 
-/// A udev rule per PF, by PCI address: when the PF's netdev appears, set its VFs.
-pub fn udev_rules(desired: &Desired) -> String {
-    let mut s =
-        String::from("# Written by `vfpool host persist --udev`: VF counts by PF PCI address.\n");
-    for (pci, nic) in &desired.nics {
-        s.push_str(&format!(
-            "ACTION==\"add\", SUBSYSTEM==\"net\", KERNELS==\"{pci}\", ATTR{{device/sriov_totalvfs}}==\"?*\", ATTR{{device/sriov_drivers_autoprobe}}=\"{}\", ATTR{{device/sriov_numvfs}}=\"{}\"\n",
-            u8::from(nic.autoprobe),
-            nic.num_vfs
-        ));
+/// Quotes one argument of a udev `RUN+=` program: udev splits at spaces and keeps single
+/// quotes together (udev(7)); `%` and `$` are its substitutions. What udev cannot carry
+/// (a quote, a backslash, a control character) is refused.
+pub fn udev_quote(arg: &OsStr) -> Result<String, HostError> {
+    let s = arg.to_str().filter(|s| {
+        !s.chars()
+            .any(|c| c.is_control() || matches!(c, '\'' | '"' | '\\'))
+    });
+    let Some(s) = s else {
+        return Err(HostError::Invalid(vfpool_model::InvalidValue::new(
+            "udev rule argument",
+            arg.to_string_lossy().escape_debug(),
+            "no quote, backslash or control character (udev cannot quote them; use the systemd unit)",
+        )));
+    };
+    let s = s.replace('%', "%%").replace('$', "$$");
+    Ok(if s.contains(' ') { format!("'{s}'") } else { s })
+}
+
+/// The udev rule: when the netdev of a PF that can have VFs appears, `vfpool host apply
+/// --nic` brings that PF to its recorded count (from the ledger: the rule carries no
+/// counts and no addresses, so it covers NICs recorded later and never goes stale).
+pub fn udev_rules(exe: &Path, args: &[OsString]) -> Result<String, HostError> {
+    let mut quoted = Vec::new();
+    for a in std::iter::once(exe.as_os_str()).chain(args.iter().map(OsString::as_os_str)) {
+        quoted.push(udev_quote(a)?);
     }
-    s
+    Ok(format!(
+        "# Written by `vfpool host persist --udev`: VF counts come from vfpool's ledger.\n\
+ACTION==\"add\", SUBSYSTEM==\"net\", TEST==\"device/sriov_totalvfs\", RUN+=\"{} host apply --nic $kernel\"\n",
+        quoted.join(" ")
+    ))
+}
+
+fn systemd_paths(root: &Path) -> (PathBuf, PathBuf) {
+    let dir = root.join("etc/systemd/system");
+    let link = dir.join("multi-user.target.wants").join(UNIT_NAME);
+    (dir.join(UNIT_NAME), link)
+}
+
+fn udev_path(root: &Path) -> PathBuf {
+    root.join("etc/udev/rules.d").join(UDEV_RULE)
 }
 
 /// Installs the unit under `root` (`/` on a real host) and enables it the way
-/// `systemctl enable` does: a link in `multi-user.target.wants`.
-pub fn install_systemd(root: &Path, exe: &Path, state: &Path) -> Result<PathBuf, HostError> {
-    let dir = root.join("etc/systemd/system");
-    let unit = dir.join(UNIT_NAME);
-    write_atomic(&unit, systemd_unit(exe, state).as_bytes())?;
-    let wants = dir.join("multi-user.target.wants");
-    std::fs::create_dir_all(&wants).map_err(|e| HostError::Save {
-        path: wants.clone(),
+/// `systemctl enable` does: a link in `multi-user.target.wants`. A udev rule installed
+/// earlier is removed (one boot hook, not two). Returns the unit and what was removed.
+pub fn install_systemd(
+    root: &Path,
+    exe: &Path,
+    args: &[OsString],
+) -> Result<(PathBuf, Vec<PathBuf>), HostError> {
+    let (unit, link) = systemd_paths(root);
+    write_atomic(&unit, systemd_unit(exe, args).as_bytes())?;
+    let wants = link.parent().unwrap_or(root);
+    std::fs::create_dir_all(wants).map_err(|e| HostError::Save {
+        path: wants.to_owned(),
         source: e,
     })?;
-    let link = wants.join(UNIT_NAME);
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(format!("../{UNIT_NAME}"), &link).map_err(|e| HostError::Save {
         path: link.clone(),
         source: e,
     })?;
-    Ok(unit)
+    let removed = remove_if_present(&[udev_path(root)])?;
+    Ok((unit, removed))
 }
 
-pub fn install_udev(root: &Path, desired: &Desired) -> Result<PathBuf, HostError> {
-    let p = root.join("etc/udev/rules.d").join(UDEV_RULE);
-    write_atomic(&p, udev_rules(desired).as_bytes())?;
-    Ok(p)
+/// Installs the udev rule under `root`, and removes the systemd unit if one was
+/// installed. Returns the rule and what was removed.
+pub fn install_udev(
+    root: &Path,
+    exe: &Path,
+    args: &[OsString],
+) -> Result<(PathBuf, Vec<PathBuf>), HostError> {
+    let p = udev_path(root);
+    let body = udev_rules(exe, args)?;
+    write_atomic(&p, body.as_bytes())?;
+    let (unit, link) = systemd_paths(root);
+    let removed = remove_if_present(&[link, unit])?;
+    Ok((p, removed))
+}
+
+fn remove_if_present(paths: &[PathBuf]) -> Result<Vec<PathBuf>, HostError> {
+    let mut removed = Vec::new();
+    for p in paths {
+        match std::fs::remove_file(p) {
+            Ok(()) => removed.push(p.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(HostError::Save {
+                    path: p.clone(),
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// What `host apply` did for one recorded PF.

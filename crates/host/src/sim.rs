@@ -276,14 +276,26 @@ fn gen_err(path: &Path, e: io::Error) -> HostError {
     }
 }
 
+/// Written once the simulated host is generated whole.
+const GENERATED: &str = "sim/generated";
+
 impl SimHost {
     /// Opens the simulated host at `root`, generating `spec` there first if no host exists.
     pub fn open_or_create(root: &Path, spec: &HostSpec) -> Result<Self, HostError> {
         let host = Self {
             root: root.to_owned(),
         };
-        if !root.join("sys/bus/pci/devices").is_dir() {
-            host.generate(spec)?;
+        if !root.join(GENERATED).exists() {
+            // Several processes may start on a new demo host at once: one generates it
+            // under the lock while the others wait, then find it whole. (A tree with no
+            // mark but with devices is one from before the mark, or whole.)
+            fs::create_dir_all(root).map_err(|e| gen_err(root, e))?;
+            let _lock = host.lock()?;
+            if !root.join("sys/bus/pci/devices").is_dir() {
+                host.generate(spec)?;
+            }
+            let mark = root.join(GENERATED);
+            fs::write(&mark, "").map_err(|e| gen_err(&mark, e))?;
         }
         Ok(host)
     }
@@ -445,7 +457,7 @@ impl SimHost {
                 fs::write(dir.join(f), "").map_err(|e| gen_err(&dir, e))?;
             }
         }
-        let _lock = self.lock()?;
+        // (The caller holds the simulator's lock.)
         // One root port per card (a PCI bus), like a real server's slots.
         let mut buses: Vec<u8> = spec.ports.iter().map(|p| p.pci.bus).collect();
         buses.sort();

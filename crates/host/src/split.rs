@@ -154,14 +154,15 @@ pub fn split(
     write_numvfs(fs, nic, n)?;
     tracing::info!(pf = %nic.name, pci = %nic.pci, vfs = n, "sriov_numvfs written");
 
-    let deadline = start + opts.timeout;
+    // A timeout too large to add to the clock waits forever rather than panicking.
+    let deadline = start.checked_add(opts.timeout);
     loop {
         let (ready, missing) = count_ready(fs, &nic.dir, n, autoprobe)?;
         progress(ready, n);
         if ready == n {
             break;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = fs.write(&nic.dir.join("sriov_numvfs"), "0");
             return Err(HostError::SplitTimeout {
                 nic: nic.name.clone(),
@@ -195,7 +196,12 @@ fn pf_operstate(fs: &Sysfs, nic: &Nic) -> Option<String> {
 
 /// Waits until the PF's link has been up for `opts.settle` without a break, or the
 /// deadline passes (then the split still stands, with a warning: the VFs exist).
-fn wait_link_settled(fs: &Sysfs, nic: &Nic, opts: &SplitOptions, deadline: Instant) -> bool {
+fn wait_link_settled(
+    fs: &Sysfs,
+    nic: &Nic,
+    opts: &SplitOptions,
+    deadline: Option<Instant>,
+) -> bool {
     let mut up_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -207,7 +213,7 @@ fn wait_link_settled(fs: &Sysfs, nic: &Nic, opts: &SplitOptions, deadline: Insta
         } else {
             up_since = None;
         }
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             tracing::warn!(pf = %nic.name, "the PF's link did not come back up after the split");
             return false;
         }

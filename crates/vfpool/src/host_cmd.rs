@@ -3,13 +3,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use vfpool_engine::BootHook;
 use vfpool_host::check::{self, Status};
-use vfpool_host::persist::{self, Desired, DesiredNic};
 use vfpool_host::{Inventory, manifest};
 
 use crate::context::{Context, print_json};
 use crate::table::Table;
-use vfpool_engine::Ledger;
 
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
@@ -22,14 +21,23 @@ pub enum HostCmd {
         /// Write a udev rule (matched by PCI address) instead of the systemd unit.
         #[arg(long)]
         udev: bool,
-        /// The root of the file system to install into.
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
+        /// The root of the file system to install into (default `/`; on the demo host a
+        /// directory of the demo host, never the real `/etc`).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
-    /// Brings every recorded NIC to its recorded VF count (what the boot unit runs).
+    /// What the boot hook runs: every recorded NIC back to its recorded VF count, the
+    /// leases' configurations re-applied, then `lease gc`.
     Apply {
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
+        /// Only this NIC (netdev or PCI address), as the udev rule asks.
+        #[arg(long, value_name = "NIC")]
+        nic: Option<String>,
+        /// Seconds to wait for each NIC's VFs (1..=86400).
+        #[arg(long, default_value = "180", value_name = "SECONDS")]
+        timeout: String,
+        /// Leave the PFs' links as they are (by default a PF that is down is brought up).
+        #[arg(long)]
+        keep_link: bool,
     },
 }
 
@@ -53,13 +61,17 @@ pub enum DebugCmd {
 pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         HostCmd::Check => host_check(ctx),
-        HostCmd::Persist { udev, root } => host_persist(ctx, udev, &root),
-        HostCmd::Apply { timeout } => host_apply(ctx, timeout),
+        HostCmd::Persist { udev, root } => host_persist(ctx, udev, root.as_deref()),
+        HostCmd::Apply {
+            nic,
+            timeout,
+            keep_link,
+        } => host_apply(ctx, nic.as_deref(), &timeout, keep_link),
     }
 }
 
 fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let report = check::run(&ctx.paths, &ctx.fs)?;
+    let report = check::run(&ctx.host.paths, &ctx.host.fs)?;
     if ctx.json() {
         print_json(&report)?;
     } else {
@@ -106,109 +118,114 @@ fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn host_persist(ctx: &Context, udev: bool, root: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let inv = Inventory::scan(&ctx.fs)?;
-    let mut desired = Desired {
-        version: 1,
-        ..Desired::default()
-    };
-    for n in inv.nics.iter().filter(|n| n.num_vfs > 0) {
-        desired.nics.insert(
-            n.pci,
-            DesiredNic {
-                name: n.name.clone(),
-                num_vfs: n.num_vfs,
-                autoprobe: n.autoprobe.unwrap_or(true),
-            },
-        );
-    }
-    if desired.nics.is_empty() {
-        bail!(
-            "nothing to persist: no NIC has VFs (split one first with `vfpool nic split NIC --vfs N`)"
-        );
-    }
-    desired.save(&ctx.state)?;
-    let installed = if udev {
-        persist::install_udev(root, &desired)?
+fn host_persist(
+    ctx: &Context,
+    udev: bool,
+    root: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let default_root = ctx.host.default_install_root();
+    let root = root.unwrap_or(&default_root);
+    let exe = std::env::current_exe().context("cannot find the vfpool executable's path")?;
+    let hook = if udev {
+        BootHook::Udev
     } else {
-        let exe = std::env::current_exe().context("cannot find the vfpool executable's path")?;
-        persist::install_systemd(root, &exe, &ctx.state)?
+        BootHook::Systemd
     };
+    let report = ctx.engine()?.persist(hook, root, &exe)?;
     if ctx.json() {
-        print_json(&serde_json::json!({ "desired": desired, "installed": installed }))?;
+        print_json(&report)?;
     } else {
-        for (pci, n) in &desired.nics {
+        for n in &report.desired {
             crate::outln!(
-                "{} ({pci}): {} VFs, autoprobe {}",
+                "{} ({}): {} VFs, autoprobe {}",
                 n.name,
+                n.pci,
                 n.num_vfs,
                 if n.autoprobe { "on" } else { "off" }
             );
         }
-        crate::outln!("recorded in {}", Desired::path(&ctx.state).display());
-        crate::outln!("installed {}", installed.display());
+        crate::outln!(
+            "recorded in {}",
+            vfpool_engine::Ledger::path_in(&ctx.host.state).display()
+        );
+        crate::outln!("installed {}", report.installed.display());
+        for r in &report.removed {
+            crate::outln!("removed {}", r.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
-    let Some(desired) = Desired::load(&ctx.state)? else {
-        bail!(
-            "nothing to apply: {} does not exist (run `vfpool host persist` first)",
-            Desired::path(&ctx.state).display()
-        );
-    };
-    let opts = ctx.split_options(timeout);
-    let applied = persist::apply(&ctx.fs, &desired, &opts)?;
-    let mut failed = 0;
-    let mut nics = Vec::new();
-    for a in applied {
-        match a.result {
-            Ok(r) => {
-                if !ctx.json() {
-                    crate::outln!(
-                        "{} ({}): {} VFs{}",
-                        a.name,
-                        a.pci,
-                        r.num_vfs,
-                        if r.changed { "" } else { " (already)" }
-                    );
-                }
-                nics.push(serde_json::json!({"pci": a.pci, "name": a.name, "num_vfs": r.num_vfs, "changed": r.changed}));
-            }
-            Err(e) => {
-                failed += 1;
-                let e = format!("{:#}", anyhow::Error::from(e));
-                eprintln!("error: {} ({}): {e}", a.name, a.pci);
-                nics.push(serde_json::json!({"pci": a.pci, "name": a.name, "error": e}));
-            }
+fn host_apply(
+    ctx: &Context,
+    nic: Option<&str>,
+    timeout: &str,
+    keep_link: bool,
+) -> anyhow::Result<ExitCode> {
+    let timeout = crate::nic_cmd::parse_timeout(timeout)?;
+    let out = ctx.engine()?.apply_boot(nic, timeout, keep_link)?;
+    let mut failed = out.nics.failed.len();
+    for f in &out.nics.failed {
+        eprintln!("error: {}", vfpool_engine::chain(&f.error));
+    }
+    for a in &out.leases.actions {
+        if let Some(e) = &a.error {
+            failed += 1;
+            eprintln!("error: lease {} on {} ({}): {e}", a.owner, a.vf_pci, a.pool);
         }
     }
-    // The leases' configurations: re-created VFs come back with the kernel's defaults.
-    let mut leases = Vec::new();
-    if Ledger::path_in(&ctx.state).exists() {
-        let report = ctx.engine()?.reapply()?;
-        for a in &report.actions {
-            match &a.error {
-                Some(e) => {
-                    failed += 1;
-                    eprintln!("error: lease {} on {} ({}): {e}", a.owner, a.vf_pci, a.pool);
-                }
-                None if !ctx.json() => {
-                    let what = if a.action == "stale" {
-                        "stale: its VF does not exist (`vfpool lease gc` removes it)"
-                    } else {
-                        "configuration re-applied"
-                    };
-                    crate::outln!("lease {} on {} ({}): {what}", a.owner, a.vf_pci, a.pool);
-                }
-                None => {}
-            }
-        }
-        leases = report.actions;
+    for e in &out.gc.errors {
+        failed += 1;
+        eprintln!("error: gc: {e}");
     }
     if ctx.json() {
-        print_json(&serde_json::json!({ "nics": nics, "leases": leases }))?;
+        let nics: Vec<serde_json::Value> = out
+            .nics
+            .changed
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .chain(out.nics.failed.iter().map(|f| {
+                serde_json::json!({"nic": f.nic, "pci": f.pci, "error": vfpool_engine::chain(&f.error)})
+            }))
+            .collect();
+        print_json(
+            &serde_json::json!({ "nics": nics, "leases": out.leases.actions, "gc": out.gc }),
+        )?;
+    } else {
+        if out.nics.changed.is_empty() && out.nics.failed.is_empty() {
+            crate::outln!(
+                "no VF counts recorded{}",
+                match nic {
+                    Some(n) => format!(" for {n}"),
+                    None => String::new(),
+                }
+            );
+        }
+        for c in &out.nics.changed {
+            crate::outln!(
+                "{} ({}): {} VFs{}{}",
+                c.nic,
+                c.pci,
+                c.num_vfs,
+                if c.changed { "" } else { " (already)" },
+                if c.link_brought_up {
+                    "; PF link brought up"
+                } else {
+                    ""
+                }
+            );
+        }
+        for a in out.leases.actions.iter().filter(|a| a.error.is_none()) {
+            let what = if a.action == "stale" {
+                "stale: its VF does not exist (`vfpool lease gc` removes it)"
+            } else {
+                "configuration re-applied"
+            };
+            crate::outln!("lease {} on {} ({}): {what}", a.owner, a.vf_pci, a.pool);
+        }
+        for a in &out.gc.actions {
+            crate::outln!("gc: {} {} ({}): {}", a.action, a.vf_pci, a.owner, a.reason);
+        }
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -220,14 +237,14 @@ fn host_apply(ctx: &Context, timeout: u64) -> anyhow::Result<ExitCode> {
 pub fn run_debug(ctx: &Context, cmd: DebugCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         DebugCmd::SysfsManifest { nic } => {
-            let inv = Inventory::scan(&ctx.fs)?;
+            let inv = Inventory::scan(&ctx.host.fs)?;
             let nic = inv.find_sriov_pf(&nic)?;
-            for line in manifest::manifest(&ctx.fs, nic)? {
+            for line in manifest::manifest(&ctx.host.fs, nic)? {
                 crate::outln!("{line}");
             }
         }
         DebugCmd::SimReboot => {
-            let Some(sim) = &ctx.sim else {
+            let Some(sim) = &ctx.host.sim else {
                 bail!("sim-reboot works only on the simulated host (--demo)");
             };
             sim.reboot()?;
@@ -237,10 +254,10 @@ pub fn run_debug(ctx: &Context, cmd: DebugCmd) -> anyhow::Result<ExitCode> {
             numvfs_errno,
             no_netdev,
         } => {
-            let Some(sim) = &ctx.sim else {
+            let Some(sim) = &ctx.host.sim else {
                 bail!("sim-fault works only on the simulated host (--demo)");
             };
-            let inv = Inventory::scan(&ctx.fs)?;
+            let inv = Inventory::scan(&ctx.host.fs)?;
             let pci = inv.find_sriov_pf(&nic)?.pci;
             if let Some(e) = numvfs_errno {
                 if !["ENOMEM", "EBUSY", "EINVAL"].contains(&e.as_str()) {

@@ -236,58 +236,44 @@ fn show(l: &Lease) {
     }
 }
 
-/// Live leases per PF, when a ledger exists in the state directory.
-pub fn leased_per_pf(ctx: &Context) -> anyhow::Result<HashMap<PciAddr, usize>> {
-    let path = Ledger::path_in(&ctx.state);
-    if !path.exists() {
-        return Ok(HashMap::new());
+/// The ledger's leases for commands that only show them beside the host (`nic list`,
+/// `nic show`): none when no ledger exists yet (nothing is created), and a warning, not a
+/// failure, when it cannot be read, since those commands do not need it.
+pub fn leases_if_any(ctx: &Context) -> Vec<Lease> {
+    if !Ledger::path_in(&ctx.host.state).exists() {
+        return Vec::new();
     }
-    Ok(Ledger::open(&path)?.leased_per_pf()?.into_iter().collect())
+    let read = ctx
+        .engine()
+        .and_then(|mut e| Ok(e.ledger().read(|tx| tx.leases())?));
+    match read {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "warning: the lease ledger cannot be read ({e:#}); owners and free VFs are not shown"
+            );
+            Vec::new()
+        }
+    }
 }
 
-/// Who holds each leased VF, when a ledger exists.
-pub fn owners(ctx: &Context) -> anyhow::Result<HashMap<PciAddr, String>> {
-    let path = Ledger::path_in(&ctx.state);
-    if !path.exists() {
-        return Ok(HashMap::new());
-    }
-    let leases = Ledger::open(&path)?.read(|tx| tx.leases())?;
-    Ok(leases.into_iter().map(|l| (l.vf_pci, l.owner)).collect())
+/// Who holds each leased VF.
+pub fn owners(leases: &[Lease]) -> HashMap<PciAddr, String> {
+    leases.iter().map(|l| (l.vf_pci, l.owner.clone())).collect()
 }
 
-/// `nic list`'s free VFs: the enabled VFs less the leased ones.
-pub fn subtract_leased(ctx: &Context, inv: &mut Inventory) -> anyhow::Result<()> {
-    let leased = leased_per_pf(ctx)?;
-    for n in &mut inv.nics {
-        let l = leased.get(&n.pci).copied().unwrap_or(0) as u32;
-        n.free_vfs = n.num_vfs.saturating_sub(l);
-    }
-    Ok(())
-}
-
-/// Refuses to destroy the VFs of a NIC with leases unless `force`; with `force`, marks
-/// those leases stale first (`lease gc` removes them).
-pub fn guard_leased(ctx: &Context, nics: &[(String, PciAddr)], force: bool) -> anyhow::Result<()> {
-    let leased = leased_per_pf(ctx)?;
-    let busy: Vec<(&String, &PciAddr, usize)> = nics
+/// `nic list`'s free VFs: the enabled VFs less the live (not stale) leased ones.
+pub fn subtract_leased(leases: &[Lease], inv: &mut Inventory) {
+    let mut per_pf: HashMap<PciAddr, u32> = HashMap::new();
+    for l in leases
         .iter()
-        .filter_map(|(n, p)| leased.get(p).filter(|c| **c > 0).map(|c| (n, p, *c)))
-        .collect();
-    if busy.is_empty() {
-        return Ok(());
+        .filter(|l| l.state != vfpool_engine::LeaseState::Stale)
+    {
+        *per_pf.entry(l.pf_pci).or_default() += 1;
     }
-    if !force {
-        let what = busy
-            .iter()
-            .map(|(n, p, c)| format!("{n} ({p}) has {c} leased VFs"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        bail!("{what}: changing its VF count destroys every VF; release the leases or add --force");
+    for n in &mut inv.nics {
+        n.free_vfs = n
+            .num_vfs
+            .saturating_sub(per_pf.get(&n.pci).copied().unwrap_or(0));
     }
-    let mut ledger = Ledger::open(&Ledger::path_in(&ctx.state))?;
-    for (n, p, c) in busy {
-        ledger.write(true, |tx| tx.mark_pf_stale(*p))?;
-        tracing::warn!(pf = %n, leases = c, "leases marked stale: --force destroys their VFs");
-    }
-    Ok(())
 }

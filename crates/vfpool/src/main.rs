@@ -39,8 +39,9 @@ pub struct Cli {
     /// Where procfs is (for the kernel command line and interrupts).
     #[arg(long, global = true, env = "VFPOOL_PROC_ROOT", value_name = "DIR")]
     pub proc_root: Option<PathBuf>,
-    /// The state directory (ledger, desired VF counts; with --demo also the simulated host).
-    #[arg(long, global = true, env = "VFPOOL_STATE", value_name = "DIR")]
+    /// The state directory (ledger, desired VF counts; with --demo also the simulated host)
+    /// [env: VFPOOL_STATE; default /var/lib/vfpool].
+    #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
@@ -76,13 +77,37 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// The exit status of a failure, by its kind (README, "Exit status and errors").
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use vfpool_engine::ErrorKind as K;
+    let kind = if let Some(e) = e.downcast_ref::<vfpool_engine::EngineError>() {
+        e.kind()
+    } else if e.downcast_ref::<vfpool_model::InvalidValue>().is_some() {
+        K::InvalidInput
+    } else if let Some(h) = e.downcast_ref::<vfpool_host::HostError>() {
+        vfpool_engine::EngineError::kind_of_host(h)
+    } else {
+        K::Io
+    };
+    match kind {
+        K::Io | K::Refused => 1,
+        K::InvalidInput => 2,
+        K::NotFound => 3,
+        K::Conflict => 4,
+        K::Busy => 5,
+        K::Exhausted => 6,
+        K::CorruptState => 7,
     }
 }
 

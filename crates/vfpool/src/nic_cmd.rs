@@ -2,13 +2,11 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
-use vfpool_host::persist::{Desired, DesiredNic};
-use vfpool_host::split::{self, SplitOptions, SplitReport};
-use vfpool_host::{Found, HostError, Inventory, Nic, Vf};
+use vfpool_engine::{NicsOutcome, SplitRequest};
+use vfpool_host::{Found, Inventory, Nic, Vf};
 use vfpool_model::VfConfig;
 
 use crate::context::{Context, print_json};
@@ -31,23 +29,40 @@ pub enum NicCmd {
         /// Whether new VFs get their kernel driver at once (sriov_drivers_autoprobe).
         #[arg(long, value_parser = ["on", "off"])]
         autoprobe: Option<String>,
-        /// Seconds to wait for the VFs and their netdevs.
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
+        /// Seconds to wait for the VFs and their netdevs (1..=86400).
+        #[arg(long, default_value = "180", value_name = "SECONDS")]
+        timeout: String,
         /// Change the count even when VFs are leased (their leases become stale).
         #[arg(long)]
         force: bool,
+        /// Leave the PF's link as it is (by default a PF that is down is brought up: on igb
+        /// and ixgbe a VF carries nothing while its PF is down).
+        #[arg(long)]
+        keep_link: bool,
     },
     /// Removes every VF of the NICs (sriov_numvfs = 0).
     Restore {
         #[arg(required = true)]
         nics: Vec<String>,
-        #[arg(long, default_value_t = 180)]
-        timeout: u64,
+        /// Seconds to wait for the VFs to go (1..=86400).
+        #[arg(long, default_value = "180", value_name = "SECONDS")]
+        timeout: String,
         /// Remove the VFs even when some are leased (their leases become stale).
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `--timeout`: whole seconds, 1..=86400.
+pub fn parse_timeout(s: &str) -> Result<Duration, vfpool_model::InvalidValue> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(vfpool_model::InvalidValue::new(
+            "timeout",
+            s,
+            "whole seconds, 1..=86400",
+        )),
+    }
 }
 
 #[derive(Serialize)]
@@ -79,25 +94,34 @@ pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
             autoprobe,
             timeout,
             force,
+            keep_link,
         } => split_cmd(
             ctx,
-            &nics,
-            &vfs,
-            autoprobe.as_deref().map(|a| a == "on"),
-            timeout,
-            force,
+            SplitRequest {
+                nics,
+                vfs,
+                autoprobe: autoprobe.as_deref().map(|a| a == "on"),
+                timeout: parse_timeout(&timeout)?,
+                force,
+                keep_link,
+            },
         ),
         NicCmd::Restore {
             nics,
-            timeout,
+            timeout: t,
             force,
-        } => restore_cmd(ctx, &nics, timeout, force),
+        } => {
+            let out = ctx
+                .engine()?
+                .restore_nics(&nics, parse_timeout(&t)?, force)?;
+            finish(ctx, &out)
+        }
     }
 }
 
 fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let mut inv = Inventory::scan(&ctx.fs)?;
-    crate::lease_cmd::subtract_leased(ctx, &mut inv)?;
+    let mut inv = Inventory::scan(&ctx.host.fs)?;
+    crate::lease_cmd::subtract_leased(&crate::lease_cmd::leases_if_any(ctx), &mut inv);
     if ctx.json() {
         print_json(&inv.nics)?;
         return Ok(ExitCode::SUCCESS);
@@ -138,11 +162,13 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
-    let mut inv = Inventory::scan(&ctx.fs)?;
-    crate::lease_cmd::subtract_leased(ctx, &mut inv)?;
+    let mut inv = Inventory::scan(&ctx.host.fs)?;
+    let leases = crate::lease_cmd::leases_if_any(ctx);
+    crate::lease_cmd::subtract_leased(&leases, &mut inv);
+    let owners = crate::lease_cmd::owners(&leases);
     let nic = match inv.find(name)? {
         Found::Pf(n) => n,
-        Found::Vf(pf, vf) => return show_vf(ctx, pf, vf),
+        Found::Vf(pf, vf) => return show_vf(ctx, pf, vf, &owners),
     };
     let mut configs: HashMap<u16, VfConfig> = HashMap::new();
     if !nic.vfs.is_empty() {
@@ -153,7 +179,6 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let owners = crate::lease_cmd::owners(ctx)?;
     let vfs: Vec<VfView<'_>> = nic
         .vfs
         .iter()
@@ -260,7 +285,12 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// A VF named to `nic show`: what it is, whose it is, and how its PF configures it.
-fn show_vf(ctx: &Context, pf: &Nic, vf: &Vf) -> anyhow::Result<ExitCode> {
+fn show_vf(
+    ctx: &Context,
+    pf: &Nic,
+    vf: &Vf,
+    owners: &HashMap<vfpool_model::PciAddr, String>,
+) -> anyhow::Result<ExitCode> {
     let config = match ctx.netops().and_then(|n| Ok(n.vf_configs(&pf.name)?)) {
         Ok(list) => list
             .into_iter()
@@ -271,7 +301,7 @@ fn show_vf(ctx: &Context, pf: &Nic, vf: &Vf) -> anyhow::Result<ExitCode> {
             None
         }
     };
-    let owner = crate::lease_cmd::owners(ctx)?.remove(&vf.pci);
+    let owner = owners.get(&vf.pci).cloned();
     #[derive(Serialize)]
     struct VfShow<'a> {
         name: String,
@@ -321,46 +351,21 @@ fn show_vf(ctx: &Context, pf: &Nic, vf: &Vf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keeps `desired.json` in step once persistence is on.
-fn record(ctx: &Context, reports: &[SplitReport], autoprobe: bool) -> anyhow::Result<()> {
-    let Some(mut d) = Desired::load(&ctx.state)? else {
-        return Ok(());
-    };
-    for r in reports {
-        d.nics.insert(
-            r.pci,
-            DesiredNic {
-                name: r.nic.clone(),
-                num_vfs: r.num_vfs,
-                autoprobe,
-            },
+/// Prints what a split, restore or apply did; failures on stderr. Exit 1 if any failed.
+pub fn finish(ctx: &Context, out: &NicsOutcome) -> anyhow::Result<ExitCode> {
+    for f in &out.failed {
+        eprintln!("error: {}", vfpool_engine::chain(&f.error));
+    }
+    if let Some(e) = &out.not_recorded {
+        eprintln!(
+            "warning: the VF counts were changed but not recorded for the next boot ({}); run `vfpool host persist` again",
+            vfpool_engine::chain(e)
         );
     }
-    d.save(&ctx.state)?;
-    Ok(())
-}
-
-fn finish(
-    ctx: &Context,
-    results: Vec<Result<SplitReport, HostError>>,
-    autoprobe: bool,
-) -> anyhow::Result<ExitCode> {
-    let mut ok = Vec::new();
-    let mut failed = 0;
-    for r in results {
-        match r {
-            Ok(rep) => ok.push(rep),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {:#}", anyhow::Error::from(e));
-            }
-        }
-    }
-    record(ctx, &ok, autoprobe)?;
     if ctx.json() {
-        print_json(&ok)?;
+        print_json(&out.changed)?;
     } else {
-        for r in &ok {
+        for r in &out.changed {
             let what = if !r.changed {
                 format!("already has {} VFs", r.num_vfs)
             } else if r.num_vfs == 0 {
@@ -368,87 +373,49 @@ fn finish(
             } else {
                 format!("{} VFs (was {}) in {} ms", r.num_vfs, r.previous, r.millis)
             };
-            crate::outln!("{} ({}): {what}", r.nic, r.pci);
+            let up = if r.link_brought_up {
+                "; PF link brought up"
+            } else {
+                ""
+            };
+            let stale = if r.stale_leases > 0 {
+                format!(
+                    "; {} leases made stale (`vfpool lease gc` removes them)",
+                    r.stale_leases
+                )
+            } else {
+                String::new()
+            };
+            crate::outln!("{} ({}): {what}{up}{stale}", r.nic, r.pci);
         }
     }
-    Ok(if failed == 0 {
+    Ok(if out.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn split_cmd(
-    ctx: &Context,
-    names: &[String],
-    vfs: &str,
-    autoprobe: Option<bool>,
-    timeout: u64,
-    force: bool,
-) -> anyhow::Result<ExitCode> {
-    let inv = Inventory::scan(&ctx.fs)?;
-    // Check every NIC and count before touching any: nothing is half-done by bad input.
-    let mut work = Vec::new();
-    for name in names {
-        let nic = inv.find_sriov_pf(name)?;
-        let n = split::check_count(nic, vfs)?;
-        if work.iter().any(|(w, _): &(Nic, u32)| w.pci == nic.pci) {
-            bail!("NIC '{name}' ({}) is named twice", nic.pci);
-        }
-        work.push((nic.clone(), n));
-    }
-    // Any change of a non-zero count goes through 0: every VF of the NIC is destroyed.
-    let changing: Vec<_> = work
-        .iter()
-        .filter(|(nic, n)| nic.num_vfs != 0 && nic.num_vfs != *n)
-        .map(|(nic, _)| (nic.name.clone(), nic.pci))
-        .collect();
-    crate::lease_cmd::guard_leased(ctx, &changing, force)?;
-    let opts = SplitOptions {
-        autoprobe,
-        ..ctx.split_options(timeout)
-    };
+fn split_cmd(ctx: &Context, req: SplitRequest) -> anyhow::Result<ExitCode> {
+    let mut engine = ctx.engine()?;
     let mp = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} VFs")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let bars: Vec<ProgressBar> = work
-        .iter()
-        .map(|(nic, n)| {
-            let b = mp.add(ProgressBar::new(u64::from(*n)));
+    let bars: std::sync::Mutex<HashMap<String, ProgressBar>> = Default::default();
+    let out = engine.split_nics(&req, &|name, ready, total| {
+        let Ok(mut bars) = bars.lock() else { return };
+        let b = bars.entry(name.to_owned()).or_insert_with(|| {
+            let b = mp.add(ProgressBar::new(u64::from(total)));
             b.set_style(style.clone());
-            b.set_prefix(nic.name.clone());
+            b.set_prefix(name.to_owned());
             b
-        })
-        .collect();
-    let results = split::split_many(&ctx.fs, &work, &opts, &|name, ready, _| {
-        if let Some(i) = work.iter().position(|(n, _)| n.name == name) {
-            bars[i].set_position(u64::from(ready));
+        });
+        b.set_position(u64::from(ready));
+    })?;
+    if let Ok(bars) = bars.lock() {
+        for b in bars.values() {
+            b.finish_and_clear();
         }
-    });
-    for b in &bars {
-        b.finish_and_clear();
     }
-    let probe =
-        autoprobe.unwrap_or_else(|| work.first().and_then(|(n, _)| n.autoprobe).unwrap_or(true));
-    finish(ctx, results, probe)
-}
-
-fn restore_cmd(
-    ctx: &Context,
-    names: &[String],
-    timeout: u64,
-    force: bool,
-) -> anyhow::Result<ExitCode> {
-    let inv = Inventory::scan(&ctx.fs)?;
-    let mut nics = Vec::new();
-    for name in names {
-        nics.push(inv.find_sriov_pf(name)?.clone());
-    }
-    let named: Vec<_> = nics.iter().map(|n| (n.name.clone(), n.pci)).collect();
-    crate::lease_cmd::guard_leased(ctx, &named, force)?;
-    let results = nics
-        .iter()
-        .map(|nic| split::restore(&ctx.fs, nic, Duration::from_secs(timeout)))
-        .collect();
-    finish(ctx, results, true)
+    finish(ctx, &out)
 }

@@ -101,12 +101,12 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
                 })?;
             } else {
                 crate::outln!(
-                    "pool {}: {} total, {} free, {} leased, {} unhealthy; policy {}; select {}",
+                    "pool {}: {} total, {} free, {} leased, {}; policy {}; select {}",
                     status.name,
                     status.total,
                     status.free,
                     status.leased,
-                    status.unhealthy,
+                    status.unhealthy_text(),
                     status.policy,
                     selectors(&status.selectors)
                 );

@@ -1,0 +1,202 @@
+//! Which host the engine works on: the real one (`/sys`, `/proc`, rtnetlink) or the
+//! simulated demo host, chosen once here so that every front end (CLI, CNI plugin, daemon)
+//! wires it the same way.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vfpool_host::sim::{HostSpec, SimHost};
+use vfpool_host::{AttrWriter, HostPaths, KernelWriter, Sysfs};
+use vfpool_model::InvalidValue;
+use vfpool_netlink::{NetOps, RtNetlink, SimNetOps};
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+
+/// What a front end was told about the host.
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    /// The built-in simulated host, generated under `STATE/demo-host`.
+    pub demo: bool,
+    /// Where sysfs is (default `/sys`). A simulated tree given by path acts like the
+    /// kernel too.
+    pub sysfs_root: Option<PathBuf>,
+    /// Where procfs is (default `/proc`).
+    pub proc_root: Option<PathBuf>,
+    /// The state directory (default `/var/lib/vfpool`; with `demo` and none, a fresh
+    /// temporary directory that lives as long as the [`Host`]).
+    pub state: Option<PathBuf>,
+}
+
+/// The host, opened: its paths, its sysfs (with the kernel's or the simulator's writes),
+/// and the state directory.
+pub struct Host {
+    pub paths: HostPaths,
+    pub fs: Sysfs,
+    /// Absolute.
+    pub state: PathBuf,
+    pub sim: Option<SimHost>,
+    config: HostConfig,
+    /// Keeps a throw-away demo state directory alive.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// The default state directory on a real host.
+pub const DEFAULT_STATE: &str = "/var/lib/vfpool";
+
+impl Host {
+    pub fn open(config: &HostConfig) -> Result<Self, EngineError> {
+        let mut tmp = None;
+        let state = match (&config.state, config.demo) {
+            (Some(s), _) if s.as_os_str().is_empty() => {
+                return Err(InvalidValue::new(
+                    "state",
+                    "",
+                    "a directory path (is VFPOOL_STATE set but empty?)",
+                )
+                .into());
+            }
+            (Some(s), _) => s.clone(),
+            (None, true) => {
+                let t = tempfile::Builder::new()
+                    .prefix("vfpool-demo-")
+                    .tempdir()
+                    .map_err(|source| EngineError::Install {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                let p = t.path().to_owned();
+                tmp = Some(t);
+                p
+            }
+            (None, false) => PathBuf::from(DEFAULT_STATE),
+        };
+        // The boot unit and the locks need the same path whatever the working directory.
+        let state = std::path::absolute(&state).map_err(|_| {
+            InvalidValue::new(
+                "state",
+                state.display(),
+                "a directory path that can be made absolute",
+            )
+        })?;
+        // (A missing sysfs root is reported by the first read, naming what is missing.)
+        if let Some(p) = &config.proc_root
+            && !p.is_dir()
+        {
+            return Err(InvalidValue::new(
+                "proc-root",
+                p.display(),
+                "an existing directory where procfs is mounted",
+            )
+            .into());
+        }
+        let (paths, sim) = if config.demo {
+            let root = state.join("demo-host");
+            std::fs::create_dir_all(&root).map_err(|source| EngineError::Install {
+                path: root.clone(),
+                source,
+            })?;
+            let sim = SimHost::open_or_create(&root, &HostSpec::demo())?;
+            (sim.paths(), Some(sim))
+        } else {
+            let mut paths = HostPaths::default();
+            if let Some(s) = &config.sysfs_root {
+                paths.sys = s.clone();
+            }
+            if let Some(p) = &config.proc_root {
+                paths.proc = p.clone();
+            }
+            let sim = paths
+                .sys
+                .parent()
+                .filter(|p| p.join("sim/host.txt").is_file())
+                .map(|p| SimHost::open_or_create(p, &HostSpec::demo()))
+                .transpose()?;
+            if let Some(s) = &sim
+                && config.proc_root.is_none()
+            {
+                paths.proc = s.paths().proc;
+                paths.modules = s.paths().modules;
+            }
+            (paths, sim)
+        };
+        let writer: Arc<dyn AttrWriter> = match &sim {
+            Some(s) => Arc::new(s.clone()),
+            None => Arc::new(KernelWriter),
+        };
+        let fs = Sysfs::new(paths.sys.clone(), writer);
+        Ok(Self {
+            paths,
+            fs,
+            state,
+            sim,
+            config: config.clone(),
+            _tmp: tmp,
+        })
+    }
+
+    /// Whether this is a simulated host (the demo, or a simulated tree given by path).
+    pub fn is_simulated(&self) -> bool {
+        self.sim.is_some()
+    }
+
+    /// The rtnetlink backend: the simulated one on a simulated host, the kernel otherwise.
+    pub fn netops(&self) -> Result<Arc<dyn NetOps>, EngineError> {
+        Ok(match &self.sim {
+            Some(s) => Arc::new(SimNetOps::new(s.root())),
+            None => Arc::new(RtNetlink::new().map_err(|e| EngineError::ReadNetdev {
+                netdev: "rtnetlink".into(),
+                source: Box::new(e),
+            })?),
+        })
+    }
+
+    /// The engine over the ledger in the state directory.
+    pub fn engine(&self) -> Result<Engine, EngineError> {
+        let settle = if self.is_simulated() {
+            // The simulated host keeps its link through a split.
+            Duration::ZERO
+        } else {
+            // igb resets its PF when SR-IOV is enabled: wait for its link to stay up.
+            Duration::from_millis(1500)
+        };
+        Ok(Engine::open(&self.state, self.fs.clone(), self.netops()?)?
+            .with_split_settle(settle)
+            .with_boot_args(self.boot_args()))
+    }
+
+    /// The arguments that make `vfpool` open this same host again (for the boot unit and
+    /// the udev rule): the demo host is never confused with the real one.
+    pub fn boot_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        if self.config.demo {
+            a.push("--demo".into());
+        }
+        if let Some(s) = &self.config.sysfs_root {
+            a.push("--sysfs-root".into());
+            a.push(absolute(s).into_os_string());
+        }
+        if let Some(p) = &self.config.proc_root {
+            a.push("--proc-root".into());
+            a.push(absolute(p).into_os_string());
+        }
+        a.push("--state".into());
+        a.push(self.state.clone().into_os_string());
+        a
+    }
+
+    /// Where `host persist` installs when no root is given: `/` on a real host; on a
+    /// simulated one, a directory of the simulated host, never the real `/etc`.
+    pub fn default_install_root(&self) -> PathBuf {
+        match &self.sim {
+            Some(s) => s.root().join("root"),
+            None => PathBuf::from("/"),
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}

@@ -1,0 +1,522 @@
+//! Changing NICs: split, restore, persist and the boot apply, each one engine call that
+//! holds the PFs' locks ([`crate::lock`]) across its check and its act.
+//!
+//! A split checks the NIC's leases and writes `sriov_numvfs` under the PF's exclusive lock,
+//! which every acquire and release on that PF holds shared: a lease cannot appear between
+//! the check and the write, and two splits of one NIC run one after the other. The VF
+//! count it leaves is recorded in the ledger (`desired_nics`), which `host apply` brings
+//! back at boot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use vfpool_host::persist::{self, Desired};
+use vfpool_host::split::{self, SplitOptions, SplitReport};
+use vfpool_host::{HostError, Inventory, Nic};
+use vfpool_model::PciAddr;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::ledger::DesiredNic;
+use crate::lock::{Hold, PfLocks};
+use crate::{GcReport, ReapplyReport};
+
+/// What `nic split` asks for.
+#[derive(Debug, Clone)]
+pub struct SplitRequest {
+    /// NICs by netdev name or PCI address.
+    pub nics: Vec<String>,
+    /// The VF count as given (checked against each NIC's `sriov_totalvfs`).
+    pub vfs: String,
+    /// Sets `sriov_drivers_autoprobe` first; `None` keeps each NIC's.
+    pub autoprobe: Option<bool>,
+    /// How long to wait for the VFs and their netdevs.
+    pub timeout: Duration,
+    /// Change the count even when VFs are leased (their leases become stale).
+    pub force: bool,
+    /// Leave the PF's link as it is; by default a PF that is down is brought up, since on
+    /// igb and ixgbe a VF carries nothing while its PF is down.
+    pub keep_link: bool,
+}
+
+/// What a split, restore or apply did to one NIC.
+#[derive(Debug, Clone, Serialize)]
+pub struct NicChange {
+    pub nic: String,
+    pub pci: PciAddr,
+    pub num_vfs: u32,
+    pub previous: u32,
+    pub changed: bool,
+    pub millis: u128,
+    /// Whether the PF's link was up and stable at the end (absent: not waited for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_settled: Option<bool>,
+    /// The PF was down and was brought up.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub link_brought_up: bool,
+    /// Leases made stale by `--force`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stale_leases: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One NIC that failed; the others went on.
+#[derive(Debug)]
+pub struct NicFailure {
+    pub nic: String,
+    pub pci: Option<PciAddr>,
+    pub error: EngineError,
+}
+
+/// Every NIC of a split, restore or apply: the ones changed and the ones that failed.
+#[derive(Debug, Default)]
+pub struct NicsOutcome {
+    pub changed: Vec<NicChange>,
+    pub failed: Vec<NicFailure>,
+    /// The counts were changed but could not be recorded for the next boot (the NICs are
+    /// as reported; `host persist` records them again).
+    pub not_recorded: Option<EngineError>,
+}
+
+/// How `host persist` makes the counts survive a reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootHook {
+    /// `vfpool-apply.service`, a oneshot before networking, libvirt and the kubelet.
+    Systemd,
+    /// A udev rule that applies a PF's count when its netdev appears.
+    Udev,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PersistReport {
+    pub desired: Vec<DesiredNic>,
+    pub hook: BootHook,
+    pub installed: PathBuf,
+    /// The other hook's files, removed.
+    pub removed: Vec<PathBuf>,
+}
+
+/// What `host apply` did: the VF counts, the leases' configurations, then `gc`.
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub nics: NicsOutcome,
+    pub leases: ReapplyReport,
+    pub gc: GcReport,
+}
+
+impl Engine {
+    /// Splits NICs into VFs. Every name and count is checked before any NIC is touched;
+    /// then the NICs are locked, read again, their leases checked, and split in parallel.
+    /// `Err`: nothing was changed. `progress(nic, ready, total)` follows the VFs.
+    pub fn split_nics(
+        &mut self,
+        req: &SplitRequest,
+        progress: &(dyn Fn(&str, u32, u32) + Sync),
+    ) -> Result<NicsOutcome, EngineError> {
+        let inv = Inventory::scan(&self.fs)?;
+        let mut named: Vec<(Nic, u32)> = Vec::new();
+        for name in &req.nics {
+            let nic = inv.find_sriov_pf(name)?;
+            let n = split::check_count(nic, &req.vfs)?;
+            if named.iter().any(|(w, _)| w.pci == nic.pci) {
+                return Err(EngineError::NamedTwice {
+                    nic: name.clone(),
+                    pci: nic.pci,
+                });
+            }
+            named.push((nic.clone(), n));
+        }
+        let _locks = self.lock_pfs(named.iter().map(|(n, _)| n.pci), Hold::Exclusive)?;
+        // Under the lock: what the NICs are now, not when they were first read.
+        let mut work = Vec::new();
+        for (nic, n) in named {
+            let nic =
+                Inventory::refresh_pf(&self.fs, &nic)?.ok_or_else(|| HostError::UnknownNic {
+                    nic: nic.name.clone(),
+                    known: "it vanished while waiting for its lock".into(),
+                })?;
+            work.push((nic, n));
+        }
+        // A change of a non-zero count goes through 0: every VF of the NIC is destroyed.
+        let destroys: Vec<&Nic> = work
+            .iter()
+            .filter(|(nic, n)| nic.num_vfs != 0 && nic.num_vfs != *n)
+            .map(|(nic, _)| nic)
+            .collect();
+        let stale = self.guard_leased(&destroys, req.force)?;
+        let opts = SplitOptions {
+            autoprobe: req.autoprobe,
+            timeout: req.timeout,
+            settle: self.settle,
+            ..SplitOptions::default()
+        };
+        let results = split::split_many(&self.fs, &work, &opts, progress);
+        let autoprobe: HashMap<PciAddr, bool> = work
+            .iter()
+            .map(|(n, _)| (n.pci, req.autoprobe.or(n.autoprobe).unwrap_or(true)))
+            .collect();
+        let nics: Vec<Nic> = work.into_iter().map(|(n, _)| n).collect();
+        Ok(self.settle_changes(&nics, results, &stale, !req.keep_link, &autoprobe))
+    }
+
+    /// Removes every VF of the NICs (`sriov_numvfs` = 0), refused while any is leased
+    /// unless `force`.
+    pub fn restore_nics(
+        &mut self,
+        names: &[String],
+        timeout: Duration,
+        force: bool,
+    ) -> Result<NicsOutcome, EngineError> {
+        let inv = Inventory::scan(&self.fs)?;
+        let mut nics: Vec<Nic> = Vec::new();
+        for name in names {
+            let nic = inv.find_sriov_pf(name)?;
+            if nics.iter().any(|w| w.pci == nic.pci) {
+                return Err(EngineError::NamedTwice {
+                    nic: name.clone(),
+                    pci: nic.pci,
+                });
+            }
+            nics.push(nic.clone());
+        }
+        let _locks = self.lock_pfs(nics.iter().map(|n| n.pci), Hold::Exclusive)?;
+        let all: Vec<&Nic> = nics.iter().collect();
+        let stale = self.guard_leased(&all, force)?;
+        let results = nics
+            .iter()
+            .map(|nic| split::restore(&self.fs, nic, timeout))
+            .collect();
+        let autoprobe = nics
+            .iter()
+            .map(|n| (n.pci, n.autoprobe.unwrap_or(true)))
+            .collect();
+        Ok(self.settle_changes(&nics, results, &stale, false, &autoprobe))
+    }
+
+    /// Records the VF count of every NIC that has VFs and installs the boot hook (under
+    /// `root`) that brings them back: `exe` with this engine's host arguments, then `host
+    /// apply`. The other kind of hook, if installed, is removed.
+    pub fn persist(
+        &mut self,
+        hook: BootHook,
+        root: &Path,
+        exe: &Path,
+    ) -> Result<PersistReport, EngineError> {
+        let inv = Inventory::scan(&self.fs)?;
+        let desired: Vec<DesiredNic> = inv
+            .nics
+            .iter()
+            .filter(|n| n.num_vfs > 0)
+            .map(|n| DesiredNic {
+                pci: n.pci,
+                name: n.name.clone(),
+                num_vfs: n.num_vfs,
+                autoprobe: n.autoprobe.unwrap_or(true),
+            })
+            .collect();
+        if desired.is_empty() {
+            return Err(EngineError::NothingToPersist);
+        }
+        // Checked before anything is written: a udev rule cannot quote every path.
+        if hook == BootHook::Udev {
+            persist::udev_rules(exe, &self.boot_args)?;
+        }
+        self.ledger.write(true, |tx| {
+            desired.iter().try_for_each(|d| tx.set_desired(d))
+        })?;
+        let (installed, removed) = match hook {
+            BootHook::Systemd => persist::install_systemd(root, exe, &self.boot_args)?,
+            BootHook::Udev => persist::install_udev(root, exe, &self.boot_args)?,
+        };
+        tracing::info!(installed = %installed.display(), nics = desired.len(), "persisted");
+        Ok(PersistReport {
+            desired,
+            hook,
+            installed,
+            removed,
+        })
+    }
+
+    /// The VF counts recorded for the next boot.
+    pub fn desired(&mut self) -> Result<Vec<DesiredNic>, EngineError> {
+        self.import_desired_json()?;
+        self.ledger.read(|tx| tx.desired())
+    }
+
+    /// What the boot hook runs: every recorded NIC (or only `only`, a netdev name or PCI
+    /// address, for the udev rule) back to its recorded VF count, then the leases'
+    /// configurations re-applied to the re-created VFs, then `gc`. A NIC whose VFs are
+    /// leased keeps its count (as `nic split` without `--force` would).
+    pub fn apply_boot(
+        &mut self,
+        only: Option<&str>,
+        timeout: Duration,
+        keep_link: bool,
+    ) -> Result<ApplyOutcome, EngineError> {
+        let mut desired = self.desired()?;
+        if let Some(name) = only {
+            let inv = Inventory::scan(&self.fs)?;
+            let pci = inv.find_sriov_pf(name)?.pci;
+            desired.retain(|d| d.pci == pci);
+        }
+        let mut out = ApplyOutcome::default();
+        if !desired.is_empty() {
+            out.nics = self.apply_counts(&desired, timeout, keep_link)?;
+        }
+        if only.is_none() || !out.nics.changed.is_empty() {
+            out.leases = self.reapply()?;
+            out.gc = self.gc()?;
+        }
+        Ok(out)
+    }
+
+    fn apply_counts(
+        &mut self,
+        desired: &[DesiredNic],
+        timeout: Duration,
+        keep_link: bool,
+    ) -> Result<NicsOutcome, EngineError> {
+        let _locks = self.lock_pfs(desired.iter().map(|d| d.pci), Hold::Exclusive)?;
+        let leased = self.leased_per_pf()?;
+        let inv = Inventory::scan(&self.fs)?;
+        let mut want = Desired {
+            version: 1,
+            nics: BTreeMap::new(),
+        };
+        let mut failed = Vec::new();
+        for d in desired {
+            let now = inv.find_sriov_pf(&d.pci.to_string()).ok();
+            let busy = leased.get(&d.pci).copied().unwrap_or(0);
+            match now {
+                Some(nic) if nic.num_vfs != 0 && nic.num_vfs != d.num_vfs && busy > 0 => {
+                    failed.push(NicFailure {
+                        nic: nic.name.clone(),
+                        pci: Some(nic.pci),
+                        error: EngineError::NicLeased {
+                            what: format!(
+                                "{} ({}) has {busy} leased VFs and {} VFs, not the recorded {}",
+                                nic.name, nic.pci, nic.num_vfs, d.num_vfs
+                            ),
+                        },
+                    });
+                }
+                _ => {
+                    want.nics.insert(
+                        d.pci,
+                        persist::DesiredNic {
+                            name: d.name.clone(),
+                            num_vfs: d.num_vfs,
+                            autoprobe: d.autoprobe,
+                        },
+                    );
+                }
+            }
+        }
+        let opts = SplitOptions {
+            timeout,
+            settle: self.settle,
+            ..SplitOptions::default()
+        };
+        let applied = persist::apply(&self.fs, &want, &opts)?;
+        let mut out = NicsOutcome {
+            failed,
+            ..NicsOutcome::default()
+        };
+        for a in applied {
+            match a.result {
+                Ok(r) => {
+                    let mut c = change(r, 0);
+                    if !keep_link && c.num_vfs > 0 {
+                        c.link_brought_up = self.bring_up(a.pci, &a.name);
+                    }
+                    out.changed.push(c);
+                }
+                Err(e) => out.failed.push(NicFailure {
+                    nic: a.name,
+                    pci: Some(a.pci),
+                    error: e.into(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes the locks of `pfs` in `hold` mode.
+    pub(crate) fn lock_pfs(
+        &self,
+        pfs: impl IntoIterator<Item = PciAddr>,
+        hold: Hold,
+    ) -> Result<PfLocks, EngineError> {
+        let set: BTreeSet<PciAddr> = pfs.into_iter().collect();
+        PfLocks::take(&self.state, &set, hold)
+    }
+
+    /// Live (not stale) leases per PF.
+    pub fn leased_per_pf(&mut self) -> Result<HashMap<PciAddr, usize>, EngineError> {
+        Ok(self.ledger.leased_per_pf()?.into_iter().collect())
+    }
+
+    /// Refuses to destroy the VFs of `nics` while any is leased, unless `force`; with
+    /// `force`, marks those leases stale first (`lease gc` removes them). Called under
+    /// the NICs' exclusive locks. Returns the stale leases per PF.
+    fn guard_leased(
+        &mut self,
+        nics: &[&Nic],
+        force: bool,
+    ) -> Result<HashMap<PciAddr, usize>, EngineError> {
+        let leased = self.leased_per_pf()?;
+        let busy: Vec<(&Nic, usize)> = nics
+            .iter()
+            .filter_map(|n| leased.get(&n.pci).filter(|c| **c > 0).map(|c| (*n, *c)))
+            .collect();
+        if busy.is_empty() {
+            return Ok(HashMap::new());
+        }
+        if !force {
+            let what = busy
+                .iter()
+                .map(|(n, c)| format!("{} ({}) has {c} leased VFs", n.name, n.pci))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(EngineError::NicLeased { what });
+        }
+        let mut stale = HashMap::new();
+        for (n, _) in busy {
+            let c = self.ledger.write(true, |tx| tx.mark_pf_stale(n.pci))?;
+            tracing::warn!(pf = %n.name, leases = c, "leases marked stale: --force destroys their VFs");
+            stale.insert(n.pci, c);
+        }
+        Ok(stale)
+    }
+
+    /// After a split or restore: brings changed PFs up (unless told not to), records the
+    /// new counts for the next boot, and sorts the results.
+    fn settle_changes(
+        &mut self,
+        nics: &[Nic],
+        results: Vec<Result<SplitReport, HostError>>,
+        stale: &HashMap<PciAddr, usize>,
+        bring_up: bool,
+        autoprobe: &HashMap<PciAddr, bool>,
+    ) -> NicsOutcome {
+        let mut out = NicsOutcome::default();
+        for (nic, r) in nics.iter().zip(results) {
+            match r {
+                Ok(r) => {
+                    let mut c = change(r, stale.get(&nic.pci).copied().unwrap_or(0));
+                    if bring_up && c.num_vfs > 0 {
+                        c.link_brought_up = self.bring_up(nic.pci, &nic.name);
+                    }
+                    out.changed.push(c);
+                }
+                Err(e) => out.failed.push(NicFailure {
+                    nic: nic.name.clone(),
+                    pci: Some(nic.pci),
+                    error: e.into(),
+                }),
+            }
+        }
+        let record: Vec<DesiredNic> = out
+            .changed
+            .iter()
+            .map(|c| DesiredNic {
+                pci: c.pci,
+                name: c.nic.clone(),
+                num_vfs: c.num_vfs,
+                autoprobe: autoprobe.get(&c.pci).copied().unwrap_or(true),
+            })
+            .collect();
+        if !record.is_empty()
+            && let Err(e) = self
+                .ledger
+                .write(true, |tx| record.iter().try_for_each(|d| tx.set_desired(d)))
+        {
+            tracing::warn!(error = %crate::chain(&e), "the new VF counts could not be recorded for the next boot");
+            out.not_recorded = Some(e);
+        }
+        out
+    }
+
+    /// Brings the PF's netdev up if it is administratively down; whether it did.
+    fn bring_up(&self, pci: PciAddr, name: &str) -> bool {
+        let netdev = match Inventory::read_pf(&self.fs, pci) {
+            Ok(Some(nic)) => nic.netdevs.first().cloned(),
+            _ => None,
+        };
+        let Some(netdev) = netdev else {
+            tracing::warn!(pf = name, "the PF has no netdev to bring up");
+            return false;
+        };
+        match self.net.link(&netdev) {
+            Ok(l) if l.admin_up => false,
+            Ok(_) => match self.net.set_up(&netdev, true) {
+                Ok(()) => {
+                    tracing::info!(pf = %netdev, "PF brought up: its VFs carry nothing while it is down");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(pf = %netdev, error = %crate::chain(&e), "cannot bring the PF up");
+                    false
+                }
+            },
+            Err(e) => {
+                tracing::warn!(pf = %netdev, error = %crate::chain(&e), "cannot read the PF's link");
+                false
+            }
+        }
+    }
+
+    /// Moves the counts of an older vfpool's `STATE/desired.json` into the ledger, once.
+    fn import_desired_json(&mut self) -> Result<(), EngineError> {
+        let Some(old) = Desired::load(&self.state)? else {
+            return Ok(());
+        };
+        let have = self.ledger.read(|tx| tx.desired())?;
+        self.ledger.write(true, |tx| {
+            for (pci, n) in &old.nics {
+                if !have.iter().any(|d| d.pci == *pci) {
+                    tx.set_desired(&DesiredNic {
+                        pci: *pci,
+                        name: n.name.clone(),
+                        num_vfs: n.num_vfs,
+                        autoprobe: n.autoprobe,
+                    })?;
+                }
+            }
+            Ok(())
+        })?;
+        let from = Desired::path(&self.state);
+        let to = from.with_extension("json.imported");
+        std::fs::rename(&from, &to)
+            .map_err(|source| EngineError::Install { path: from, source })?;
+        tracing::info!(to = %to.display(), "desired.json imported into the ledger");
+        Ok(())
+    }
+
+    /// The arguments the boot hook passes to select this host (see
+    /// [`crate::backend::Host::boot_args`]).
+    pub fn boot_args(&self) -> &[OsString] {
+        &self.boot_args
+    }
+}
+
+fn change(r: SplitReport, stale_leases: usize) -> NicChange {
+    NicChange {
+        nic: r.nic,
+        pci: r.pci,
+        num_vfs: r.num_vfs,
+        previous: r.previous,
+        changed: r.changed,
+        millis: r.millis,
+        link_settled: r.link_settled,
+        link_brought_up: false,
+        stale_leases,
+    }
+}
