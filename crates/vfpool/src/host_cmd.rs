@@ -26,6 +26,8 @@ pub enum HostCmd {
         #[arg(long, value_name = "DIR")]
         root: Option<PathBuf>,
     },
+    /// The VF counts recorded for the next boot (what `host apply` brings back).
+    Desired,
     /// What the boot hook runs: every recorded NIC back to its recorded VF count, the
     /// leases' configurations re-applied, then `lease gc`.
     Apply {
@@ -62,6 +64,24 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         HostCmd::Check => host_check(ctx),
         HostCmd::Persist { udev, root } => host_persist(ctx, udev, root.as_deref()),
+        HostCmd::Desired => {
+            let d = ctx.engine()?.desired()?;
+            if ctx.json() {
+                print_json(&d)?;
+            } else {
+                let mut t = Table::new(&["NIC", "PCI", "VFS", "AUTOPROBE"]);
+                for n in &d {
+                    t.row(vec![
+                        n.name.clone(),
+                        n.pci.to_string(),
+                        n.num_vfs.to_string(),
+                        if n.autoprobe { "on" } else { "off" }.into(),
+                    ]);
+                }
+                crate::context::out(&t.render());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         HostCmd::Apply {
             nic,
             timeout,

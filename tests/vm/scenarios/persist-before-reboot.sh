@@ -16,8 +16,9 @@ must vfpool nic split "$nic" --vfs 3 --autoprobe off
 expect_eq "sriov_numvfs" "$(cat "$dir/sriov_numvfs")" 3
 # The boot unit goes to a scratch root: there is no systemd here, only the record matters.
 must vfpool host persist --root /tmp/persist-root
-[ -s /var/lib/vfpool/desired.json ] || fail "host persist wrote no /var/lib/vfpool/desired.json"
-cat /var/lib/vfpool/desired.json; echo
+run vfpool host desired -o json >/tmp/desired.json || fail "host desired failed (exit $_rc)"
+cat /tmp/desired.json
+expect_eq "recorded VF count" "$(jqf /tmp/desired.json ".[] | select(.pci == \"$pci\") | .num_vfs")" 3
 
 must vfpool pool create gold --select "$nic"
 run vfpool lease acquire --pool gold --owner vm1 --owner-kind vm --mac 02:00:00:00:05:01 \
