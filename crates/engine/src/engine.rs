@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use vfpool_host::{HostError, Sysfs};
-use vfpool_model::{InvalidValue, MacAddr, PciAddr, PfRef, VfConfig, VfSettings};
+use vfpool_model::{InvalidValue, MacAddr, PciAddr, PfRef, VfConfig, VfSettings, validate_owner};
 use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
 
 use crate::error::{EngineError, chain};
@@ -135,17 +135,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-fn validate_owner(owner: &str) -> Result<(), InvalidValue> {
-    if owner.is_empty() || owner.len() > 256 || owner.chars().any(|c| c.is_control()) {
-        return Err(InvalidValue::new(
-            "owner",
-            owner,
-            "1 to 256 printable characters",
-        ));
-    }
-    Ok(())
 }
 
 /// Whether `knob` is already in effect in `c` (applying it would change nothing).

@@ -349,6 +349,18 @@ fn bad_inputs_fail_with_one_line_naming_the_field_and_change_nothing() {
             r.vf = Some("0000:03:10.0".parse().unwrap())
         }),
         ("invalid owner ''", |r| r.owner = String::new()),
+        ("invalid owner ' ': empty or only whitespace", |r| {
+            r.owner = " ".into()
+        }),
+        ("invalid owner 'vm-2 ': leading or trailing whitespace", |r| {
+            r.owner = "vm-2 ".into()
+        }),
+        ("invalid owner 'vm-2\\u{200b}': contains U+200B", |r| {
+            r.owner = "vm-2\u{200b}".into()
+        }),
+        ("invalid owner 'vm-\\u{202e}2': contains U+202E", |r| {
+            r.owner = "vm-\u{202e}2".into()
+        }),
         ("invalid netns", |r| {
             r.owner_kind = OwnerKind::Container;
             r.netns = Some("/nonexistent/ns".into())
