@@ -17,7 +17,11 @@ use crate::hostview::{HostView, NON_NET_DRIVERS, PfSlot, VfSlot, vf_driver_for_p
 use crate::ledger::{
     Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
 };
-use crate::owner::{NoVmLayer, OwnerStatus, VmOwners, owner_status, process_alive, this_process};
+use crate::netns::{self, NetnsId};
+use crate::owner::{
+    NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, process_alive,
+    this_process,
+};
 use crate::pool::{
     self, Candidate, Policy, Pool, PoolStatus, PoolVf, describe_overlap, owner_of, potential, rank,
     validate_pool_name,
@@ -311,7 +315,8 @@ impl Engine {
         self.ledger.write(true, |tx| tx.mark_pf_stale(pf_pci))
     }
 
-    fn validate(&self, req: &AcquireRequest) -> Result<(), EngineError> {
+    /// Checks a request; returns the identity of its netns, if it names one.
+    fn validate(&self, req: &AcquireRequest) -> Result<Option<NetnsId>, EngineError> {
         validate_owner(&req.owner)?;
         validate_pool_name(&req.pool)?;
         req.settings.validate()?;
@@ -332,24 +337,17 @@ impl Engine {
                 )
                 .into());
             }
-            if !ns.is_absolute() || !ns.exists() {
-                return Err(InvalidValue::new(
-                    "netns",
-                    ns.display(),
-                    "an existing network namespace path like /var/run/netns/NAME",
-                )
-                .into());
-            }
+            return Ok(Some(netns::check(ns)?));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Leases a VF of `req.pool` to `req.owner` and configures it. The row is committed
     /// (state `acquiring`) before the VF is touched; on any failure everything applied is
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
-        self.validate(req)?;
-        let optimistic = match self.pick_then_insert(req) {
+        let ns = self.validate(req)?;
+        let optimistic = match self.pick_then_insert(req, ns) {
             Ok(found) => found,
             Err(e) => {
                 tracing::debug!(pool = %req.pool, owner = %req.owner, error = %chain(&e), "acquire outside the write lock gave up; picking under it");
@@ -360,7 +358,7 @@ impl Engine {
         let inserted = match optimistic {
             Some(l) => Ok(l),
             None => loop {
-                match self.pick_and_insert(req, fresh) {
+                match self.pick_and_insert(req, ns, fresh) {
                     Ok(Picked::RetryFresh) => fresh = true,
                     Ok(Picked::Lease(l)) => break Ok(*l),
                     Err(e) => break Err(e),
@@ -435,7 +433,11 @@ impl Engine {
     /// `None`: not found this way (no free healthy VF, a named VF that is not free, the pool
     /// or the owner changed, too many collisions): [`Self::pick_and_insert`] then decides
     /// under the lock, and gives the error if there is one.
-    fn pick_then_insert(&mut self, req: &AcquireRequest) -> Result<Option<Lease>, EngineError> {
+    fn pick_then_insert(
+        &mut self,
+        req: &AcquireRequest,
+        ns: Option<NetnsId>,
+    ) -> Result<Option<Lease>, EngineError> {
         const TRIES: usize = 4;
         /// How many of the policy's first choices a contended try picks from.
         const SPREAD: usize = 8;
@@ -503,7 +505,7 @@ impl Engine {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
-            let mut lease = new_lease(req, &pool.name, &slot, original, me);
+            let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             let outcome = self.ledger.write(false, |tx| {
                 let pools_now = tx.pools()?;
                 if pools_now != pools || tx.lease_by_owner(&req.owner)?.is_some() {
@@ -536,6 +538,7 @@ impl Engine {
     fn pick_and_insert(
         &mut self,
         req: &AcquireRequest,
+        ns: Option<NetnsId>,
         fresh: bool,
     ) -> Result<Picked, EngineError> {
         let me = this_process();
@@ -615,7 +618,7 @@ impl Engine {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
-            let mut lease = new_lease(req, &pool.name, &slot, original, me);
+            let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             lease.id = tx.insert_lease(&lease)?;
             Ok(Picked::Lease(Box::new(lease)))
         })
@@ -899,9 +902,12 @@ impl Engine {
                     LeaseState::Active => match owner_status(&l, &*self.vms) {
                         OwnerStatus::Gone => (
                             "released-owner-gone",
-                            match &l.netns {
-                                Some(ns) => format!("netns {ns} is gone"),
-                                None => format!("{} {} is gone", l.owner_kind.as_str(), l.owner),
+                            match (&l.netns, netns_now(&l)) {
+                                (Some(ns), Some(NetnsNow::Replaced)) => format!(
+                                    "netns {ns} names another namespace now (deleted and created again)"
+                                ),
+                                (Some(ns), _) => format!("netns {ns} is gone"),
+                                _ => format!("{} {} is gone", l.owner_kind.as_str(), l.owner),
                             },
                         ),
                         _ => {
@@ -1284,6 +1290,7 @@ fn first_healthy(
 /// The row of a new lease of `slot` for `req`, `acquiring` under process `me`.
 fn new_lease(
     req: &AcquireRequest,
+    netns_id: Option<NetnsId>,
     pool: &str,
     slot: &VfSlot,
     original: Original,
@@ -1300,6 +1307,7 @@ fn new_lease(
         vf_index: slot.index,
         netdev: slot.netdev.clone(),
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
+        netns_id,
         created: now(),
         state: LeaseState::Acquiring,
         applied: Applied {

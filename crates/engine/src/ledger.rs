@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, VfSettings};
 
 use crate::error::EngineError;
+use crate::netns::NetnsId;
 use crate::pool::{Policy, Pool};
 use crate::selector::PoolSelector;
 
@@ -71,9 +72,17 @@ CREATE TABLE IF NOT EXISTS vf_gens (
 ) WITHOUT ROWID;
 PRAGMA user_version = 3;
 ";
+/// Version 4 records a container's network namespace by identity (see [`crate::netns`]):
+/// a namespace deleted and created again under the same path is another owner. Leases
+/// written before have none; `gc` then goes by the path alone, as before.
+const MIGRATE_NETNS_ID: &str = "
+ALTER TABLE leases ADD COLUMN netns_dev INTEGER;
+ALTER TABLE leases ADD COLUMN netns_ino INTEGER;
+PRAGMA user_version = 4;
+";
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +214,10 @@ pub struct Lease {
     pub vf_index: u16,
     pub netdev: Option<String>,
     pub netns: Option<String>,
+    /// The identity of the namespace `netns` named at acquire (`None` in leases written
+    /// before schema 4).
+    #[serde(skip)]
+    pub netns_id: Option<NetnsId>,
     /// Unix seconds.
     pub created: i64,
     pub state: LeaseState,
@@ -257,6 +270,8 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
     let kind: String = text(3)?;
     let pid: Option<i64> = r.get(14)?;
     let pid_start: Option<i64> = r.get(15)?;
+    let netns_dev: Option<i64> = r.get(16)?;
+    let netns_ino: Option<i64> = r.get(17)?;
     Ok((
         Lease {
             id: r.get(0)?,
@@ -269,6 +284,11 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
             vf_index: r.get(7)?,
             netdev: r.get(8)?,
             netns: r.get(9)?,
+            // Stored as SQLite's signed integers, bit for bit.
+            netns_id: netns_dev.zip(netns_ino).map(|(d, i)| NetnsId {
+                dev: d as u64,
+                ino: i as u64,
+            }),
             created: r.get(10)?,
             state: LeaseState::parse(&text(11)?),
             applied: Applied::default(),
@@ -280,7 +300,7 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
     ))
 }
 
-const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start";
+const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, netns_dev, netns_ino";
 
 fn finish_lease(t: (Lease, String, String)) -> Result<Lease, EngineError> {
     let (mut l, applied, original) = t;
@@ -416,8 +436,9 @@ impl Tx<'_> {
     /// `owner` hold even if a caller's own checks were wrong.
     pub fn insert_lease(&self, l: &Lease) -> Result<i64, EngineError> {
         let (pid, start) = l.pid.unzip();
-        self.exec("INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        let (ns_dev, ns_ino) = l.netns_id.map(|n| (n.dev as i64, n.ino as i64)).unzip();
+        self.exec("INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, netns_dev, netns_ino)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     l.vf_pci.to_string(),
                     l.owner,
@@ -434,6 +455,8 @@ impl Tx<'_> {
                     json(&l.original),
                     pid,
                     start.map(|s| s as i64),
+                    ns_dev,
+                    ns_ino,
                 ], "insert a lease")?;
         let id = self.tx.last_insert_rowid();
         self.exec(
@@ -618,9 +641,10 @@ impl Ledger {
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
                 let steps: &[&str] = match version {
-                    0 => &[SCHEMA, MIGRATE_2],
-                    1 => &[MIGRATE_1, MIGRATE_2],
-                    2 => &[MIGRATE_2],
+                    0 => &[SCHEMA, MIGRATE_2, MIGRATE_NETNS_ID],
+                    1 => &[MIGRATE_1, MIGRATE_2, MIGRATE_NETNS_ID],
+                    2 => &[MIGRATE_2, MIGRATE_NETNS_ID],
+                    3 => &[MIGRATE_NETNS_ID],
                     _ => &[],
                 };
                 steps

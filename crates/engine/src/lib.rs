@@ -20,6 +20,7 @@ pub mod error;
 pub mod fault;
 pub mod hostview;
 pub mod ledger;
+pub mod netns;
 pub mod owner;
 pub mod pool;
 pub mod selector;
@@ -32,6 +33,7 @@ pub use hostview::{Health, HostView};
 pub use ledger::{
     Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, SCHEMA_VERSION,
 };
+pub use netns::NetnsId;
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf};
 pub use selector::PoolSelector;
