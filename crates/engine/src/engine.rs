@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use vfpool_host::{HostError, Sysfs};
-use vfpool_model::{InvalidValue, MacAddr, PciAddr, PfRef, VfConfig, VfSettings};
+use vfpool_model::{InvalidValue, MacAddr, PciAddr, PfRef, VfConfig, VfSettings, validate_owner};
 use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
 
 use crate::error::{EngineError, chain};
@@ -18,7 +18,11 @@ use crate::ledger::{
     Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
 };
 use crate::lock::{Hold, PfLocks};
-use crate::owner::{NoVmLayer, OwnerStatus, VmOwners, owner_status, process_alive, this_process};
+use crate::netns::{self, NetnsId};
+use crate::owner::{
+    NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, process_alive,
+    this_process,
+};
 use crate::pool::{
     self, Candidate, Policy, Pool, PoolStatus, PoolVf, describe_overlap, owner_of, potential, rank,
     validate_pool_name,
@@ -144,17 +148,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-fn validate_owner(owner: &str) -> Result<(), InvalidValue> {
-    if owner.is_empty() || owner.len() > 256 || owner.chars().any(|c| c.is_control()) {
-        return Err(InvalidValue::new(
-            "owner",
-            owner,
-            "1 to 256 printable characters",
-        ));
-    }
-    Ok(())
 }
 
 /// Whether `knob` is already in effect in `c` (applying it would change nothing).
@@ -348,7 +341,8 @@ impl Engine {
         self.ledger.write(true, |tx| tx.mark_pf_stale(pf_pci))
     }
 
-    fn validate(&self, req: &AcquireRequest) -> Result<(), EngineError> {
+    /// Checks a request; returns the identity of its netns, if it names one.
+    fn validate(&self, req: &AcquireRequest) -> Result<Option<NetnsId>, EngineError> {
         validate_owner(&req.owner)?;
         validate_pool_name(&req.pool)?;
         req.settings.validate()?;
@@ -369,27 +363,20 @@ impl Engine {
                 )
                 .into());
             }
-            if !ns.is_absolute() || !ns.exists() {
-                return Err(InvalidValue::new(
-                    "netns",
-                    ns.display(),
-                    "an existing network namespace path like /var/run/netns/NAME",
-                )
-                .into());
-            }
+            return Ok(Some(netns::check(ns)?));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Leases a VF of `req.pool` to `req.owner` and configures it. The row is committed
     /// (state `acquiring`) before the VF is touched; on any failure everything applied is
     /// rolled back and the row removed.
     pub fn acquire(&mut self, req: &AcquireRequest) -> Result<Lease, EngineError> {
-        self.validate(req)?;
+        let ns = self.validate(req)?;
         // The pool's PFs stay as they are until the lease is settled: a split waits, and
         // finds the lease when it checks.
         let mut locks = self.lock_pool_pfs(&req.pool)?;
-        let optimistic = match self.pick_then_insert(req, &locks) {
+        let optimistic = match self.pick_then_insert(req, ns, &locks) {
             Ok(found) => found,
             Err(e) => {
                 tracing::debug!(pool = %req.pool, owner = %req.owner, error = %chain(&e), "acquire outside the write lock gave up; picking under it");
@@ -400,7 +387,7 @@ impl Engine {
         let inserted = match optimistic {
             Some(l) => Ok(l),
             None => loop {
-                match self.pick_and_insert(req, fresh, &locks) {
+                match self.pick_and_insert(req, ns, fresh, &locks) {
                     Ok(Picked::RetryFresh) => fresh = true,
                     // A PF not locked yet (new since the pool's PFs were read): lock it and
                     // pick again, since it may have changed meanwhile.
@@ -485,6 +472,7 @@ impl Engine {
     fn pick_then_insert(
         &mut self,
         req: &AcquireRequest,
+        ns: Option<NetnsId>,
         locks: &PfLocks,
     ) -> Result<Option<Lease>, EngineError> {
         const TRIES: usize = 4;
@@ -557,7 +545,7 @@ impl Engine {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
-            let mut lease = new_lease(req, &pool.name, &slot, original, me);
+            let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             let outcome = self.ledger.write(false, |tx| {
                 let pools_now = tx.pools()?;
                 if pools_now != pools || tx.lease_by_owner(&req.owner)?.is_some() {
@@ -590,6 +578,7 @@ impl Engine {
     fn pick_and_insert(
         &mut self,
         req: &AcquireRequest,
+        ns: Option<NetnsId>,
         fresh: bool,
         locks: &PfLocks,
     ) -> Result<Picked, EngineError> {
@@ -673,7 +662,7 @@ impl Engine {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
-            let mut lease = new_lease(req, &pool.name, &slot, original, me);
+            let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             lease.id = tx.insert_lease(&lease)?;
             Ok(Picked::Lease(Box::new(lease)))
         })
@@ -966,9 +955,12 @@ impl Engine {
                     LeaseState::Active => match owner_status(&l, &*self.vms) {
                         OwnerStatus::Gone => (
                             "released-owner-gone",
-                            match &l.netns {
-                                Some(ns) => format!("netns {ns} is gone"),
-                                None => format!("{} {} is gone", l.owner_kind.as_str(), l.owner),
+                            match (&l.netns, netns_now(&l)) {
+                                (Some(ns), Some(NetnsNow::Replaced)) => format!(
+                                    "netns {ns} names another namespace now (deleted and created again)"
+                                ),
+                                (Some(ns), _) => format!("netns {ns} is gone"),
+                                _ => format!("{} {} is gone", l.owner_kind.as_str(), l.owner),
                             },
                         ),
                         _ => {
@@ -1369,6 +1361,7 @@ fn first_healthy(
 /// The row of a new lease of `slot` for `req`, `acquiring` under process `me`.
 fn new_lease(
     req: &AcquireRequest,
+    netns_id: Option<NetnsId>,
     pool: &str,
     slot: &VfSlot,
     original: Original,
@@ -1385,6 +1378,7 @@ fn new_lease(
         vf_index: slot.index,
         netdev: slot.netdev.clone(),
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
+        netns_id,
         created: now(),
         state: LeaseState::Acquiring,
         applied: Applied {

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, VfSettings};
 
 use crate::error::EngineError;
+use crate::netns::NetnsId;
 use crate::pool::{Policy, Pool};
 use crate::selector::PoolSelector;
 
@@ -71,23 +72,31 @@ CREATE TABLE IF NOT EXISTS vf_gens (
 ) WITHOUT ROWID;
 PRAGMA user_version = 3;
 ";
+/// Version 4 records a container's network namespace by identity (see [`crate::netns`]):
+/// a namespace deleted and created again under the same path is another owner. Leases
+/// written before have none; `gc` then goes by the path alone, as before.
+const MIGRATE_NETNS_ID: &str = "
+ALTER TABLE leases ADD COLUMN netns_dev INTEGER;
+ALTER TABLE leases ADD COLUMN netns_ino INTEGER;
+PRAGMA user_version = 4;
+";
 
-/// Version 4 keeps the VF counts vfpool set on each PF (`desired_nics`): what `host apply`
+/// Version 5 keeps the VF counts vfpool set on each PF (`desired_nics`): what `host apply`
 /// brings back at boot. They were a JSON file beside the ledger, read, changed and written
 /// without a lock; in the ledger they are written under the same lock and synced like
 /// leases.
-const MIGRATE_3: &str = "
+const MIGRATE_DESIRED: &str = "
 CREATE TABLE IF NOT EXISTS desired_nics (
     pci       TEXT PRIMARY KEY,
     name      TEXT NOT NULL,
     num_vfs   INTEGER NOT NULL,
     autoprobe INTEGER NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 4;
+PRAGMA user_version = 5;
 ";
 
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The VF count vfpool keeps on a PF across reboots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +238,10 @@ pub struct Lease {
     pub vf_index: u16,
     pub netdev: Option<String>,
     pub netns: Option<String>,
+    /// The identity of the namespace `netns` named at acquire (`None` in leases written
+    /// before schema 4).
+    #[serde(skip)]
+    pub netns_id: Option<NetnsId>,
     /// Unix seconds.
     pub created: i64,
     pub state: LeaseState,
@@ -281,6 +294,8 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
     let kind: String = text(3)?;
     let pid: Option<i64> = r.get(14)?;
     let pid_start: Option<i64> = r.get(15)?;
+    let netns_dev: Option<i64> = r.get(16)?;
+    let netns_ino: Option<i64> = r.get(17)?;
     Ok((
         Lease {
             id: r.get(0)?,
@@ -293,6 +308,11 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
             vf_index: r.get(7)?,
             netdev: r.get(8)?,
             netns: r.get(9)?,
+            // Stored as SQLite's signed integers, bit for bit.
+            netns_id: netns_dev.zip(netns_ino).map(|(d, i)| NetnsId {
+                dev: d as u64,
+                ino: i as u64,
+            }),
             created: r.get(10)?,
             state: LeaseState::parse(&text(11)?),
             applied: Applied::default(),
@@ -304,7 +324,7 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
     ))
 }
 
-const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start";
+const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, netns_dev, netns_ino";
 
 fn finish_lease(t: (Lease, String, String)) -> Result<Lease, EngineError> {
     let (mut l, applied, original) = t;
@@ -471,8 +491,9 @@ impl Tx<'_> {
     /// `owner` hold even if a caller's own checks were wrong.
     pub fn insert_lease(&self, l: &Lease) -> Result<i64, EngineError> {
         let (pid, start) = l.pid.unzip();
-        self.exec("INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        let (ns_dev, ns_ino) = l.netns_id.map(|n| (n.dev as i64, n.ino as i64)).unzip();
+        self.exec("INSERT INTO leases (vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, netns_dev, netns_ino)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     l.vf_pci.to_string(),
                     l.owner,
@@ -489,6 +510,8 @@ impl Tx<'_> {
                     json(&l.original),
                     pid,
                     start.map(|s| s as i64),
+                    ns_dev,
+                    ns_ino,
                 ], "insert a lease")?;
         let id = self.tx.last_insert_rowid();
         self.exec(
@@ -673,10 +696,11 @@ impl Ledger {
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
                 let steps: &[&str] = match version {
-                    0 => &[SCHEMA, MIGRATE_2, MIGRATE_3],
-                    1 => &[MIGRATE_1, MIGRATE_2, MIGRATE_3],
-                    2 => &[MIGRATE_2, MIGRATE_3],
-                    3 => &[MIGRATE_3],
+                    0 => &[SCHEMA, MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED],
+                    1 => &[MIGRATE_1, MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED],
+                    2 => &[MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED],
+                    3 => &[MIGRATE_NETNS_ID, MIGRATE_DESIRED],
+                    4 => &[MIGRATE_DESIRED],
                     _ => &[],
                 };
                 steps

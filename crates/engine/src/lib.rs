@@ -22,6 +22,7 @@ pub mod fault;
 pub mod hostview;
 pub mod ledger;
 pub mod lock;
+pub mod netns;
 pub mod nics;
 pub mod owner;
 pub mod pool;
@@ -37,6 +38,7 @@ pub use ledger::{
     Applied, DesiredNic, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind,
     SCHEMA_VERSION,
 };
+pub use netns::NetnsId;
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
 };

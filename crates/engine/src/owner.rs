@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::ledger::{Lease, OwnerKind};
+use crate::netns::identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerStatus {
@@ -26,13 +27,34 @@ pub struct NoVmLayer;
 
 impl VmOwners for NoVmLayer {}
 
-/// A container is gone when the netns path recorded at acquire no longer exists; a VM asks
-/// `vms`; a manual lease is never gone.
+/// What a container lease's netns path names now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetnsNow {
+    /// The namespace recorded at acquire (or, for a lease from before schema 4, something).
+    Same,
+    /// Nothing: the namespace was deleted.
+    Gone,
+    /// Another namespace (or file): deleted and created again under the same name.
+    Replaced,
+}
+
+/// What lease `l`'s netns path names now; `None` for a lease without one.
+pub fn netns_now(l: &Lease) -> Option<NetnsNow> {
+    let path = Path::new(l.netns.as_deref()?);
+    Some(match (identity(path), l.netns_id) {
+        (None, _) => NetnsNow::Gone,
+        (Some(now), Some(then)) if now != then => NetnsNow::Replaced,
+        _ => NetnsNow::Same,
+    })
+}
+
+/// A container is gone when the netns path recorded at acquire no longer exists or names
+/// another namespace than then; a VM asks `vms`; a manual lease is never gone.
 pub fn owner_status(lease: &Lease, vms: &dyn VmOwners) -> OwnerStatus {
     match lease.owner_kind {
-        OwnerKind::Container => match &lease.netns {
-            Some(p) if Path::new(p).exists() => OwnerStatus::Present,
-            Some(_) => OwnerStatus::Gone,
+        OwnerKind::Container => match netns_now(lease) {
+            Some(NetnsNow::Same) => OwnerStatus::Present,
+            Some(NetnsNow::Gone | NetnsNow::Replaced) => OwnerStatus::Gone,
             None => OwnerStatus::Unknown,
         },
         OwnerKind::Vm => vms.vm_status(&lease.owner),

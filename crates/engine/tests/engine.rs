@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Lab, req, sel};
+use common::{Lab, TestNetns, req, sel};
 use vfpool_engine::{
     DriverChoice, EngineError, LeaseState, OwnerKind, Policy, ReleaseTarget, chain,
 };
@@ -349,10 +349,52 @@ fn bad_inputs_fail_with_one_line_naming_the_field_and_change_nothing() {
             r.vf = Some("0000:03:10.0".parse().unwrap())
         }),
         ("invalid owner ''", |r| r.owner = String::new()),
-        ("invalid netns", |r| {
+        ("invalid owner ' ': empty or only whitespace", |r| {
+            r.owner = " ".into()
+        }),
+        (
+            "invalid owner 'vm-2 ': leading or trailing whitespace",
+            |r| r.owner = "vm-2 ".into(),
+        ),
+        ("invalid owner 'vm-2\\u{200b}': contains U+200B", |r| {
+            r.owner = "vm-2\u{200b}".into()
+        }),
+        ("invalid owner 'vm-\\u{202e}2': contains U+202E", |r| {
+            r.owner = "vm-\u{202e}2".into()
+        }),
+        ("invalid netns '/nonexistent/ns': no such file", |r| {
             r.owner_kind = OwnerKind::Container;
             r.netns = Some("/nonexistent/ns".into())
         }),
+        (
+            "invalid netns '/etc/passwd': not a network namespace (nsfs); give a path like /run/netns/NAME or /proc/PID/ns/net",
+            |r| {
+                r.owner_kind = OwnerKind::Container;
+                r.netns = Some("/etc/passwd".into())
+            },
+        ),
+        ("invalid netns '/dev/null': not a network namespace", |r| {
+            r.owner_kind = OwnerKind::Container;
+            r.netns = Some("/dev/null".into())
+        }),
+        ("invalid netns '/tmp': not a network namespace", |r| {
+            r.owner_kind = OwnerKind::Container;
+            r.netns = Some("/tmp".into())
+        }),
+        (
+            "invalid netns '/proc/self/ns/net': the host's own network namespace",
+            |r| {
+                r.owner_kind = OwnerKind::Container;
+                r.netns = Some("/proc/self/ns/net".into())
+            },
+        ),
+        (
+            "invalid netns '/proc/self/ns/ipc': a namespace of another type",
+            |r| {
+                r.owner_kind = OwnerKind::Container;
+                r.netns = Some("/proc/self/ns/ipc".into())
+            },
+        ),
     ];
     for (want, tweak) in cases {
         let mut r = req("p", "new");
@@ -425,11 +467,10 @@ fn gc_releases_gone_containers_and_drops_stale_leases() {
     e.pool_create("p", sel(&["em1"]), Policy::FirstFit).unwrap();
     e.pool_create("q", sel(&["eno49"]), Policy::FirstFit)
         .unwrap();
-    let ns = lab.dir.path().join("netns-pod1");
-    std::fs::write(&ns, "").unwrap();
+    let ns = TestNetns::new("pod1");
     let mut r = req("p", "pod1");
     r.owner_kind = OwnerKind::Container;
-    r.netns = Some(ns.clone());
+    r.netns = Some(ns.path());
     r.settings.vlan = Some(10);
     e.acquire(&r).unwrap();
     let mut vm = req("p", "vm1");
@@ -441,7 +482,7 @@ fn gc_releases_gone_containers_and_drops_stale_leases() {
     assert!(rep.actions.is_empty());
     assert_eq!(rep.kept, 3, "netns present, vm unknown, manual");
 
-    std::fs::remove_file(&ns).unwrap();
+    ns.del();
     lab.restore("eno49");
     let leases = e.leases().unwrap();
     assert_eq!(
@@ -742,4 +783,55 @@ fn pools_that_name_their_pfs_and_pools_that_do_not_share_one_engine() {
         acquire_reads * 3 < scan_reads,
         "acquire read {acquire_reads} sysfs entries, a scan of every PF {scan_reads}"
     );
+}
+
+/// Found on main: a netns deleted and created again under the same name kept the old
+/// lease, since gc only asked whether the path exists. The lease records the namespace's
+/// identity; gc frees it when the path names another namespace.
+#[test]
+fn a_netns_created_again_under_the_same_name_is_another_owner() {
+    let lab = Lab::new();
+    lab.split("em1", 2);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["em1"]), Policy::FirstFit).unwrap();
+    let ns = TestNetns::new("again");
+    let mut r = req("p", "pod-a");
+    r.owner_kind = OwnerKind::Container;
+    r.netns = Some(ns.path());
+    r.settings.vlan = Some(33);
+    let l = e.acquire(&r).unwrap();
+    let st = std::fs::metadata(ns.path()).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        l.netns_id,
+        Some(vfpool_engine::NetnsId {
+            dev: st.dev(),
+            ino: st.ino()
+        })
+    );
+    // Read back from the ledger, too.
+    assert_eq!(e.leases().unwrap()[0].netns_id, l.netns_id);
+    let rep = e.gc().unwrap();
+    assert!(rep.actions.is_empty());
+    assert_eq!(rep.kept, 1);
+
+    ns.del();
+    ns.add();
+    assert!(ns.path().exists());
+    let rep = e.gc().unwrap();
+    assert_eq!(rep.actions.len(), 1, "{rep:?}");
+    assert_eq!(rep.actions[0].action, "released-owner-gone");
+    assert!(
+        rep.actions[0]
+            .reason
+            .contains("names another namespace now"),
+        "{}",
+        rep.actions[0].reason
+    );
+    lab.assert_pristine("em1", l.vf_index, "after gc");
+    assert!(e.leases().unwrap().is_empty());
+    // The namespace as it is now can be leased into.
+    r.owner = "pod-b".into();
+    e.acquire(&r).unwrap();
+    assert_eq!(e.gc().unwrap().kept, 1);
 }

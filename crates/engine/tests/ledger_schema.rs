@@ -21,6 +21,7 @@ fn lease(owner: &str) -> Lease {
         vf_index: 0,
         netdev: Some("em1v0".into()),
         netns: None,
+        netns_id: None,
         created: 1,
         state: LeaseState::Active,
         applied: Applied::default(),
@@ -128,6 +129,7 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
         .unwrap()
         .execute_batch(
             "CREATE INDEX leases_pool ON leases(pool); DROP TABLE vf_gens;
+             ALTER TABLE leases DROP COLUMN netns_dev; ALTER TABLE leases DROP COLUMN netns_ino;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -162,7 +164,10 @@ fn a_version_2_ledger_gets_the_lease_counts() {
     }
     Connection::open(&db)
         .unwrap()
-        .execute_batch("DROP TABLE vf_gens; PRAGMA user_version = 2;")
+        .execute_batch(
+            "DROP TABLE vf_gens; ALTER TABLE leases DROP COLUMN netns_dev;
+             ALTER TABLE leases DROP COLUMN netns_ino; PRAGMA user_version = 2;",
+        )
         .unwrap();
     let mut l = Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
@@ -175,4 +180,38 @@ fn a_version_2_ledger_gets_the_lease_counts() {
         l.read(|tx| tx.vf_gen(PciAddr::new(0, 4, 0x10, 2))).unwrap(),
         1
     );
+}
+
+#[test]
+fn a_version_3_ledger_gets_the_netns_identity_and_old_leases_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let mut l = Ledger::open(&db).unwrap();
+        l.write(true, |tx| tx.insert_lease(&lease("pod-1")))
+            .unwrap();
+    }
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE leases DROP COLUMN netns_dev; ALTER TABLE leases DROP COLUMN netns_ino;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    let old = l.read(|tx| tx.leases()).unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].netns_id, None);
+    // Device numbers use all 64 bits: stored bit for bit.
+    let id = vfpool_engine::NetnsId {
+        dev: u64::MAX - 3,
+        ino: 4026532177,
+    };
+    let mut new = lease("pod-2").with_vf(PciAddr::new(0, 4, 0x10, 2));
+    new.netns = Some("/run/netns/pod-2".into());
+    new.netns_id = Some(id);
+    l.write(false, |tx| tx.insert_lease(&new)).unwrap();
+    let back = l.read(|tx| tx.lease_by_owner("pod-2")).unwrap().unwrap();
+    assert_eq!(back.netns_id, Some(id));
 }

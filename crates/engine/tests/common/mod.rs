@@ -116,3 +116,50 @@ pub fn sel(v: &[&str]) -> Vec<PoolSelector> {
 pub fn req(pool: &str, owner: &str) -> AcquireRequest {
     AcquireRequest::new(pool, owner)
 }
+
+/// A real network namespace made with `ip netns add` (tests run as root), deleted when
+/// dropped. Names are unique per process and call, so parallel tests do not meet.
+pub struct TestNetns {
+    pub name: String,
+}
+
+impl TestNetns {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("vfpool-t{}-{n}-{tag}", std::process::id());
+        let ns = TestNetns { name };
+        ns.add();
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    pub fn add(&self) {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "add", &self.name])
+            .status()
+            .expect("run ip netns add (tests need root and iproute2)");
+        assert!(st.success(), "ip netns add {} failed", self.name);
+    }
+
+    pub fn del(&self) {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns del {} failed", self.name);
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        if self.path().exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
+    }
+}
