@@ -438,6 +438,9 @@ fn link_ops_read_and_write_the_netdev_files() {
             admin_up: true,
             oper_state: OperState::Up,
             carrier: Some(true),
+            promisc: false,
+            alt_names: Vec::new(),
+            parent_dev: Some("0000:01:00.0".into()),
         }
     );
     assert_eq!(ops.link("veth0").unwrap().max_mtu, Some(65535));
