@@ -31,6 +31,8 @@ pub mod wire;
 #[cfg(test)]
 mod nstests;
 #[cfg(test)]
+mod nstests_netdev;
+#[cfg(test)]
 mod simns_tests;
 
 pub use error::NetlinkError;
@@ -122,9 +124,9 @@ pub trait NetOps: Send + Sync {
     /// Every netdev of this backend's namespace (`ip -d link show`).
     fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError>;
 
-    /// `ip link set NAME name NEW_NAME` (IFLA_IFNAME). The kernel refuses a netdev that is
-    /// up (EBUSY), a name that is taken as a name or as an altname in the namespace
-    /// (EEXIST) and a name that is not [`dev_valid_name`] (EINVAL).
+    /// `ip link set NAME name NEW_NAME` (IFLA_IFNAME). The kernel refuses a name that is
+    /// taken as a name or as an altname in the namespace (EEXIST) and a name that is not
+    /// [`dev_valid_name`] (EINVAL); before 6.2 also a netdev that is up (EBUSY).
     fn rename(&self, name: &str, new_name: &str) -> Result<(), NetlinkError>;
 
     /// `ip link property add dev NAME altname ALT` (RTM_NEWLINKPROP, IFLA_PROP_LIST /

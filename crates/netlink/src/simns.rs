@@ -16,7 +16,7 @@
 //! `altnames.json` and `addrs.json`, by ifindex. Rules kept from the kernel (checked on
 //! 6.18): a name is taken in a namespace when a netdev has it as its name or as an altname
 //! (rename and move give EEXIST, also for the netdev's own altname); a netdev that is up
-//! cannot be renamed (EBUSY); a rename keeps no altname; altnames travel with a netdev to
+//! can be renamed (since 6.2; older kernels said EBUSY); a rename keeps no altname; altnames travel with a netdev to
 //! another namespace, addresses do not; a moved netdev arrives down.
 
 use std::collections::BTreeMap;
@@ -397,9 +397,6 @@ impl SimNetOps {
         }
         if cur == new {
             return Ok(());
-        }
-        if Self::flags(dir) & IFF_UP != 0 {
-            return Err(fail(libc::EBUSY));
         }
         if self.name_taken(ns, new)? {
             return Err(fail(libc::EEXIST));

@@ -748,4 +748,77 @@ pub(crate) mod tests {
             ]
         );
     }
+
+    /// The netdev bodies of an attach, emitted and parsed back with the wire types; a link
+    /// reply with altnames, parent device and IFF_PROMISC parsed into the model.
+    #[test]
+    fn netdev_bodies_and_replies() {
+        let m = rename(5, "net1");
+        assert_eq!(m.header.index, 5);
+        assert_eq!(m.attributes, vec![LinkAttribute::IfName("net1".into())]);
+        let m = alt_name(5, "enp1s16f2");
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        let back = LinkMessage::parse(&buf).unwrap();
+        assert_eq!(
+            back.attributes,
+            vec![LinkAttribute::PropList(vec![Prop::AltIfName(
+                "enp1s16f2".into()
+            )])]
+        );
+        let m = set_promisc(5, false);
+        assert_eq!(
+            (m.header.flags, m.header.change_mask),
+            (LinkFlags::empty(), LinkFlags::Promisc)
+        );
+        assert_eq!(set_promisc(5, true).header.flags, LinkFlags::Promisc);
+
+        let header = LinkHeader {
+            index: 9,
+            flags: LinkFlags::Up | LinkFlags::Promisc,
+            ..Default::default()
+        };
+        let payload = emit_link(
+            header,
+            vec![
+                LinkAttribute::IfName("net1".into()),
+                LinkAttribute::PropList(vec![
+                    Prop::AltIfName("enp1s16f2".into()),
+                    Prop::AltIfName("x".into()),
+                ]),
+                LinkAttribute::ParentDevName("0000:01:10.2".into()),
+                LinkAttribute::ParentDevBusName("pci".into()),
+            ],
+        );
+        let info = parse_link(&payload).unwrap().info;
+        assert!(info.promisc && info.admin_up);
+        assert_eq!(info.alt_names, ["enp1s16f2", "x"]);
+        assert_eq!(info.parent_dev.as_deref(), Some("0000:01:10.2"));
+        let plain = parse_link(&emit_link(LinkHeader::default(), vec![]))
+            .unwrap()
+            .info;
+        assert!(!plain.promisc && plain.alt_names.is_empty() && plain.parent_dev.is_none());
+
+        for a in ["10.1.2.3/24", "fd00::7/64"] {
+            let want: IfAddr = a.parse().unwrap();
+            let m = address(4, want);
+            let mut buf = vec![0; m.buffer_len()];
+            m.emit(&mut buf);
+            assert_eq!(parse_address(&buf).unwrap(), Some((4, want)), "{a}");
+            let v4 = want.addr.is_ipv4();
+            assert_eq!(m.attributes.len(), if v4 { 2 } else { 1 });
+        }
+        // A point-to-point IPv4 address: IFA_LOCAL is ours, IFA_ADDRESS the peer.
+        let mut m = address(4, "10.0.0.1/32".parse().unwrap());
+        m.attributes = vec![
+            AddressAttribute::Address("10.0.0.2".parse().unwrap()),
+            AddressAttribute::Local("10.0.0.1".parse().unwrap()),
+        ];
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        assert_eq!(
+            parse_address(&buf).unwrap().unwrap().1.addr.to_string(),
+            "10.0.0.1"
+        );
+    }
 }
