@@ -38,6 +38,9 @@ pub struct AcquireRequest {
     pub numa: Option<u32>,
     /// The container's network namespace (a path); gone means the owner is gone.
     pub netns: Option<PathBuf>,
+    /// With `netns`: the VF netdev is attached there under this name as part of the
+    /// acquire (see [`Engine::attach`]); the lease is rolled back if that fails.
+    pub ifname: Option<String>,
 }
 
 impl AcquireRequest {
@@ -51,6 +54,7 @@ impl AcquireRequest {
             driver: None,
             numa: None,
             netns: None,
+            ifname: None,
         }
     }
 }
@@ -137,7 +141,7 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn validate_owner(owner: &str) -> Result<(), InvalidValue> {
+pub(crate) fn validate_owner(owner: &str) -> Result<(), InvalidValue> {
     if owner.is_empty() || owner.len() > 256 || owner.chars().any(|c| c.is_control()) {
         return Err(InvalidValue::new(
             "owner",
@@ -149,7 +153,7 @@ fn validate_owner(owner: &str) -> Result<(), InvalidValue> {
 }
 
 /// Whether `knob` is already in effect in `c` (applying it would change nothing).
-fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
+pub(crate) fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
     let mut after = c.clone();
     knob.apply_to(&mut after);
     after == *c
@@ -171,6 +175,10 @@ impl Engine {
     pub fn with_vm_owners(mut self, vms: Box<dyn VmOwners>) -> Self {
         self.vms = vms;
         self
+    }
+
+    pub(crate) fn net(&self) -> &Arc<dyn NetOps> {
+        &self.net
     }
 
     pub fn ledger(&mut self) -> &mut Ledger {
@@ -334,6 +342,7 @@ impl Engine {
             )
             .into());
         }
+        crate::attach::validate_attach_request(req)?;
         if let Some(ns) = &req.netns {
             if req.owner_kind != OwnerKind::Container {
                 return Err(InvalidValue::new(
@@ -393,7 +402,7 @@ impl Engine {
         };
         tracing::debug!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, "lease row written");
         fault::point("acquire:after-row");
-        match self.apply(&lease) {
+        match self.apply_and_attach(&mut lease, req) {
             Ok(netdev) => {
                 let id = lease.id;
                 // Durable before the caller hears of it: a power cut after this returns
@@ -634,7 +643,7 @@ impl Engine {
 
     /// Applies a lease to its VF: PF-side knobs, then the driver, then the VF netdev.
     /// Returns the VF's netdev afterwards.
-    fn apply(&self, lease: &Lease) -> Result<Option<String>, EngineError> {
+    pub(crate) fn apply(&self, lease: &Lease) -> Result<Option<String>, EngineError> {
         let s = &lease.applied.settings;
         let pf_driver = self.pf_driver(lease.pf_pci);
         for (i, knob) in VfKnob::plan(s, Some(&lease.original.vf)).iter().enumerate() {
@@ -716,6 +725,8 @@ impl Engine {
         if !self.fs.exists(&dev) {
             return errs;
         }
+        // First the netdev back from the container's namespace, under its host name.
+        errs.extend(self.detach(lease));
         let s = &lease.applied.settings;
         let orig = &lease.original;
         // Whether the PF-side MAC was cleared: the VF must then announce its own MAC again.
@@ -1049,7 +1060,7 @@ impl Engine {
         }
     }
 
-    fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
+    pub(crate) fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
         Ok(self
             .fs
             .list(&self.fs.path(format!("bus/pci/devices/{vf}/net")))?
@@ -1311,6 +1322,7 @@ fn new_lease(
         vf_index: slot.index,
         netdev: slot.netdev.clone(),
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
+        ifname: None,
         created: now(),
         state: LeaseState::Acquiring,
         applied: Applied {

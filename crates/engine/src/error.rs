@@ -166,6 +166,48 @@ pub enum EngineError {
     #[error("no known kernel VF driver for PF driver {pf_driver} ({vf}); use --driver vfio-pci")]
     NoVfDriver { vf: PciAddr, pf_driver: String },
 
+    /// A step of attaching a VF netdev to a container's namespace failed; what was done
+    /// is undone (the netdev back in the host under its name).
+    #[error("cannot attach {vf} ({netdev}) to {netns} as {ifname}: {step} failed{}",
+        if .undo.is_empty() { String::new() } else { format!(" (and undoing it: {})", .undo) })]
+    Attach {
+        vf: PciAddr,
+        netdev: String,
+        netns: String,
+        ifname: String,
+        step: &'static str,
+        undo: String,
+        #[source]
+        source: Box<NetlinkError>,
+    },
+
+    /// The lease's VF has no netdev to attach (bound to vfio-pci, or none appeared).
+    #[error("cannot attach {vf} (owner {owner}): it has no netdev{}", if .driver.is_empty() { String::new() } else { format!(" (driver {})", .driver) })]
+    NoNetdev {
+        vf: PciAddr,
+        owner: String,
+        driver: String,
+    },
+
+    /// The lease is attached elsewhere already.
+    #[error(
+        "the lease of '{owner}' on {vf} is attached to {netns} as {ifname} already; release it first"
+    )]
+    AlreadyAttached {
+        owner: String,
+        vf: PciAddr,
+        netns: String,
+        ifname: String,
+    },
+
+    /// The lease is not in a state that can be attached or checked.
+    #[error("the lease of '{owner}' on {vf} is {state}, not active")]
+    NotActive {
+        owner: String,
+        vf: PciAddr,
+        state: &'static str,
+    },
+
     /// Restoring a VF failed part-way; the lease is kept (state releasing) for `lease gc`.
     #[error("restoring {vf} (owner {owner}) failed: {errors}; the lease is kept for `lease gc`")]
     Restore {

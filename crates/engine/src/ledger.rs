@@ -72,8 +72,16 @@ CREATE TABLE IF NOT EXISTS vf_gens (
 PRAGMA user_version = 3;
 ";
 
+/// Version 4 adds `leases.ifname`: the name the lease's VF netdev has in the container's
+/// network namespace (`leases.netns`) while it is attached there (`NULL`: not attached;
+/// see `Engine::attach`). A separate step so that it can be renumbered on merge.
+const MIGRATE_ATTACH: &str = "
+ALTER TABLE leases ADD COLUMN ifname TEXT;
+PRAGMA user_version = 4;
+";
+
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +213,9 @@ pub struct Lease {
     pub vf_index: u16,
     pub netdev: Option<String>,
     pub netns: Option<String>,
+    /// The VF netdev's name in `netns` while it is attached there (`Engine::attach`);
+    /// `netdev` stays its name in the host.
+    pub ifname: Option<String>,
     /// Unix seconds.
     pub created: i64,
     pub state: LeaseState,
@@ -274,13 +285,14 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
             applied: Applied::default(),
             original: Original::default(),
             pid: pid.map(|p| (p, pid_start.unwrap_or(0) as u64)),
+            ifname: r.get(16)?,
         },
         text(12)?,
         text(13)?,
     ))
 }
 
-const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start";
+const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, ifname";
 
 fn finish_lease(t: (Lease, String, String)) -> Result<Lease, EngineError> {
     let (mut l, applied, original) = t;
@@ -505,6 +517,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records where lease `id`'s VF netdev is attached: the container's namespace and the
+    /// netdev's name there (`None`, `None`: back in the host).
+    pub fn set_attachment(
+        &self,
+        id: i64,
+        netns: Option<&str>,
+        ifname: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.exec(
+            "UPDATE leases SET netns = ?2, ifname = ?3 WHERE id = ?1",
+            params![id, netns, ifname],
+            "update a lease",
+        )?;
+        Ok(())
+    }
+
     /// Replaces lease `id`'s record of the VF as it was before the lease.
     pub fn set_original(&self, id: i64, original: &Original) -> Result<(), EngineError> {
         self.exec(
@@ -618,9 +646,10 @@ impl Ledger {
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
                 let steps: &[&str] = match version {
-                    0 => &[SCHEMA, MIGRATE_2],
-                    1 => &[MIGRATE_1, MIGRATE_2],
-                    2 => &[MIGRATE_2],
+                    0 => &[SCHEMA, MIGRATE_2, MIGRATE_ATTACH],
+                    1 => &[MIGRATE_1, MIGRATE_2, MIGRATE_ATTACH],
+                    2 => &[MIGRATE_2, MIGRATE_ATTACH],
+                    3 => &[MIGRATE_ATTACH],
                     _ => &[],
                 };
                 steps

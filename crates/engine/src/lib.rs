@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attach;
 pub mod engine;
 pub mod error;
 pub mod fault;
@@ -24,6 +25,7 @@ pub mod owner;
 pub mod pool;
 pub mod selector;
 
+pub use attach::Mismatch;
 pub use engine::{
     AcquireRequest, Engine, GcAction, GcReport, ReapplyAction, ReapplyReport, ReleaseTarget,
 };
