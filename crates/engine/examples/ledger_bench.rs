@@ -125,6 +125,7 @@ fn ledger_round_trips(db: &Path, prefix: &str, slot: u32, n: usize) {
             vf_index: 0,
             netdev: None,
             netns: None,
+            ifname: None,
             created: 0,
             state: LeaseState::Acquiring,
             applied: Applied::default(),

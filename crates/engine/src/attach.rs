@@ -227,9 +227,7 @@ impl Engine {
         }
         Err(EngineError::Attach {
             vf: lease.vf_pci,
-            netdev: host_name,
-            netns: ns,
-            ifname: ifname.to_owned(),
+            what: format!("({host_name}) to {ns} as {ifname}"),
             step,
             undo: undo.join("; "),
             source: Box::new(source),

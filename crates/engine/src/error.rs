@@ -168,13 +168,12 @@ pub enum EngineError {
 
     /// A step of attaching a VF netdev to a container's namespace failed; what was done
     /// is undone (the netdev back in the host under its name).
-    #[error("cannot attach {vf} ({netdev}) to {netns} as {ifname}: {step} failed{}",
+    #[error("cannot attach {vf} {what}: {step} failed{}",
         if .undo.is_empty() { String::new() } else { format!(" (and undoing it: {})", .undo) })]
     Attach {
         vf: PciAddr,
-        netdev: String,
-        netns: String,
-        ifname: String,
+        /// `(NETDEV) to NETNS as IFNAME`.
+        what: String,
         step: &'static str,
         undo: String,
         #[source]

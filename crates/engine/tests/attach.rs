@@ -1,10 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Attaching a leased VF's netdev to a container's network namespace, over the simulated
 //! host (whose netlink backend keeps namespaces, names and altnames as the kernel does).
 
 mod common;
 
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{Lab, req, sel};
 use vfpool_engine::{Engine, EngineError, LeaseState, Mismatch, OwnerKind, Policy, chain};
@@ -19,7 +20,7 @@ fn netns(lab: &Lab, name: &str) -> PathBuf {
     p
 }
 
-fn inside(lab: &Lab, ns: &PathBuf) -> Box<dyn NetOps> {
+fn inside(lab: &Lab, ns: &Path) -> Box<dyn NetOps> {
     let f = std::fs::File::open(ns).unwrap();
     lab.net.enter_netns(f.as_fd()).unwrap()
 }
@@ -33,10 +34,10 @@ fn setup() -> (Lab, Engine) {
     (lab, e)
 }
 
-fn container(owner: &str, ns: &PathBuf, ifname: &str) -> vfpool_engine::AcquireRequest {
+fn container(owner: &str, ns: &Path, ifname: &str) -> vfpool_engine::AcquireRequest {
     let mut r = req("p", owner);
     r.owner_kind = OwnerKind::Container;
-    r.netns = Some(ns.clone());
+    r.netns = Some(ns.to_owned());
     r.ifname = Some(ifname.to_owned());
     r.settings.mac = Some("02:aa:00:00:00:01".parse().unwrap());
     r.settings.mtu = Some(9000);

@@ -21,6 +21,7 @@ fn lease(owner: &str) -> Lease {
         vf_index: 0,
         netdev: Some("em1v0".into()),
         netns: None,
+        ifname: None,
         created: 1,
         state: LeaseState::Active,
         applied: Applied::default(),
