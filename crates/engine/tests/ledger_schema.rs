@@ -129,7 +129,7 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
         .unwrap()
         .execute_batch(
             "CREATE INDEX leases_pool ON leases(pool); DROP TABLE vf_gens;
-             PRAGMA user_version = 1;",
+             ALTER TABLE leases DROP COLUMN ifname; PRAGMA user_version = 1;",
         )
         .unwrap();
     assert!(indexes(&db).contains(&"leases_pool".to_owned()));
@@ -163,7 +163,9 @@ fn a_version_2_ledger_gets_the_lease_counts() {
     }
     Connection::open(&db)
         .unwrap()
-        .execute_batch("DROP TABLE vf_gens; PRAGMA user_version = 2;")
+        .execute_batch(
+            "DROP TABLE vf_gens; ALTER TABLE leases DROP COLUMN ifname; PRAGMA user_version = 2;",
+        )
         .unwrap();
     let mut l = Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
@@ -175,5 +177,33 @@ fn a_version_2_ledger_gets_the_lease_counts() {
     assert_eq!(
         l.read(|tx| tx.vf_gen(PciAddr::new(0, 4, 0x10, 2))).unwrap(),
         1
+    );
+}
+
+#[test]
+fn a_version_3_ledger_gets_the_ifname_column_and_keeps_its_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let mut l = Ledger::open(&db).unwrap();
+        l.write(true, |tx| tx.insert_lease(&lease("vm-1"))).unwrap();
+    }
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("ALTER TABLE leases DROP COLUMN ifname; PRAGMA user_version = 3;")
+        .unwrap();
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    let leases = l.read(|tx| tx.leases()).unwrap();
+    assert_eq!((leases.len(), leases[0].ifname.clone()), (1, None));
+    let id = leases[0].id;
+    l.write(true, |tx| {
+        tx.set_attachment(id, Some("/run/netns/p"), Some("net1"))
+    })
+    .unwrap();
+    let got = l.read(|tx| tx.lease_by_id(id)).unwrap().unwrap();
+    assert_eq!(
+        (got.netns.as_deref(), got.ifname.as_deref()),
+        (Some("/run/netns/p"), Some("net1"))
     );
 }
