@@ -126,6 +126,7 @@ fn ledger_round_trips(db: &Path, prefix: &str, slot: u32, n: usize) {
             netdev: None,
             netns: None,
             netns_id: None,
+            ifname: None,
             created: 0,
             state: LeaseState::Acquiring,
             applied: Applied::default(),

@@ -18,7 +18,6 @@ use crate::ledger::{
     Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
 };
 use crate::lock::{Hold, PfLocks};
-use crate::netns::{self, NetnsId};
 use crate::owner::{
     NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, process_alive,
     this_process,
@@ -28,6 +27,7 @@ use crate::pool::{
     validate_pool_name,
 };
 use crate::selector::PoolSelector;
+use vfpool_netlink::NetnsId;
 
 /// What `lease acquire` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct AcquireRequest {
     pub numa: Option<u32>,
     /// The container's network namespace (a path); gone means the owner is gone.
     pub netns: Option<PathBuf>,
+    /// With `netns`: the VF netdev is attached there under this name as part of the
+    /// acquire (see [`Engine::attach`]); the lease is rolled back if that fails.
+    pub ifname: Option<String>,
 }
 
 impl AcquireRequest {
@@ -56,6 +59,7 @@ impl AcquireRequest {
             driver: None,
             numa: None,
             netns: None,
+            ifname: None,
         }
     }
 }
@@ -151,7 +155,7 @@ fn now() -> i64 {
 }
 
 /// Whether `knob` is already in effect in `c` (applying it would change nothing).
-fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
+pub(crate) fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
     let mut after = c.clone();
     knob.apply_to(&mut after);
     after == *c
@@ -190,6 +194,10 @@ impl Engine {
     pub fn with_vm_owners(mut self, vms: Box<dyn VmOwners>) -> Self {
         self.vms = vms;
         self
+    }
+
+    pub(crate) fn net(&self) -> &Arc<dyn NetOps> {
+        &self.net
     }
 
     pub fn ledger(&mut self) -> &mut Ledger {
@@ -354,6 +362,7 @@ impl Engine {
             )
             .into());
         }
+        crate::attach::validate_attach_request(req)?;
         if let Some(ns) = &req.netns {
             if req.owner_kind != OwnerKind::Container {
                 return Err(InvalidValue::new(
@@ -363,7 +372,7 @@ impl Engine {
                 )
                 .into());
             }
-            return Ok(Some(netns::check(ns)?));
+            return Ok(Some(self.net.check_netns(ns)?));
         }
         Ok(None)
     }
@@ -416,7 +425,7 @@ impl Engine {
         };
         tracing::debug!(pool = %lease.pool, vf = %lease.vf_pci, owner = %lease.owner, "lease row written");
         fault::point("acquire:after-row");
-        match self.apply(&lease) {
+        match self.apply_and_attach(&mut lease, req) {
             Ok(netdev) => {
                 let id = lease.id;
                 // Durable before the caller hears of it: a power cut after this returns
@@ -670,7 +679,7 @@ impl Engine {
 
     /// Applies a lease to its VF: PF-side knobs, then the driver, then the VF netdev.
     /// Returns the VF's netdev afterwards.
-    fn apply(&self, lease: &Lease) -> Result<Option<String>, EngineError> {
+    pub(crate) fn apply(&self, lease: &Lease) -> Result<Option<String>, EngineError> {
         let s = &lease.applied.settings;
         let pf_driver = self.pf_driver(lease.pf_pci);
         for (i, knob) in VfKnob::plan(s, Some(&lease.original.vf)).iter().enumerate() {
@@ -752,6 +761,8 @@ impl Engine {
         if !self.fs.exists(&dev) {
             return errs;
         }
+        // First the netdev back from the container's namespace, under its host name.
+        errs.extend(self.detach(lease));
         let s = &lease.applied.settings;
         let orig = &lease.original;
         // Whether the PF-side MAC was cleared: the VF must then announce its own MAC again.
@@ -1115,7 +1126,7 @@ impl Engine {
         }
     }
 
-    fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
+    pub(crate) fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
         Ok(self
             .fs
             .list(&self.fs.path(format!("bus/pci/devices/{vf}/net")))?
@@ -1379,6 +1390,7 @@ fn new_lease(
         netdev: slot.netdev.clone(),
         netns: req.netns.as_ref().map(|p| p.display().to_string()),
         netns_id,
+        ifname: None,
         created: now(),
         state: LeaseState::Acquiring,
         applied: Applied {

@@ -168,6 +168,47 @@ pub enum EngineError {
     #[error("no known kernel VF driver for PF driver {pf_driver} ({vf}); use --driver vfio-pci")]
     NoVfDriver { vf: PciAddr, pf_driver: String },
 
+    /// A step of attaching a VF netdev to a container's namespace failed; what was done
+    /// is undone (the netdev back in the host under its name).
+    #[error("cannot attach {vf} {what}: {step} failed{}",
+        if .undo.is_empty() { String::new() } else { format!(" (and undoing it: {})", .undo) })]
+    Attach {
+        vf: PciAddr,
+        /// `(NETDEV) to NETNS as IFNAME`.
+        what: String,
+        step: &'static str,
+        undo: String,
+        #[source]
+        source: Box<NetlinkError>,
+    },
+
+    /// The lease's VF has no netdev to attach (bound to vfio-pci, or none appeared).
+    #[error("cannot attach {vf} (owner {owner}): it has no netdev{}", if .driver.is_empty() { String::new() } else { format!(" (driver {})", .driver) })]
+    NoNetdev {
+        vf: PciAddr,
+        owner: String,
+        driver: String,
+    },
+
+    /// The lease is attached elsewhere already.
+    #[error(
+        "the lease of '{owner}' on {vf} is attached to {netns} as {ifname} already; release it first"
+    )]
+    AlreadyAttached {
+        owner: String,
+        vf: PciAddr,
+        netns: String,
+        ifname: String,
+    },
+
+    /// The lease is not in a state that can be attached or checked.
+    #[error("the lease of '{owner}' on {vf} is {state}, not active")]
+    NotActive {
+        owner: String,
+        vf: PciAddr,
+        state: &'static str,
+    },
+
     /// Restoring a VF failed part-way; the lease is kept (state releasing) for `lease gc`.
     #[error("restoring {vf} (owner {owner}) failed: {errors}; the lease is kept for `lease gc`")]
     Restore {
@@ -272,12 +313,17 @@ impl EngineError {
             | E::VfLeased { .. }
             | E::NicLeased { .. }
             | E::NamedTwice { .. }
+            | E::AlreadyAttached { .. }
+            | E::NotActive { .. }
             | E::NothingToPersist => ErrorKind::Conflict,
             E::LeaseBusy { .. } => ErrorKind::Busy,
             E::Exhausted { .. } | E::VfUnhealthy { .. } => ErrorKind::Exhausted,
-            E::SetVf { .. } | E::DriverNotBound { .. } | E::Rollback { .. } | E::Restore { .. } => {
-                ErrorKind::Refused
-            }
+            E::SetVf { .. }
+            | E::DriverNotBound { .. }
+            | E::Rollback { .. }
+            | E::Restore { .. }
+            | E::Attach { .. }
+            | E::NoNetdev { .. } => ErrorKind::Refused,
             E::CorruptRow { .. } => ErrorKind::CorruptState,
             E::OpenDb { source, .. } | E::Db { source, .. } => match source {
                 rusqlite::Error::SqliteFailure(f, _)

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, VfSettings};
 
 use crate::error::EngineError;
-use crate::netns::NetnsId;
 use crate::pool::{Policy, Pool};
 use crate::selector::PoolSelector;
+use vfpool_netlink::NetnsId;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS pools (
@@ -95,8 +95,16 @@ CREATE TABLE IF NOT EXISTS desired_nics (
 PRAGMA user_version = 5;
 ";
 
+/// Version 6 adds `leases.ifname`: the name the lease's VF netdev has in the container's
+/// network namespace (`leases.netns`) while it is attached there (`NULL`: not attached;
+/// see `Engine::attach`).
+const MIGRATE_ATTACH: &str = "
+ALTER TABLE leases ADD COLUMN ifname TEXT;
+PRAGMA user_version = 6;
+";
+
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The VF count vfpool keeps on a PF across reboots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +250,9 @@ pub struct Lease {
     /// before schema 4).
     #[serde(skip)]
     pub netns_id: Option<NetnsId>,
+    /// The VF netdev's name in `netns` while it is attached there (`Engine::attach`);
+    /// `netdev` stays its name in the host.
+    pub ifname: Option<String>,
     /// Unix seconds.
     pub created: i64,
     pub state: LeaseState,
@@ -318,13 +329,14 @@ fn row_to_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Lease, String, Strin
             applied: Applied::default(),
             original: Original::default(),
             pid: pid.map(|p| (p, pid_start.unwrap_or(0) as u64)),
+            ifname: r.get(18)?,
         },
         text(12)?,
         text(13)?,
     ))
 }
 
-const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, netns_dev, netns_ino";
+const LEASE_COLS: &str = "id, vf_pci, owner, owner_kind, pool, pf, pf_pci, vf_index, netdev, netns, created, state, applied, original, pid, pid_start, netns_dev, netns_ino, ifname";
 
 fn finish_lease(t: (Lease, String, String)) -> Result<Lease, EngineError> {
     let (mut l, applied, original) = t;
@@ -583,6 +595,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records where lease `id`'s VF netdev is attached: the container's namespace and the
+    /// netdev's name there (`None`, `None`: back in the host).
+    pub fn set_attachment(
+        &self,
+        id: i64,
+        netns: Option<&str>,
+        ifname: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.exec(
+            "UPDATE leases SET netns = ?2, ifname = ?3 WHERE id = ?1",
+            params![id, netns, ifname],
+            "update a lease",
+        )?;
+        Ok(())
+    }
+
     /// Replaces lease `id`'s record of the VF as it was before the lease.
     pub fn set_original(&self, id: i64, original: &Original) -> Result<(), EngineError> {
         self.exec(
@@ -696,11 +724,24 @@ impl Ledger {
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
                 let steps: &[&str] = match version {
-                    0 => &[SCHEMA, MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED],
-                    1 => &[MIGRATE_1, MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED],
-                    2 => &[MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED],
-                    3 => &[MIGRATE_NETNS_ID, MIGRATE_DESIRED],
-                    4 => &[MIGRATE_DESIRED],
+                    0 => &[
+                        SCHEMA,
+                        MIGRATE_2,
+                        MIGRATE_NETNS_ID,
+                        MIGRATE_DESIRED,
+                        MIGRATE_ATTACH,
+                    ],
+                    1 => &[
+                        MIGRATE_1,
+                        MIGRATE_2,
+                        MIGRATE_NETNS_ID,
+                        MIGRATE_DESIRED,
+                        MIGRATE_ATTACH,
+                    ],
+                    2 => &[MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED, MIGRATE_ATTACH],
+                    3 => &[MIGRATE_NETNS_ID, MIGRATE_DESIRED, MIGRATE_ATTACH],
+                    4 => &[MIGRATE_DESIRED, MIGRATE_ATTACH],
+                    5 => &[MIGRATE_ATTACH],
                     _ => &[],
                 };
                 steps

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod attach;
 pub mod backend;
 pub mod engine;
 pub mod error;
@@ -22,12 +23,12 @@ pub mod fault;
 pub mod hostview;
 pub mod ledger;
 pub mod lock;
-pub mod netns;
 pub mod nics;
 pub mod owner;
 pub mod pool;
 pub mod selector;
 
+pub use attach::Mismatch;
 pub use backend::{Host, HostConfig};
 pub use engine::{
     AcquireRequest, Engine, GcAction, GcReport, ReapplyAction, ReapplyReport, ReleaseTarget,
@@ -38,10 +39,10 @@ pub use ledger::{
     Applied, DesiredNic, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind,
     SCHEMA_VERSION,
 };
-pub use netns::NetnsId;
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf};
 pub use selector::PoolSelector;
+pub use vfpool_netlink::NetnsId;

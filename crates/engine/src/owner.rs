@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::ledger::{Lease, OwnerKind};
-use crate::netns::identity;
+use vfpool_netlink::netns_identity as identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerStatus {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use common::{Lab, req, sel};
 use vfpool_engine::{Engine, Policy, ReleaseTarget};
 use vfpool_model::{MacAddr, VfConfig};
-use vfpool_netlink::{LinkInfo, NetOps, NetlinkError, SimNetOps, VfKnob};
+use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, SimNetOps, VfKnob};
 
 type Hook = Box<dyn FnOnce(&SimNetOps) -> Vec<(u16, VfConfig)> + Send>;
 
@@ -61,6 +61,33 @@ impl NetOps for Meddled {
         new_name: Option<&str>,
     ) -> Result<(), NetlinkError> {
         self.inner.move_from_netns(netns, name, new_name)
+    }
+    fn enter_netns(&self, netns: BorrowedFd<'_>) -> Result<Box<dyn NetOps>, NetlinkError> {
+        self.inner.enter_netns(netns)
+    }
+    fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        self.inner.links()
+    }
+    fn rename(&self, name: &str, new_name: &str) -> Result<(), NetlinkError> {
+        self.inner.rename(name, new_name)
+    }
+    fn add_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError> {
+        self.inner.add_alt_name(name, alt)
+    }
+    fn del_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError> {
+        self.inner.del_alt_name(name, alt)
+    }
+    fn set_promisc(&self, name: &str, on: bool) -> Result<(), NetlinkError> {
+        self.inner.set_promisc(name, on)
+    }
+    fn addresses(&self, name: &str) -> Result<Vec<IfAddr>, NetlinkError> {
+        self.inner.addresses(name)
+    }
+    fn add_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
+        self.inner.add_address(name, addr)
+    }
+    fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
+        self.inner.del_address(name, addr)
     }
 }
 

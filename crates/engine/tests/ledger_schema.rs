@@ -22,6 +22,7 @@ fn lease(owner: &str) -> Lease {
         netdev: Some("em1v0".into()),
         netns: None,
         netns_id: None,
+        ifname: None,
         created: 1,
         state: LeaseState::Active,
         applied: Applied::default(),
@@ -130,6 +131,7 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
         .execute_batch(
             "CREATE INDEX leases_pool ON leases(pool); DROP TABLE vf_gens;
              ALTER TABLE leases DROP COLUMN netns_dev; ALTER TABLE leases DROP COLUMN netns_ino;
+             ALTER TABLE leases DROP COLUMN ifname; DROP TABLE desired_nics;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -166,7 +168,8 @@ fn a_version_2_ledger_gets_the_lease_counts() {
         .unwrap()
         .execute_batch(
             "DROP TABLE vf_gens; ALTER TABLE leases DROP COLUMN netns_dev;
-             ALTER TABLE leases DROP COLUMN netns_ino; PRAGMA user_version = 2;",
+             ALTER TABLE leases DROP COLUMN netns_ino; ALTER TABLE leases DROP COLUMN ifname;
+             DROP TABLE desired_nics; PRAGMA user_version = 2;",
         )
         .unwrap();
     let mut l = Ledger::open(&db).unwrap();
@@ -195,6 +198,7 @@ fn a_version_3_ledger_gets_the_netns_identity_and_old_leases_have_none() {
         .unwrap()
         .execute_batch(
             "ALTER TABLE leases DROP COLUMN netns_dev; ALTER TABLE leases DROP COLUMN netns_ino;
+             ALTER TABLE leases DROP COLUMN ifname; DROP TABLE desired_nics;
              PRAGMA user_version = 3;",
         )
         .unwrap();
@@ -214,4 +218,32 @@ fn a_version_3_ledger_gets_the_netns_identity_and_old_leases_have_none() {
     l.write(false, |tx| tx.insert_lease(&new)).unwrap();
     let back = l.read(|tx| tx.lease_by_owner("pod-2")).unwrap().unwrap();
     assert_eq!(back.netns_id, Some(id));
+}
+
+#[test]
+fn a_version_5_ledger_gets_the_ifname_column_and_keeps_its_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let mut l = Ledger::open(&db).unwrap();
+        l.write(true, |tx| tx.insert_lease(&lease("vm-1"))).unwrap();
+    }
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("ALTER TABLE leases DROP COLUMN ifname; PRAGMA user_version = 5;")
+        .unwrap();
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    let leases = l.read(|tx| tx.leases()).unwrap();
+    assert_eq!((leases.len(), leases[0].ifname.clone()), (1, None));
+    let id = leases[0].id;
+    l.write(true, |tx| {
+        tx.set_attachment(id, Some("/run/netns/p"), Some("net1"))
+    })
+    .unwrap();
+    let got = l.read(|tx| tx.lease_by_id(id)).unwrap().unwrap();
+    assert_eq!(
+        (got.netns.as_deref(), got.ifname.as_deref()),
+        (Some("/run/netns/p"), Some("net1"))
+    );
 }

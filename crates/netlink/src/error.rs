@@ -98,6 +98,46 @@ pub enum NetlinkError {
         source: io::Error,
     },
 
+    /// A netdev could not be renamed (`ip link set NAME name NEW`).
+    #[error("cannot rename {name} to {new_name}{}", rename_hint(.source))]
+    Rename {
+        name: String,
+        new_name: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An alternative name could not be added or deleted (`ip link property add|del`).
+    #[error("cannot {} altname {alt} {} {name}{}",
+        if *.add { "add" } else { "delete" }, if *.add { "to" } else { "of" }, errno_hint(.source))]
+    AltName {
+        name: String,
+        alt: String,
+        add: bool,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Promiscuous mode could not be switched (`ip link set NAME promisc on|off`).
+    #[error("cannot set promisc {} on {name}{}", if *.on { "on" } else { "off" }, errno_hint(.source))]
+    SetPromisc {
+        name: String,
+        on: bool,
+        #[source]
+        source: io::Error,
+    },
+
+    /// An address could not be added to or removed from a netdev (`ip addr add|del`).
+    #[error("cannot {} address {addr} {} {name}{}",
+        if *.add { "add" } else { "delete" }, if *.add { "to" } else { "of" }, addr_hint(.source))]
+    Address {
+        name: String,
+        addr: crate::IfAddr,
+        add: bool,
+        #[source]
+        source: io::Error,
+    },
+
     /// `setns` into a network namespace (by fd) failed, or `/proc/thread-self/ns/net`
     /// could not be opened.
     #[error("cannot enter network namespace")]
@@ -142,6 +182,10 @@ impl NetlinkError {
             | NetlinkError::SetMac { source, .. }
             | NetlinkError::SetUp { source, .. }
             | NetlinkError::MoveToNetns { source, .. }
+            | NetlinkError::Rename { source, .. }
+            | NetlinkError::AltName { source, .. }
+            | NetlinkError::SetPromisc { source, .. }
+            | NetlinkError::Address { source, .. }
             | NetlinkError::EnterNetns { source }
             | NetlinkError::SimIo { source, .. } => source.raw_os_error(),
             NetlinkError::LinkNotFound { .. } => Some(nix::libc::ENODEV),
@@ -168,6 +212,31 @@ fn errno_hint(e: &io::Error) -> &'static str {
         Some(libc::ENODEV) => ": the device is gone",
         Some(libc::EEXIST) => ": the name is already taken there",
         _ => "",
+    }
+}
+
+/// [`errno_hint`] for a rename: EBUSY means the netdev is up.
+fn rename_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(nix::libc::EBUSY) => {
+            ": the netdev is up (the kernel renames only netdevs that are down)"
+        }
+        Some(nix::libc::EEXIST) => {
+            ": the name is taken (as a name or an altname) in that namespace"
+        }
+        Some(nix::libc::EINVAL) | Some(nix::libc::ERANGE) => {
+            ": not a valid netdev name (1 to 15 bytes, not . or .., no /, : or whitespace)"
+        }
+        _ => errno_hint(e),
+    }
+}
+
+/// [`errno_hint`] for an address: EEXIST means the netdev has it already.
+fn addr_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(nix::libc::EEXIST) => ": the netdev has it already",
+        Some(nix::libc::EADDRNOTAVAIL) => ": the netdev has no such address",
+        _ => errno_hint(e),
     }
 }
 
@@ -237,6 +306,43 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "cannot move veth1 to another network namespace as net1: the name is already taken there"
+        );
+        let e = NetlinkError::Rename {
+            name: "eth3".into(),
+            new_name: "net1".into(),
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot rename eth3 to net1: the name is taken (as a name or an altname) in that namespace"
+        );
+        assert_eq!(e.errno(), Some(libc::EEXIST));
+        let e = NetlinkError::AltName {
+            name: "eth3".into(),
+            alt: "net1".into(),
+            add: false,
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(e.to_string(), "cannot delete altname net1 of eth3");
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        let e = NetlinkError::SetPromisc {
+            name: "eth3".into(),
+            on: false,
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot set promisc off on eth3: permission denied (needs CAP_NET_ADMIN)"
+        );
+        let e = NetlinkError::Address {
+            name: "net1".into(),
+            addr: "10.1.2.3/24".parse().unwrap(),
+            add: true,
+            source: io::Error::from_raw_os_error(libc::EEXIST),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot add address 10.1.2.3/24 to net1: the netdev has it already"
         );
         let e = NetlinkError::SetUp {
             name: "x".into(),

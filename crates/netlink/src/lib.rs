@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 
 use serde::Serialize;
@@ -24,14 +25,19 @@ mod knob;
 mod netns;
 mod rtnl;
 mod sim;
+mod simns;
 pub mod wire;
 
 #[cfg(test)]
 mod nstests;
+#[cfg(test)]
+mod nstests_netdev;
+#[cfg(test)]
+mod simns_tests;
 
 pub use error::NetlinkError;
 pub use knob::VfKnob;
-pub use netns::{current_netns, run_in_netns};
+pub use netns::{NetnsId, current_netns, netns_identity, run_in_netns};
 pub use rtnl::RtNetlink;
 pub use sim::{
     SimNetOps, admin_mac as sim_admin_mac, mtu_range_for_driver, vf_chose_mac as sim_vf_chose_mac,
@@ -100,6 +106,13 @@ pub trait NetOps: Send + Sync {
         new_name: Option<&str>,
     ) -> Result<(), NetlinkError>;
 
+    /// Checks that `path` names a network namespace other than this backend's own, and
+    /// returns its identity (what a lease records). The kernel's: an nsfs file of type net
+    /// (see [`netns::check`]); the simulator's namespaces are plain files.
+    fn check_netns(&self, path: &std::path::Path) -> Result<NetnsId, vfpool_model::InvalidValue> {
+        netns::check(path)
+    }
+
     /// The inverse: moves netdev `name` that lives in `netns` back into this backend's
     /// namespace, renamed to `new_name` if given (`ip -n NS link set NAME netns 1 [name
     /// NEW]`). What the CNI plugin's DEL needs.
@@ -109,6 +122,106 @@ pub trait NetOps: Send + Sync {
         name: &str,
         new_name: Option<&str>,
     ) -> Result<(), NetlinkError>;
+
+    /// A backend of the same kind working inside the network namespace `netns`: for the
+    /// real kernel, a netlink socket opened there on a short-lived thread (the netavark
+    /// pattern; the calling thread never changes namespace). `ip -n NS ...`.
+    fn enter_netns(&self, netns: BorrowedFd<'_>) -> Result<Box<dyn NetOps>, NetlinkError>;
+
+    /// Every netdev of this backend's namespace (`ip -d link show`).
+    fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError>;
+
+    /// `ip link set NAME name NEW_NAME` (IFLA_IFNAME). The kernel refuses a name that is
+    /// taken as a name or as an altname in the namespace (EEXIST) and a name that is not
+    /// [`dev_valid_name`] (EINVAL); before 6.2 also a netdev that is up (EBUSY).
+    fn rename(&self, name: &str, new_name: &str) -> Result<(), NetlinkError>;
+
+    /// `ip link property add dev NAME altname ALT` (RTM_NEWLINKPROP, IFLA_PROP_LIST /
+    /// IFLA_ALT_IFNAME). What udev does with its AlternativeNamesPolicy.
+    fn add_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError>;
+
+    /// `ip link property del dev NAME altname ALT` (RTM_DELLINKPROP).
+    fn del_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError>;
+
+    /// `ip link set NAME promisc on|off` (IFF_PROMISC in ifi_flags, with ifi_change =
+    /// IFF_PROMISC so that no other flag changes).
+    fn set_promisc(&self, name: &str, on: bool) -> Result<(), NetlinkError>;
+
+    /// The IPv4 and IPv6 addresses of netdev `name` (`ip addr show dev NAME`).
+    fn addresses(&self, name: &str) -> Result<Vec<IfAddr>, NetlinkError>;
+
+    /// `ip addr add ADDR/PREFIX dev NAME` (RTM_NEWADDR). EEXIST if it has it already.
+    fn add_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError>;
+
+    /// `ip addr flush dev NAME`: removes every IPv4 and IPv6 address of the netdev
+    /// (RTM_DELADDR, one per address). Returns how many were removed.
+    fn flush_addresses(&self, name: &str) -> Result<usize, NetlinkError> {
+        let addrs = self.addresses(name)?;
+        for a in &addrs {
+            self.del_address(name, *a)?;
+        }
+        Ok(addrs.len())
+    }
+
+    /// `ip addr del ADDR/PREFIX dev NAME` (RTM_DELADDR).
+    fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError>;
+
+    /// `ip link set NAME name NEW_NAME`, first dropping `NEW_NAME` from the netdev's own
+    /// altnames if it is one (`ip link property del dev NAME altname NEW_NAME`): a name
+    /// kept as an altname (by udev, or left from an earlier rename) blocks a rename to it
+    /// with EEXIST (sriov-cni #445). An altname of *another* netdev is left alone and the
+    /// rename fails with EEXIST. Renaming to the current name does nothing.
+    fn rename_over_own_altname(&self, name: &str, new_name: &str) -> Result<(), NetlinkError> {
+        let link = self.link(name)?;
+        if link.name == new_name {
+            return Ok(());
+        }
+        if link.alt_names.iter().any(|a| a == new_name) {
+            self.del_alt_name(&link.name, new_name)?;
+        }
+        self.rename(&link.name, new_name)
+    }
+}
+
+/// The kernel's rule for a netdev name (`dev_valid_name` in net/core/dev.c): 1 to 15
+/// bytes (IFNAMSIZ - 1), not `.` or `..`, no `/`, `:` or whitespace.
+pub fn dev_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0x0b)
+}
+
+/// One address of a netdev: `ADDR/PREFIX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct IfAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl std::str::FromStr for IfAddr {
+    type Err = vfpool_model::InvalidValue;
+    /// `10.1.2.3/24`, `fd00::1/64`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || vfpool_model::InvalidValue::new("address", s, "ADDR/PREFIX like 10.1.2.3/24");
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = a.parse().map_err(|_| bad())?;
+        let prefix_len: u8 = p.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix_len > max {
+            return Err(bad());
+        }
+        Ok(IfAddr { addr, prefix_len })
+    }
 }
 
 /// A netdev's operational state (RFC 2863, IFLA_OPERSTATE, sysfs `operstate`).
@@ -176,4 +289,11 @@ pub struct LinkInfo {
     pub oper_state: OperState,
     /// IFLA_CARRIER; `None` when not reported.
     pub carrier: Option<bool>,
+    /// IFF_PROMISC: in promiscuous mode.
+    pub promisc: bool,
+    /// Alternative names (IFLA_PROP_LIST / IFLA_ALT_IFNAME), `altname` in `ip link`.
+    pub alt_names: Vec<String>,
+    /// The device under the netdev (IFLA_PARENT_DEV_NAME, `parentdev` in `ip -d link`):
+    /// a VF's PCI address, seen from any namespace. `None` for virtual devices.
+    pub parent_dev: Option<String>,
 }

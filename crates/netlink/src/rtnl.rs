@@ -6,8 +6,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 use netlink_packet_core::{
-    DoneBuffer, ErrorBuffer, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE,
-    NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkMessage,
+    DoneBuffer, ErrorBuffer, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR,
+    NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer,
+    NetlinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkMessage;
@@ -16,9 +17,10 @@ use nix::libc;
 use vfpool_model::{MacAddr, VfConfig};
 
 use crate::error::decode_error;
-use crate::{LinkInfo, NetOps, NetlinkError, VfKnob, current_netns, run_in_netns, wire};
+use crate::{IfAddr, LinkInfo, NetOps, NetlinkError, VfKnob, current_netns, run_in_netns, wire};
 
 const RTM_NEWLINK: u16 = 16;
+const RTM_NEWADDR: u16 = 20;
 
 /// rtnetlink on the real kernel, in the network namespace the socket was opened in.
 ///
@@ -77,37 +79,6 @@ impl RtNetlink {
         self.netns.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Every netdev of the namespace (RTM_GETLINK dump, `ip link show`).
-    ///
-    /// A dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is retried a few times.
-    pub fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let mut attempt = 0;
-        let replies = loop {
-            attempt += 1;
-            match self.request(RouteNetlinkMessage::GetLink(wire::dump_links()), true) {
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempt < 5 => continue,
-                r => {
-                    break r.map_err(|source| NetlinkError::Dump {
-                        what: "links",
-                        source,
-                    })?;
-                }
-            }
-        };
-        replies
-            .iter()
-            .filter(|r| r.kind == RTM_NEWLINK)
-            .map(|r| {
-                wire::parse_link(&r.payload)
-                    .map(|p| p.info)
-                    .map_err(|e| NetlinkError::Dump {
-                        what: "links",
-                        source: decode_error(e),
-                    })
-            })
-            .collect()
-    }
-
     /// Creates a veth pair (`ip link add A type veth peer name B`). For tests.
     #[cfg(test)]
     pub(crate) fn add_veth(&self, a: &str, b: &str) -> io::Result<()> {
@@ -122,10 +93,7 @@ impl RtNetlink {
         ]));
         self.request_with_flags(
             RouteNetlinkMessage::NewLink(m),
-            NLM_F_REQUEST
-                | NLM_F_ACK
-                | netlink_packet_core::NLM_F_CREATE
-                | netlink_packet_core::NLM_F_EXCL,
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
     }
@@ -237,6 +205,23 @@ impl RtNetlink {
                         payload: nlbuf.payload().to_vec(),
                     }),
                 }
+            }
+        }
+    }
+
+    /// A dump, retried a few times when interrupted by a concurrent change
+    /// (NLM_F_DUMP_INTR).
+    fn dump(
+        &self,
+        what: &'static str,
+        msg: impl Fn() -> RouteNetlinkMessage,
+    ) -> Result<Vec<Reply>, NetlinkError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.request(msg(), true) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) && attempt < 5 => continue,
+                r => return r.map_err(|source| NetlinkError::Dump { what, source }),
             }
         }
     }
@@ -354,5 +339,126 @@ impl NetOps for RtNetlink {
             ),
         })?;
         RtNetlink::in_netns(netns)?.move_to_netns(name, here, new_name)
+    }
+
+    fn enter_netns(&self, netns: BorrowedFd<'_>) -> Result<Box<dyn NetOps>, NetlinkError> {
+        Ok(Box::new(RtNetlink::in_netns(netns)?))
+    }
+
+    fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        self.dump("links", || RouteNetlinkMessage::GetLink(wire::dump_links()))?
+            .iter()
+            .filter(|r| r.kind == RTM_NEWLINK)
+            .map(|r| {
+                wire::parse_link(&r.payload)
+                    .map(|p| p.info)
+                    .map_err(|e| NetlinkError::Dump {
+                        what: "links",
+                        source: decode_error(e),
+                    })
+            })
+            .collect()
+    }
+
+    fn rename(&self, name: &str, new_name: &str) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        tracing::debug!(name, new_name, "renaming netdev");
+        self.set_link(wire::rename(link.ifindex, new_name))
+            .map_err(|source| NetlinkError::Rename {
+                name: name.to_string(),
+                new_name: new_name.to_string(),
+                source,
+            })
+    }
+
+    fn add_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        self.request_with_flags(
+            RouteNetlinkMessage::NewLinkProp(wire::alt_name(link.ifindex, alt)),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_APPEND,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::AltName {
+            name: name.to_string(),
+            alt: alt.to_string(),
+            add: true,
+            source,
+        })
+    }
+
+    fn del_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        tracing::debug!(name, alt, "deleting altname");
+        self.request(
+            RouteNetlinkMessage::DelLinkProp(wire::alt_name(link.ifindex, alt)),
+            false,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::AltName {
+            name: name.to_string(),
+            alt: alt.to_string(),
+            add: false,
+            source,
+        })
+    }
+
+    fn set_promisc(&self, name: &str, on: bool) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        self.set_link(wire::set_promisc(link.ifindex, on))
+            .map_err(|source| NetlinkError::SetPromisc {
+                name: name.to_string(),
+                on,
+                source,
+            })
+    }
+
+    fn addresses(&self, name: &str) -> Result<Vec<IfAddr>, NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        let replies = self.dump("addresses", || {
+            RouteNetlinkMessage::GetAddress(wire::dump_addresses())
+        })?;
+        let mut out = Vec::new();
+        for r in replies.iter().filter(|r| r.kind == RTM_NEWADDR) {
+            let parsed = wire::parse_address(&r.payload).map_err(|e| NetlinkError::Dump {
+                what: "addresses",
+                source: decode_error(e),
+            })?;
+            if let Some((index, a)) = parsed
+                && index == link.ifindex
+            {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        self.request_with_flags(
+            RouteNetlinkMessage::NewAddress(wire::address(link.ifindex, addr)),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::Address {
+            name: name.to_string(),
+            addr,
+            add: true,
+            source,
+        })
+    }
+
+    fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        self.request(
+            RouteNetlinkMessage::DelAddress(wire::address(link.ifindex, addr)),
+            false,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::Address {
+            name: name.to_string(),
+            addr,
+            add: false,
+            source,
+        })
     }
 }

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,7 +28,7 @@ use nix::libc;
 use serde::{Deserialize, Serialize};
 use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
 
-use crate::{LinkInfo, NetOps, NetlinkError, OperState, VfKnob};
+use crate::{IfAddr, LinkInfo, NetOps, NetlinkError, OperState, VfKnob};
 
 /// The MTU range (min, max) a driver gives its netdevs, as the real drivers do (real sysfs
 /// has no file for it). `None` is a virtual device (veth, lo: 68..=65535); unknown drivers
@@ -260,6 +260,9 @@ pub struct SimNetOps {
     /// The last bytes read or written of each PF's state file with what they parse to:
     /// parsed again only when the file's bytes differ (another process changed it).
     parsed: Arc<Mutex<HashMap<PathBuf, Parsed>>>,
+    /// The network namespace this backend works in: `None` for the simulated host's own,
+    /// else its key (see `simns`).
+    ns: Option<String>,
 }
 
 /// A state file's bytes and what they parse to.
@@ -279,7 +282,16 @@ impl SimNetOps {
         SimNetOps {
             root: simroot.into(),
             parsed: Default::default(),
+            ns: None,
         }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn ns(&self) -> Option<&str> {
+        self.ns.as_deref()
     }
 
     /// Where the VF configs of `pf` are kept.
@@ -288,16 +300,10 @@ impl SimNetOps {
     }
 
     fn dev(&self, name: &str) -> Result<SimDev, NetlinkError> {
-        let link = self.root.join("sys/class/net").join(name);
-        if name.is_empty() || name.contains('/') || !link.exists() {
-            return Err(NetlinkError::LinkNotFound {
-                name: name.to_string(),
-            });
+        if self.ns.is_none() {
+            self.reap_gone_netns()?;
         }
-        let dir = crate::kfile::real_path(&link).map_err(|source| NetlinkError::SimIo {
-            path: link.clone(),
-            source,
-        })?;
+        let dir = self.resolve(self.ns(), name)?;
         // A netdev of a PCI function sits at FUNCTION/net/NAME; others may have a `device`.
         let pci = match dir
             .parent()
@@ -333,7 +339,7 @@ impl SimNetOps {
         Some((pf, index))
     }
 
-    fn lock(&self, exclusive: bool) -> Result<File, NetlinkError> {
+    pub(crate) fn lock(&self, exclusive: bool) -> Result<File, NetlinkError> {
         let dir = self.root.join("netlink");
         let path = dir.join(".lock");
         let io_err = |source| NetlinkError::SimIo {
@@ -487,6 +493,25 @@ impl SimNetOps {
 }
 
 impl NetOps for SimNetOps {
+    /// A network namespace, as the kernel backend checks it, or a simulated one: a regular
+    /// file in the `netns` directory beside the simulated host (`STATE/netns/NAME` on the
+    /// demo host), whose identity is the file's. Nothing else is: not `/etc/passwd`, not a
+    /// directory, not the host's own namespace.
+    fn check_netns(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::NetnsId, vfpool_model::InvalidValue> {
+        let sim_dir = self.root().parent().map(|p| p.join("netns"));
+        let simulated = path.is_absolute()
+            && sim_dir.is_some_and(|d| path.parent() == Some(d.as_path()))
+            && std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        if !simulated {
+            return crate::netns::check(path);
+        }
+        crate::netns_identity(path)
+            .ok_or_else(|| vfpool_model::InvalidValue::new("netns", path.display(), "no such file"))
+    }
+
     fn vf_configs(&self, pf: &str) -> Result<Vec<(u16, VfConfig)>, NetlinkError> {
         let dev = self.dev(pf)?;
         let Some(n) = self.num_vfs(&dev)? else {
@@ -544,9 +569,17 @@ impl NetOps for SimNetOps {
                 .unwrap_or(oper_state != OperState::Down),
             Err(_) => oper_state != OperState::Down,
         };
+        let flags = self
+            .read_attr(&dev, "flags")
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok());
         Ok(LinkInfo {
             ifindex: num("ifindex")?,
-            name: name.to_string(),
+            name: dev
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| name.to_string()),
             mtu: num("mtu")?,
             min_mtu: Some(min),
             max_mtu: Some(max),
@@ -558,6 +591,13 @@ impl NetOps for SimNetOps {
                 .ok()
                 .and_then(|c| c.parse::<u8>().ok())
                 .map(|c| c != 0),
+            promisc: flags.is_some_and(|f| f & 0x100 != 0),
+            alt_names: self.alt_names_of(&dev.dir)?,
+            parent_dev: dev
+                .pci
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
         })
     }
 
@@ -622,26 +662,66 @@ impl NetOps for SimNetOps {
 
     fn move_to_netns(
         &self,
-        _name: &str,
-        _netns: BorrowedFd<'_>,
-        _new_name: Option<&str>,
+        name: &str,
+        netns: BorrowedFd<'_>,
+        new_name: Option<&str>,
     ) -> Result<(), NetlinkError> {
-        Err(NetlinkError::Unsupported {
-            op: "moving a netdev to another network namespace",
-            backend: "simulated",
-        })
+        let to = Self::ns_key(netns)?;
+        self.sim_move(self.ns(), name, to.as_deref(), netns, new_name)
     }
 
     fn move_from_netns(
         &self,
-        _netns: BorrowedFd<'_>,
-        _name: &str,
-        _new_name: Option<&str>,
+        netns: BorrowedFd<'_>,
+        name: &str,
+        new_name: Option<&str>,
     ) -> Result<(), NetlinkError> {
-        Err(NetlinkError::Unsupported {
-            op: "moving a netdev out of another network namespace",
-            backend: "simulated",
-        })
+        let from = Self::ns_key(netns)?;
+        let here = crate::current_netns()?;
+        self.sim_move(from.as_deref(), name, self.ns(), here.as_fd(), new_name)
+    }
+
+    fn enter_netns(&self, netns: BorrowedFd<'_>) -> Result<Box<dyn NetOps>, NetlinkError> {
+        Ok(Box::new(SimNetOps {
+            root: self.root.clone(),
+            parsed: self.parsed.clone(),
+            ns: Self::ns_key(netns)?,
+        }))
+    }
+
+    fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        self.sim_link_names()?
+            .iter()
+            .map(|n| self.link(n))
+            .collect()
+    }
+
+    fn rename(&self, name: &str, new_name: &str) -> Result<(), NetlinkError> {
+        self.sim_rename(name, new_name)
+    }
+
+    fn add_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError> {
+        self.sim_alt_name(name, alt, true)
+    }
+
+    fn del_alt_name(&self, name: &str, alt: &str) -> Result<(), NetlinkError> {
+        self.sim_alt_name(name, alt, false)
+    }
+
+    fn set_promisc(&self, name: &str, on: bool) -> Result<(), NetlinkError> {
+        self.sim_set_promisc(name, on)
+    }
+
+    fn addresses(&self, name: &str) -> Result<Vec<IfAddr>, NetlinkError> {
+        self.sim_addresses(name)
+    }
+
+    fn add_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
+        self.sim_address(name, addr, true)
+    }
+
+    fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
+        self.sim_address(name, addr, false)
     }
 }
 

@@ -6,17 +6,20 @@
 //! `-1` (`0xffffffff`) in IFLA_VF_SPOOFCHK / IFLA_VF_TRUST, which netlink-packet-route folds
 //! into `false`; vfpool keeps it as `None`.
 
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{DecodeError, NlaBuffer, NlasIterator, Parseable, ParseableParametrized};
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkMessage, LinkVfInfo, State, VfInfo,
-    VfInfoLinkState, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan, VfLinkState,
-    VfVlan, VfVlanInfo, VlanProtocol,
+    LinkAttribute, LinkExtentMask, LinkFlags, LinkHeader, LinkMessage, LinkVfInfo, Prop, State,
+    VfInfo, VfInfoLinkState, VfInfoMac, VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfInfoVlan,
+    VfLinkState, VfVlan, VfVlanInfo, VlanProtocol,
 };
 use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
 
-use crate::{LinkInfo, OperState, VfKnob};
+use crate::{IfAddr, LinkInfo, OperState, VfKnob};
 
 /// Size of `struct ifinfomsg`.
 pub(crate) const LINK_HEADER_LEN: usize = 16;
@@ -128,6 +131,83 @@ pub fn move_to_netns(ifindex: u32, netns_fd: RawFd, new_name: Option<&str>) -> L
     m
 }
 
+/// `ip link set DEV name NEW` (IFLA_IFNAME on an existing ifindex).
+pub fn rename(ifindex: u32, new_name: &str) -> LinkMessage {
+    let mut m = set_link(ifindex);
+    m.attributes
+        .push(LinkAttribute::IfName(new_name.to_string()));
+    m
+}
+
+/// The body of RTM_NEWLINKPROP / RTM_DELLINKPROP for one altname: `ip link property
+/// add|del dev DEV altname ALT` (IFLA_PROP_LIST holding one IFLA_ALT_IFNAME).
+pub fn alt_name(ifindex: u32, alt: &str) -> LinkMessage {
+    let mut m = set_link(ifindex);
+    m.attributes
+        .push(LinkAttribute::PropList(vec![Prop::AltIfName(
+            alt.to_string(),
+        )]));
+    m
+}
+
+/// `ip link set DEV promisc on|off` (IFF_PROMISC in ifi_flags, ifi_change = IFF_PROMISC).
+pub fn set_promisc(ifindex: u32, on: bool) -> LinkMessage {
+    let mut m = set_link(ifindex);
+    m.header.change_mask = LinkFlags::Promisc;
+    if on {
+        m.header.flags = LinkFlags::Promisc;
+    }
+    m
+}
+
+/// RTM_GETADDR with NLM_F_DUMP: every address of the namespace (`ip addr show`).
+pub fn dump_addresses() -> AddressMessage {
+    AddressMessage::default()
+}
+
+/// RTM_NEWADDR / RTM_DELADDR body for `ip addr add|del A/P dev DEV`: IFA_LOCAL and
+/// IFA_ADDRESS both the address for IPv4 (as `ip` sends it), IFA_ADDRESS for IPv6.
+pub fn address(ifindex: u32, a: IfAddr) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.index = ifindex;
+    m.header.prefix_len = a.prefix_len;
+    m.header.family = match a.addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    if a.addr.is_ipv4() {
+        m.attributes.push(AddressAttribute::Local(a.addr));
+    }
+    m.attributes.push(AddressAttribute::Address(a.addr));
+    m
+}
+
+/// An RTM_NEWADDR message reduced to its netdev and address: IFA_LOCAL when present (the
+/// local end of a point-to-point IPv4 address), else IFA_ADDRESS. `None` for a message
+/// with neither.
+pub fn parse_address(payload: &[u8]) -> Result<Option<(u32, IfAddr)>, DecodeError> {
+    use netlink_packet_core::Parseable;
+    let m = AddressMessage::parse(payload)?;
+    let mut local = None;
+    let mut address = None;
+    for a in m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(ip),
+            AddressAttribute::Address(ip) => address = Some(ip),
+            _ => {}
+        }
+    }
+    Ok(local.or(address).map(|addr| {
+        (
+            m.header.index,
+            IfAddr {
+                addr,
+                prefix_len: m.header.prefix_len,
+            },
+        )
+    }))
+}
+
 /// An RTM_NEWLINK reply, reduced to what vfpool uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedLink {
@@ -152,6 +232,9 @@ pub fn parse_link(payload: &[u8]) -> Result<ParsedLink, DecodeError> {
         admin_up: header.flags.contains(LinkFlags::Up),
         oper_state: OperState::Unknown,
         carrier: None,
+        promisc: header.flags.contains(LinkFlags::Promisc),
+        alt_names: Vec::new(),
+        parent_dev: None,
     };
     let mut vfs = None;
     for nla in NlasIterator::new(&payload[LINK_HEADER_LEN..]) {
@@ -179,6 +262,14 @@ pub fn parse_link(payload: &[u8]) -> Result<ParsedLink, DecodeError> {
             }
             LinkAttribute::OperState(s) => info.oper_state = oper_state(s),
             LinkAttribute::Carrier(c) => info.carrier = Some(c != 0),
+            LinkAttribute::PropList(props) => {
+                info.alt_names
+                    .extend(props.into_iter().filter_map(|p| match p {
+                        Prop::AltIfName(n) => Some(n),
+                        _ => None,
+                    }));
+            }
+            LinkAttribute::ParentDevName(p) => info.parent_dev = Some(p),
             _ => {}
         }
     }
@@ -528,6 +619,9 @@ pub(crate) mod tests {
                 admin_up: true,
                 oper_state: OperState::Up,
                 carrier: Some(true),
+                promisc: false,
+                alt_names: Vec::new(),
+                parent_dev: None,
             }
         );
         let vfs = parsed.vfs.unwrap();
@@ -652,6 +746,79 @@ pub(crate) mod tests {
                 LinkAttribute::NetNsFd(9),
                 LinkAttribute::IfName("net1".into())
             ]
+        );
+    }
+
+    /// The netdev bodies of an attach, emitted and parsed back with the wire types; a link
+    /// reply with altnames, parent device and IFF_PROMISC parsed into the model.
+    #[test]
+    fn netdev_bodies_and_replies() {
+        let m = rename(5, "net1");
+        assert_eq!(m.header.index, 5);
+        assert_eq!(m.attributes, vec![LinkAttribute::IfName("net1".into())]);
+        let m = alt_name(5, "enp1s16f2");
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        let back = LinkMessage::parse(&buf).unwrap();
+        assert_eq!(
+            back.attributes,
+            vec![LinkAttribute::PropList(vec![Prop::AltIfName(
+                "enp1s16f2".into()
+            )])]
+        );
+        let m = set_promisc(5, false);
+        assert_eq!(
+            (m.header.flags, m.header.change_mask),
+            (LinkFlags::empty(), LinkFlags::Promisc)
+        );
+        assert_eq!(set_promisc(5, true).header.flags, LinkFlags::Promisc);
+
+        let header = LinkHeader {
+            index: 9,
+            flags: LinkFlags::Up | LinkFlags::Promisc,
+            ..Default::default()
+        };
+        let payload = emit_link(
+            header,
+            vec![
+                LinkAttribute::IfName("net1".into()),
+                LinkAttribute::PropList(vec![
+                    Prop::AltIfName("enp1s16f2".into()),
+                    Prop::AltIfName("x".into()),
+                ]),
+                LinkAttribute::ParentDevName("0000:01:10.2".into()),
+                LinkAttribute::ParentDevBusName("pci".into()),
+            ],
+        );
+        let info = parse_link(&payload).unwrap().info;
+        assert!(info.promisc && info.admin_up);
+        assert_eq!(info.alt_names, ["enp1s16f2", "x"]);
+        assert_eq!(info.parent_dev.as_deref(), Some("0000:01:10.2"));
+        let plain = parse_link(&emit_link(LinkHeader::default(), vec![]))
+            .unwrap()
+            .info;
+        assert!(!plain.promisc && plain.alt_names.is_empty() && plain.parent_dev.is_none());
+
+        for a in ["10.1.2.3/24", "fd00::7/64"] {
+            let want: IfAddr = a.parse().unwrap();
+            let m = address(4, want);
+            let mut buf = vec![0; m.buffer_len()];
+            m.emit(&mut buf);
+            assert_eq!(parse_address(&buf).unwrap(), Some((4, want)), "{a}");
+            let v4 = want.addr.is_ipv4();
+            assert_eq!(m.attributes.len(), if v4 { 2 } else { 1 });
+        }
+        // A point-to-point IPv4 address: IFA_LOCAL is ours, IFA_ADDRESS the peer.
+        let mut m = address(4, "10.0.0.1/32".parse().unwrap());
+        m.attributes = vec![
+            AddressAttribute::Address("10.0.0.2".parse().unwrap()),
+            AddressAttribute::Local("10.0.0.1".parse().unwrap()),
+        ];
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        assert_eq!(
+            parse_address(&buf).unwrap().unwrap().1.addr.to_string(),
+            "10.0.0.1"
         );
     }
 }

@@ -126,6 +126,7 @@ impl AcquireArgs {
             driver: parse(&self.driver)?,
             numa: num("numa", &self.numa, "a NUMA node number like 0")?,
             netns: self.netns.clone(),
+            ifname: None,
         })
     }
 }
