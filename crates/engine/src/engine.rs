@@ -149,12 +149,23 @@ fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
 }
 
 impl Engine {
-    /// Opens the ledger in `state` (`STATE/state.db`).
+    /// Opens the ledger in `state` (`STATE/state.db`). A state directory that exists but
+    /// cannot be written (a read-only mount, a user without write access) gets the ledger
+    /// read-only: listing pools and leases works, a change fails with
+    /// [`EngineError::ReadOnlyLedger`].
     pub fn open(state: &Path, fs: Sysfs, net: Arc<dyn NetOps>) -> Result<Self, EngineError> {
+        let path = Ledger::path_in(state);
+        let read_only =
+            state.is_dir() && nix::unistd::access(state, nix::unistd::AccessFlags::W_OK).is_err();
         Ok(Self {
             fs,
             net,
-            ledger: Ledger::open(&Ledger::path_in(state))?,
+            ledger: if read_only {
+                tracing::debug!(state = %state.display(), "the state directory cannot be written; the ledger is read-only");
+                Ledger::open_read_only(&path)?
+            } else {
+                Ledger::open(&path)?
+            },
             vms: Box::new(NoVmLayer),
             pfs: None,
         })
