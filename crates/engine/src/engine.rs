@@ -15,12 +15,12 @@ use crate::error::{EngineError, chain};
 use crate::fault;
 use crate::hostview::{HostView, NON_NET_DRIVERS, PfSlot, VfSlot, vf_driver_for_pf};
 use crate::ledger::{
-    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
+    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, VfLock,
+    is_unique_violation, lock_vf,
 };
 use crate::netns::{self, NetnsId};
 use crate::owner::{
-    NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, process_alive,
-    this_process,
+    NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, this_process,
 };
 use crate::pool::{
     self, Candidate, Policy, Pool, PoolStatus, PoolVf, describe_overlap, owner_of, potential, rank,
@@ -129,7 +129,11 @@ struct PfCache {
 
 /// What the write transaction of an acquire ends with.
 enum Picked {
-    Lease(Box<Lease>),
+    /// The lease row, and the VF's in-flight lock (held until the acquire is done).
+    Lease(Box<Lease>, VfLock),
+    /// Every free VF found is locked by a step under way (an acquire about to insert its
+    /// row): pick again.
+    Busy,
     /// No free healthy VF in a PF view that was kept from earlier: read the host again.
     RetryFresh,
 }
@@ -371,12 +375,15 @@ impl Engine {
             None => loop {
                 match self.pick_and_insert(req, ns, fresh) {
                     Ok(Picked::RetryFresh) => fresh = true,
-                    Ok(Picked::Lease(l)) => break Ok(*l),
+                    Ok(Picked::Busy) => std::thread::sleep(Duration::from_millis(1)),
+                    Ok(Picked::Lease(l, lock)) => break Ok((*l, lock)),
                     Err(e) => break Err(e),
                 }
             },
         };
-        let mut lease = match inserted {
+        // The VF's in-flight lock, held until the lease is active or rolled back: `gc` takes
+        // an `acquiring` lease whose lock is free for one whose process died.
+        let (mut lease, _in_flight) = match inserted {
             Ok(l) => l,
             // Another process took the owner between our check and insert: cannot happen
             // under BEGIN IMMEDIATE, but the constraint is the last word.
@@ -448,7 +455,7 @@ impl Engine {
         &mut self,
         req: &AcquireRequest,
         ns: Option<NetnsId>,
-    ) -> Result<Option<Lease>, EngineError> {
+    ) -> Result<Option<(Lease, VfLock)>, EngineError> {
         const TRIES: usize = 4;
         /// How many of the policy's first choices a contended try picks from.
         const SPREAD: usize = 8;
@@ -512,6 +519,11 @@ impl Engine {
             } else {
                 counts.get(&slot.pci).copied().unwrap_or(0)
             };
+            // Held from before the row exists: a step under way on this VF has it.
+            let Some(lock) = self.ledger.lock_vf(slot.pci)? else {
+                avoid.push(slot.pci);
+                continue;
+            };
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
@@ -530,7 +542,7 @@ impl Engine {
             match outcome {
                 Ok(id) => {
                     lease.id = id;
-                    return Ok(Some(lease));
+                    return Ok(Some((lease, lock)));
                 }
                 // Another process leased this VF since it was read.
                 Err(true) => avoid.push(slot.pci),
@@ -556,6 +568,7 @@ impl Engine {
         let net = self.net.clone();
         let fs = self.fs.clone();
         let cache = &mut self.pfs;
+        let locks = self.ledger.locks_dir();
         // Not synced: the row must survive this process (a crash leaves it for `gc`), which
         // a commit does; a power cut resets the VF as well, so the row need not outlive it.
         self.ledger.write(false, |tx| {
@@ -600,38 +613,50 @@ impl Engine {
                             reason: reason.clone(),
                         });
                     }
-                    slot
+                    match lock_vf(&locks, slot.pci)? {
+                        Some(lock) => (slot, lock),
+                        None => return Ok(Picked::Busy),
+                    }
                 }
                 None => {
-                    let free = ranked_free(host, &pools, pool, &leases, &[], req.numa);
-                    match first_healthy(&fs, host, &free)? {
-                        Some(s) => s,
-                        None if kept => return Ok(Picked::RetryFresh),
-                        None => {
-                            // The error counts every VF of the pool: read them all.
-                            let full = HostView::scan_where(&fs, &|facts, total| {
-                                let total = u16::try_from(total).unwrap_or(u16::MAX);
-                                (0..total)
-                                    .any(|i| crate::selector::selects(&pool.selectors, facts, i))
-                            })?;
-                            let st = pool::status(pool, &pools, &full, &leases);
-                            return Err(EngineError::Exhausted {
-                                pool: pool.name.clone(),
-                                total: st.total,
-                                leased: st.leased,
-                                unhealthy: st.unhealthy,
-                            });
+                    let mut busy = Vec::new();
+                    loop {
+                        let free = ranked_free(host, &pools, pool, &leases, &busy, req.numa);
+                        match first_healthy(&fs, host, &free)? {
+                            Some(s) => match lock_vf(&locks, s.pci)? {
+                                Some(lock) => break (s, lock),
+                                None => busy.push(s.pci),
+                            },
+                            None if kept => return Ok(Picked::RetryFresh),
+                            None if !busy.is_empty() => return Ok(Picked::Busy),
+                            None => {
+                                // The error counts every VF of the pool: read them all.
+                                let full = HostView::scan_where(&fs, &|facts, total| {
+                                    let total = u16::try_from(total).unwrap_or(u16::MAX);
+                                    (0..total).any(|i| {
+                                        crate::selector::selects(&pool.selectors, facts, i)
+                                    })
+                                })?;
+                                let st = pool::status(pool, &pools, &full, &leases);
+                                return Err(EngineError::Exhausted {
+                                    pool: pool.name.clone(),
+                                    total: st.total,
+                                    leased: st.leased,
+                                    unhealthy: st.unhealthy,
+                                });
+                            }
                         }
                     }
                 }
             };
+            let (slot, lock) = slot;
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
             let original = snapshot(&*net, &fs, &slot)?;
             let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             lease.id = tx.insert_lease(&lease)?;
-            Ok(Picked::Lease(Box::new(lease)))
+            Ok(Picked::Lease(Box::new(lease), lock))
         })
     }
 
@@ -831,7 +856,8 @@ impl Engine {
     /// Releases a lease: marks it `releasing`, restores the VF, removes the row.
     pub fn release(&mut self, target: &ReleaseTarget) -> Result<Lease, EngineError> {
         let me = this_process();
-        let lease = self.ledger.write(false, |tx| {
+        let locks = self.ledger.locks_dir();
+        let (lease, _in_flight) = self.ledger.write(false, |tx| {
             let l = match target {
                 ReleaseTarget::Owner(o) => {
                     validate_owner(o)?;
@@ -842,20 +868,20 @@ impl Engine {
                     .lease_by_vf(*v)?
                     .ok_or(EngineError::VfNotLeased { vf: *v })?,
             };
-            if matches!(l.state, LeaseState::Acquiring | LeaseState::Releasing)
-                && let Some(pid) = l.pid.filter(|p| process_alive(*p))
-            {
+            // Its VF's in-flight lock held by another: a step on it is under way. Free, an
+            // `acquiring` or `releasing` lease was abandoned, and this release takes it over.
+            let Some(lock) = lock_vf(&locks, l.vf_pci)? else {
                 return Err(EngineError::LeaseBusy {
                     owner: l.owner.clone(),
                     vf: l.vf_pci,
                     state: l.state.as_str(),
-                    pid: pid.0,
+                    pid: l.pid.map_or(0, |p| p.0),
                 });
-            }
+            };
             if l.state != LeaseState::Stale {
                 tx.transition(l.id, &[l.state], LeaseState::Releasing, Some(me))?;
             }
-            Ok(l)
+            Ok((l, lock))
         })?;
         fault::point("release:after-mark");
         self.finish_release(&lease)?;
@@ -891,12 +917,13 @@ impl Engine {
         let leases = self.ledger.read(|tx| tx.leases())?;
         let mut report = GcReport::default();
         for l in leases {
-            let busy = matches!(l.state, LeaseState::Acquiring | LeaseState::Releasing)
-                && l.pid.is_some_and(process_alive);
-            let (action, reason): (&'static str, String) = if busy {
+            // A step under way holds the VF's in-flight lock; gc holds it while it repairs.
+            // An `acquiring` or `releasing` lease whose lock is free was abandoned.
+            let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
                 report.in_progress += 1;
                 continue;
-            } else {
+            };
+            let (action, reason): (&'static str, String) = {
                 match l.state {
                     LeaseState::Acquiring => ("rolled-back", "the acquiring process died".into()),
                     LeaseState::Releasing => {
@@ -988,6 +1015,9 @@ impl Engine {
             }
             let me = this_process();
             let id = l.id;
+            let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
+                continue;
+            };
             if !self.ledger.write(false, |tx| {
                 tx.transition(id, &[LeaseState::Active], LeaseState::Acquiring, Some(me))
             })? {

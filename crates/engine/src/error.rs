@@ -37,6 +37,14 @@ pub enum EngineError {
     )]
     ReadOnlyLedger { path: PathBuf },
 
+    #[error("cannot take the in-flight lock of VF {vf} ({})", .path.display())]
+    LockVf {
+        vf: PciAddr,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("state database: cannot {op}")]
     Db {
         op: &'static str,

@@ -702,6 +702,19 @@ impl Ledger {
         })
     }
 
+    /// `STATE/locks`: the in-flight locks of the VFs (see [`lock_vf`]).
+    pub fn locks_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.join("locks"),
+            _ => PathBuf::from("locks"),
+        }
+    }
+
+    /// [`lock_vf`] in this ledger's state directory.
+    pub fn lock_vf(&self, vf: PciAddr) -> Result<Option<VfLock>, EngineError> {
+        lock_vf(&self.locks_dir(), vf)
+    }
+
     /// Whether this ledger was opened with [`Ledger::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.queue.is_none()
@@ -805,6 +818,51 @@ impl Ledger {
             }
             Ok(m.into_iter().collect())
         })
+    }
+}
+
+/// The in-flight lock of one VF: an exclusive `flock` of `STATE/locks/vf-PCI.lock`, held
+/// by the process acquiring, releasing, re-applying or repairing a lease of that VF for
+/// the whole step, and freed when dropped or by the kernel when the process dies. So a
+/// lease `acquiring` or `releasing` whose lock is free was abandoned, whatever PID
+/// namespace its process lived in (a pid says nothing across them). One file per VF
+/// address: a bounded set, never removed (removing a lock file races with its next user).
+#[derive(Debug)]
+pub struct VfLock {
+    _file: std::fs::File,
+}
+
+/// Takes VF `vf`'s in-flight lock in `locks` without waiting; `None` when another holder
+/// has it (a step on that VF is under way).
+pub fn lock_vf(locks: &Path, vf: PciAddr) -> Result<Option<VfLock>, EngineError> {
+    let path = locks.join(format!("vf-{vf}.lock"));
+    let io_err = |e: std::io::Error| EngineError::LockVf {
+        vf,
+        path: path.clone(),
+        source: e,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(locks).map_err(io_err)?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err)?
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(VfLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
     }
 }
 
