@@ -15,12 +15,12 @@ use crate::error::{EngineError, chain};
 use crate::fault;
 use crate::hostview::{HostView, NON_NET_DRIVERS, PfSlot, VfSlot, vf_driver_for_pf};
 use crate::ledger::{
-    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, is_unique_violation,
+    Applied, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind, VfLock,
+    is_unique_violation, lock_vf,
 };
 use crate::lock::{Hold, PfLocks};
 use crate::owner::{
-    NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, process_alive,
-    this_process,
+    NetnsNow, NoVmLayer, OwnerStatus, VmOwners, netns_now, owner_status, this_process,
 };
 use crate::pool::{
     self, Candidate, Policy, Pool, PoolStatus, PoolVf, describe_overlap, owner_of, potential, rank,
@@ -140,7 +140,11 @@ struct PfCache {
 
 /// What the write transaction of an acquire ends with.
 enum Picked {
-    Lease(Box<Lease>),
+    /// The lease row, and the VF's in-flight lock (held until the acquire is done).
+    Lease(Box<Lease>, VfLock),
+    /// Every free VF found is locked by a step under way (an acquire about to insert its
+    /// row): pick again.
+    Busy,
     /// No free healthy VF in a PF view that was kept from earlier: read the host again.
     RetryFresh,
     /// The VF picked is on a PF whose lock is not held: take it, then pick again.
@@ -162,12 +166,23 @@ pub(crate) fn knob_holds(knob: &VfKnob, c: &VfConfig) -> bool {
 }
 
 impl Engine {
-    /// Opens the ledger in `state` (`STATE/state.db`).
+    /// Opens the ledger in `state` (`STATE/state.db`). A state directory that exists but
+    /// cannot be written (a read-only mount, a user without write access) gets the ledger
+    /// read-only: listing pools and leases works, a change fails with
+    /// [`EngineError::ReadOnlyLedger`].
     pub fn open(state: &Path, fs: Sysfs, net: Arc<dyn NetOps>) -> Result<Self, EngineError> {
+        let path = Ledger::path_in(state);
+        let read_only =
+            state.is_dir() && nix::unistd::access(state, nix::unistd::AccessFlags::W_OK).is_err();
         Ok(Self {
             fs,
             net,
-            ledger: Ledger::open(&Ledger::path_in(state))?,
+            ledger: if read_only {
+                tracing::debug!(state = %state.display(), "the state directory cannot be written; the ledger is read-only");
+                Ledger::open_read_only(&path)?
+            } else {
+                Ledger::open(&path)?
+            },
             state: state.to_owned(),
             settle: Duration::from_millis(1500),
             boot_args: vec!["--state".into(), state.as_os_str().to_owned()],
@@ -384,8 +399,8 @@ impl Engine {
         let ns = self.validate(req)?;
         // The pool's PFs stay as they are until the lease is settled: a split waits, and
         // finds the lease when it checks.
-        let mut locks = self.lock_pool_pfs(&req.pool)?;
-        let optimistic = match self.pick_then_insert(req, ns, &locks) {
+        let mut pf_locks = self.lock_pool_pfs(&req.pool)?;
+        let optimistic = match self.pick_then_insert(req, ns, &pf_locks) {
             Ok(found) => found,
             Err(e) => {
                 tracing::debug!(pool = %req.pool, owner = %req.owner, error = %chain(&e), "acquire outside the write lock gave up; picking under it");
@@ -396,21 +411,24 @@ impl Engine {
         let inserted = match optimistic {
             Some(l) => Ok(l),
             None => loop {
-                match self.pick_and_insert(req, ns, fresh, &locks) {
+                match self.pick_and_insert(req, ns, fresh, &pf_locks) {
                     Ok(Picked::RetryFresh) => fresh = true,
                     // A PF not locked yet (new since the pool's PFs were read): lock it and
                     // pick again, since it may have changed meanwhile.
                     Ok(Picked::Lock(pf)) => {
-                        if let Err(e) = locks.add(&self.state, pf, Hold::Shared) {
+                        if let Err(e) = pf_locks.add(&self.state, pf, Hold::Shared) {
                             break Err(e);
                         }
                     }
-                    Ok(Picked::Lease(l)) => break Ok(*l),
+                    Ok(Picked::Busy) => std::thread::sleep(Duration::from_millis(1)),
+                    Ok(Picked::Lease(l, lock)) => break Ok((*l, lock)),
                     Err(e) => break Err(e),
                 }
             },
         };
-        let mut lease = match inserted {
+        // The VF's in-flight lock, held until the lease is active or rolled back: `gc` takes
+        // an `acquiring` lease whose lock is free for one whose process died.
+        let (mut lease, _in_flight) = match inserted {
             Ok(l) => l,
             // Another process took the owner between our check and insert: cannot happen
             // under BEGIN IMMEDIATE, but the constraint is the last word.
@@ -482,8 +500,8 @@ impl Engine {
         &mut self,
         req: &AcquireRequest,
         ns: Option<NetnsId>,
-        locks: &PfLocks,
-    ) -> Result<Option<Lease>, EngineError> {
+        pf_locks: &PfLocks,
+    ) -> Result<Option<(Lease, VfLock)>, EngineError> {
         const TRIES: usize = 4;
         /// How many of the policy's first choices a contended try picks from.
         const SPREAD: usize = 8;
@@ -532,7 +550,7 @@ impl Engine {
                     }
                 }
             };
-            if !locks.holds(slot.pf_pci) {
+            if !pf_locks.holds(slot.pf_pci) {
                 return Ok(None);
             }
             // The VF's lease count while it was free, before it is read: if it is the same at
@@ -549,6 +567,11 @@ impl Engine {
                 n
             } else {
                 counts.get(&slot.pci).copied().unwrap_or(0)
+            };
+            // Held from before the row exists: a step under way on this VF has it.
+            let Some(lock) = self.ledger.lock_vf(slot.pci)? else {
+                avoid.push(slot.pci);
+                continue;
             };
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
@@ -568,7 +591,7 @@ impl Engine {
             match outcome {
                 Ok(id) => {
                     lease.id = id;
-                    return Ok(Some(lease));
+                    return Ok(Some((lease, lock)));
                 }
                 // Another process leased this VF since it was read.
                 Err(true) => avoid.push(slot.pci),
@@ -589,12 +612,13 @@ impl Engine {
         req: &AcquireRequest,
         ns: Option<NetnsId>,
         fresh: bool,
-        locks: &PfLocks,
+        pf_locks: &PfLocks,
     ) -> Result<Picked, EngineError> {
         let me = this_process();
         let net = self.net.clone();
         let fs = self.fs.clone();
         let cache = &mut self.pfs;
+        let locks = self.ledger.locks_dir();
         // Not synced: the row must survive this process (a crash leaves it for `gc`), which
         // a commit does; a power cut resets the VF as well, so the row need not outlive it.
         self.ledger.write(false, |tx| {
@@ -639,32 +663,44 @@ impl Engine {
                             reason: reason.clone(),
                         });
                     }
-                    slot
+                    match lock_vf(&locks, slot.pci)? {
+                        Some(lock) => (slot, lock),
+                        None => return Ok(Picked::Busy),
+                    }
                 }
                 None => {
-                    let free = ranked_free(host, &pools, pool, &leases, &[], req.numa);
-                    match first_healthy(&fs, host, &free)? {
-                        Some(s) => s,
-                        None if kept => return Ok(Picked::RetryFresh),
-                        None => {
-                            // The error counts every VF of the pool: read them all.
-                            let full = HostView::scan_where(&fs, &|facts, total| {
-                                let total = u16::try_from(total).unwrap_or(u16::MAX);
-                                (0..total)
-                                    .any(|i| crate::selector::selects(&pool.selectors, facts, i))
-                            })?;
-                            let st = pool::status(pool, &pools, &full, &leases);
-                            return Err(EngineError::Exhausted {
-                                pool: pool.name.clone(),
-                                total: st.total,
-                                leased: st.leased,
-                                unhealthy: st.unhealthy_text(),
-                            });
+                    let mut busy = Vec::new();
+                    loop {
+                        let free = ranked_free(host, &pools, pool, &leases, &busy, req.numa);
+                        match first_healthy(&fs, host, &free)? {
+                            Some(s) => match lock_vf(&locks, s.pci)? {
+                                Some(lock) => break (s, lock),
+                                None => busy.push(s.pci),
+                            },
+                            None if kept => return Ok(Picked::RetryFresh),
+                            None if !busy.is_empty() => return Ok(Picked::Busy),
+                            None => {
+                                // The error counts every VF of the pool: read them all.
+                                let full = HostView::scan_where(&fs, &|facts, total| {
+                                    let total = u16::try_from(total).unwrap_or(u16::MAX);
+                                    (0..total).any(|i| {
+                                        crate::selector::selects(&pool.selectors, facts, i)
+                                    })
+                                })?;
+                                let st = pool::status(pool, &pools, &full, &leases);
+                                return Err(EngineError::Exhausted {
+                                    pool: pool.name.clone(),
+                                    total: st.total,
+                                    leased: st.leased,
+                                    unhealthy: st.unhealthy_text(),
+                                });
+                            }
                         }
                     }
                 }
             };
-            if !locks.holds(slot.pf_pci) {
+            let (slot, lock) = slot;
+            if !pf_locks.holds(slot.pf_pci) {
                 return Ok(Picked::Lock(slot.pf_pci));
             }
             if let Some(mtu) = req.settings.mtu {
@@ -673,7 +709,7 @@ impl Engine {
             let original = snapshot(&*net, &fs, &slot)?;
             let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             lease.id = tx.insert_lease(&lease)?;
-            Ok(Picked::Lease(Box::new(lease)))
+            Ok(Picked::Lease(Box::new(lease), lock))
         })
     }
 
@@ -884,7 +920,8 @@ impl Engine {
             .map(|l| l.pf_pci))
         })?;
         let _lock = self.lock_pfs(pf, Hold::Shared)?;
-        let lease = self.ledger.write(false, |tx| {
+        let locks = self.ledger.locks_dir();
+        let (lease, _in_flight) = self.ledger.write(false, |tx| {
             let l = match target {
                 ReleaseTarget::Owner(o) => {
                     validate_owner(o)?;
@@ -895,20 +932,20 @@ impl Engine {
                     .lease_by_vf(*v)?
                     .ok_or(EngineError::VfNotLeased { vf: *v })?,
             };
-            if matches!(l.state, LeaseState::Acquiring | LeaseState::Releasing)
-                && let Some(pid) = l.pid.filter(|p| process_alive(*p))
-            {
+            // Its VF's in-flight lock held by another: a step on it is under way. Free, an
+            // `acquiring` or `releasing` lease was abandoned, and this release takes it over.
+            let Some(lock) = lock_vf(&locks, l.vf_pci)? else {
                 return Err(EngineError::LeaseBusy {
                     owner: l.owner.clone(),
                     vf: l.vf_pci,
                     state: l.state.as_str(),
-                    pid: pid.0,
+                    pid: l.pid.map_or(0, |p| p.0),
                 });
-            }
+            };
             if l.state != LeaseState::Stale {
                 tx.transition(l.id, &[l.state], LeaseState::Releasing, Some(me))?;
             }
-            Ok(l)
+            Ok((l, lock))
         })?;
         fault::point("release:after-mark");
         self.finish_release(&lease)?;
@@ -944,12 +981,13 @@ impl Engine {
         let leases = self.ledger.read(|tx| tx.leases())?;
         let mut report = GcReport::default();
         for l in leases {
-            let busy = matches!(l.state, LeaseState::Acquiring | LeaseState::Releasing)
-                && l.pid.is_some_and(process_alive);
-            let (action, reason): (&'static str, String) = if busy {
+            // A step under way holds the VF's in-flight lock; gc holds it while it repairs.
+            // An `acquiring` or `releasing` lease whose lock is free was abandoned.
+            let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
                 report.in_progress += 1;
                 continue;
-            } else {
+            };
+            let (action, reason): (&'static str, String) = {
                 match l.state {
                     LeaseState::Acquiring => ("rolled-back", "the acquiring process died".into()),
                     LeaseState::Releasing => {
@@ -1041,6 +1079,9 @@ impl Engine {
             }
             let me = this_process();
             let id = l.id;
+            let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
+                continue;
+            };
             if !self.ledger.write(false, |tx| {
                 tx.transition(id, &[LeaseState::Active], LeaseState::Acquiring, Some(me))
             })? {

@@ -23,6 +23,28 @@ pub enum EngineError {
         source: rusqlite::Error,
     },
 
+    /// The ledger file exists but lost its content; nothing is written to it.
+    #[error(
+        "the ledger {} is corrupt ({what}); refusing to use it: restore it from a backup or move it aside (a new ledger starts with no pools and no leases)",
+        .path.display()
+    )]
+    CorruptLedger { path: PathBuf, what: String },
+
+    /// The ledger was opened read-only (its state directory cannot be written).
+    #[error(
+        "the ledger {} is read-only here (its state directory cannot be written); this command changes it",
+        .path.display()
+    )]
+    ReadOnlyLedger { path: PathBuf },
+
+    #[error("cannot take the in-flight lock of VF {vf} ({})", .path.display())]
+    LockVf {
+        vf: PciAddr,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("state database: cannot {op}")]
     Db {
         op: &'static str,
@@ -324,7 +346,8 @@ impl EngineError {
             | E::Restore { .. }
             | E::Attach { .. }
             | E::NoNetdev { .. } => ErrorKind::Refused,
-            E::CorruptRow { .. } => ErrorKind::CorruptState,
+            E::CorruptRow { .. } | E::CorruptLedger { .. } => ErrorKind::CorruptState,
+            E::ReadOnlyLedger { .. } | E::LockVf { .. } => ErrorKind::Io,
             E::OpenDb { source, .. } | E::Db { source, .. } => match source {
                 rusqlite::Error::SqliteFailure(f, _)
                     if matches!(

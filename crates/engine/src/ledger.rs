@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, VfSettings};
 
@@ -272,8 +272,8 @@ pub struct Ledger {
     /// Whether the ledger runs in WAL mode (else SQLite syncs each commit itself).
     wal: bool,
     /// `STATE/state.db-writers`: writers of this program queue on its lock (see
-    /// [`Ledger::write`]).
-    queue: std::fs::File,
+    /// [`Ledger::write`]). `None` for a ledger opened read-only.
+    queue: Option<std::fs::File>,
 }
 
 /// Holds the writers' queue lock; released when dropped, or by the kernel when the process
@@ -662,7 +662,12 @@ impl Ledger {
                 ))
             })?;
         }
-        let mut conn = Connection::open(path).map_err(open_err)?;
+        if !path.exists() {
+            create(path)?;
+        }
+        refuse_empty(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
         conn.busy_handler(Some(wait_for_writer)).map_err(open_err)?;
         // Switching to WAL needs a moment alone with the file; the busy handler does not
         // cover it, so retry while another process holds it.
@@ -676,7 +681,7 @@ impl Ledger {
                     tries += 1;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(e) => return Err(open_err(e)),
+                Err(e) => return Err(corrupt_or(path, e, open_err)),
             }
         };
         // Closing the last connection would checkpoint the WAL into the database and delete it
@@ -710,12 +715,9 @@ impl Ledger {
             path: path.to_owned(),
             dir_synced: false,
             wal,
-            queue,
+            queue: Some(queue),
         };
-        let version: i64 = ledger
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
+        let version = schema_version(&ledger.conn, path)?;
         if version < SCHEMA_VERSION {
             ledger.write(true, |tx| {
                 // Again under the write lock: another process may have just done it.
@@ -724,13 +726,6 @@ impl Ledger {
                     .query_row("PRAGMA user_version", [], |r| r.get(0))
                     .map_err(EngineError::db("read the schema version"))?;
                 let steps: &[&str] = match version {
-                    0 => &[
-                        SCHEMA,
-                        MIGRATE_2,
-                        MIGRATE_NETNS_ID,
-                        MIGRATE_DESIRED,
-                        MIGRATE_ATTACH,
-                    ],
                     1 => &[
                         MIGRATE_1,
                         MIGRATE_2,
@@ -751,6 +746,71 @@ impl Ledger {
             })?;
         }
         Ok(ledger)
+    }
+
+    /// Opens the ledger at `path` for reading only (SQLite's `SQLITE_OPEN_READ_ONLY`): what
+    /// read-only commands use when the state directory cannot be written (a read-only
+    /// mount, or a user without write access). [`Ledger::write`] then fails with
+    /// [`EngineError::ReadOnlyLedger`].
+    ///
+    /// A WAL-mode ledger needs its `-shm` file to be read, and one that is missing cannot be
+    /// created in a read-only directory. When it is missing and the WAL holds nothing (it is
+    /// missing or empty), the database file alone is the whole ledger and it is opened
+    /// `immutable` (no locks, no `-shm`). No ledger at all is an empty one.
+    pub fn open_read_only(path: &Path) -> Result<Self, EngineError> {
+        let open_err = |source| EngineError::OpenDb {
+            path: path.to_owned(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = if !path.exists() {
+            // Nothing was ever written: no pools, no leases.
+            let conn = Connection::open_in_memory().map_err(open_err)?;
+            conn.execute_batch(&format!(
+                "{SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}"
+            ))
+            .map_err(open_err)?;
+            conn.pragma_update(None, "query_only", true)
+                .map_err(open_err)?;
+            conn
+        } else {
+            refuse_empty(path)?;
+            let side = |ext: &str| PathBuf::from(format!("{}-{ext}", path.display()));
+            let wal_empty = std::fs::metadata(side("wal")).map_or(true, |m| m.len() == 0);
+            if wal_empty && !side("shm").exists() {
+                Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+            } else {
+                Connection::open_with_flags(path, flags)
+            }
+            .map_err(open_err)?
+        };
+        conn.busy_handler(Some(wait_for_writer)).map_err(open_err)?;
+        schema_version(&conn, path)?;
+        Ok(Ledger {
+            conn,
+            path: path.to_owned(),
+            dir_synced: false,
+            wal: false,
+            queue: None,
+        })
+    }
+
+    /// `STATE/locks`: the in-flight locks of the VFs (see [`lock_vf`]).
+    pub fn locks_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.join("locks"),
+            _ => PathBuf::from("locks"),
+        }
+    }
+
+    /// [`lock_vf`] in this ledger's state directory.
+    pub fn lock_vf(&self, vf: PciAddr) -> Result<Option<VfLock>, EngineError> {
+        lock_vf(&self.locks_dir(), vf)
+    }
+
+    /// Whether this ledger was opened with [`Ledger::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.queue.is_none()
     }
 
     pub fn path(&self) -> &Path {
@@ -778,9 +838,14 @@ impl Ledger {
         durable: bool,
         f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
+        let Some(queue) = &self.queue else {
+            return Err(EngineError::ReadOnlyLedger {
+                path: self.path.clone(),
+            });
+        };
         let out = {
-            let _turn = match self.queue.lock() {
-                Ok(()) => Some(QueueTurn(&self.queue)),
+            let _turn = match queue.lock() {
+                Ok(()) => Some(QueueTurn(queue)),
                 // No flock here (some network filesystems): SQLite's busy handler queues.
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot lock the writers' queue; relying on SQLite's busy handler");
@@ -847,6 +912,173 @@ impl Ledger {
             Ok(m.into_iter().collect())
         })
     }
+}
+
+/// The in-flight lock of one VF: an exclusive `flock` of `STATE/locks/vf-PCI.lock`, held
+/// by the process acquiring, releasing, re-applying or repairing a lease of that VF for
+/// the whole step, and freed when dropped or by the kernel when the process dies. So a
+/// lease `acquiring` or `releasing` whose lock is free was abandoned, whatever PID
+/// namespace its process lived in (a pid says nothing across them). One file per VF
+/// address: a bounded set, never removed (removing a lock file races with its next user).
+#[derive(Debug)]
+pub struct VfLock {
+    _file: std::fs::File,
+}
+
+/// Takes VF `vf`'s in-flight lock in `locks` without waiting; `None` when another holder
+/// has it (a step on that VF is under way).
+pub fn lock_vf(locks: &Path, vf: PciAddr) -> Result<Option<VfLock>, EngineError> {
+    let path = locks.join(format!("vf-{vf}.lock"));
+    let io_err = |e: std::io::Error| EngineError::LockVf {
+        vf,
+        path: path.clone(),
+        source: e,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(locks).map_err(io_err)?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err)?
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(VfLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
+    }
+}
+
+/// Creates a new ledger at `path`, whole or not at all: its schema is written to a
+/// temporary file beside it, synced, and linked to `path` only then (a link, not a rename:
+/// it fails rather than replace a ledger another process created meanwhile, which wins).
+/// So a `state.db` that exists always had a schema: one that is empty or has none lost its
+/// content (a disk or a person cut it), and [`Ledger::open`] refuses it instead of taking it
+/// for a new, empty ledger and forgetting every lease.
+fn create(path: &Path) -> Result<(), EngineError> {
+    let err = |what: String| EngineError::OpenDb {
+        path: path.to_owned(),
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(what),
+        ),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = PathBuf::from(format!(
+        "{}.new-{}-{nanos}",
+        path.display(),
+        std::process::id()
+    ));
+    let made = (|| -> Result<(), EngineError> {
+        let conn = Connection::open(&tmp).map_err(|source| EngineError::OpenDb {
+            path: tmp.clone(),
+            source,
+        })?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; BEGIN; {SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH} COMMIT;"
+        ))
+        .map_err(EngineError::db("create the schema"))?;
+        conn.close()
+            .map_err(|(_, e)| EngineError::db("create the schema")(e))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| err(format!("cannot sync {}: {e}", tmp.display())))?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(format!("cannot link {}: {e}", tmp.display()))),
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    made?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err(format!("cannot sync {}: {e}", dir.display())))
+}
+
+/// Refuses a ledger file of 0 bytes (see [`create`]).
+fn refuse_empty(path: &Path) -> Result<(), EngineError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => Err(EngineError::CorruptLedger {
+            path: path.to_owned(),
+            what: "it is empty (0 bytes)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The ledger's schema version; a file that is not a database, or a database without
+/// vfpool's schema, is a corrupt ledger.
+fn schema_version(conn: &Connection, path: &Path) -> Result<i64, EngineError> {
+    let open_err = |source| EngineError::OpenDb {
+        path: path.to_owned(),
+        source,
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| corrupt_or(path, e, open_err))?;
+    if version == 0 {
+        return Err(EngineError::CorruptLedger {
+            path: path.to_owned(),
+            what: "it holds no vfpool schema".into(),
+        });
+    }
+    Ok(version)
+}
+
+/// SQLite's "not a database" and "malformed" as [`EngineError::CorruptLedger`]; any other
+/// error through `other`.
+fn corrupt_or(
+    path: &Path,
+    e: rusqlite::Error,
+    other: impl FnOnce(rusqlite::Error) -> EngineError,
+) -> EngineError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            EngineError::CorruptLedger {
+                path: path.to_owned(),
+                what: e.to_string(),
+            }
+        }
+        _ => other(e),
+    }
+}
+
+/// `file:PATH?immutable=1`, with the characters a URI gives a meaning escaped.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", u32::from(c))),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// Runs `f` in one transaction of kind `behavior`, committed when `f` succeeds and rolled

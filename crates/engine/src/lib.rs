@@ -9,8 +9,11 @@
 //! - [`hostview`]: the host's VFs and their health, from the inventory.
 //!
 //! Crash safety: a lease row is committed (state `acquiring`) before its VF is touched and
-//! is marked `releasing` before a release touches it; both record the process doing it.
-//! `gc` rolls back or finishes rows whose process is gone. Restores compare each setting
+//! is marked `releasing` before a release touches it, and the process doing either holds
+//! the VF's in-flight lock ([`ledger::lock_vf`], a `flock` the kernel frees when the process
+//! dies) for the whole step. `gc` rolls back or finishes in-flight rows whose lock is free,
+//! holding the lock while it does: no pid is read, so processes in other PID namespaces
+//! (a daemon, a device plugin) never take each other's steps for abandoned ones. Restores compare each setting
 //! with the VF's current value, so running one twice is harmless.
 
 #![forbid(unsafe_code)]
@@ -37,7 +40,7 @@ pub use error::{EngineError, ErrorKind, chain};
 pub use hostview::{Health, HostView};
 pub use ledger::{
     Applied, DesiredNic, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind,
-    SCHEMA_VERSION,
+    SCHEMA_VERSION, VfLock,
 };
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,

@@ -354,6 +354,12 @@ impl Engine {
         pfs: impl IntoIterator<Item = PciAddr>,
         hold: Hold,
     ) -> Result<PfLocks, EngineError> {
+        // Every change is recorded in the ledger: with a read-only one, nothing may start.
+        if self.ledger.is_read_only() {
+            return Err(EngineError::ReadOnlyLedger {
+                path: self.ledger.path().to_owned(),
+            });
+        }
         let set: BTreeSet<PciAddr> = pfs.into_iter().collect();
         PfLocks::take(&self.state, &set, hold)
     }

@@ -107,9 +107,12 @@ fn a_vf_leased_and_released_by_another_process_while_it_was_read_is_read_again()
         let mut q = req("gold", "b");
         q.settings.vlan = Some(20);
         let lb = b.acquire(&q).unwrap();
-        assert_eq!(lb.vf_index, 0, "b takes the first VF, which a picked too");
+        // a holds the in-flight lock of the VF it picked (the first) while it reads it, so
+        // b cannot lease that one under it any more: it takes another.
+        assert_ne!(lb.vf_index, 0, "b passes over the VF a holds");
         let seen = net.vf_configs("eno49").unwrap();
-        assert_eq!(seen[0].1.vlan, 20);
+        assert_eq!(seen[0].1.vlan, 0);
+        assert_eq!(seen[usize::from(lb.vf_index)].1.vlan, 20);
         b.release(&ReleaseTarget::Owner("b".into())).unwrap();
         seen
     });

@@ -835,3 +835,60 @@ fn a_netns_created_again_under_the_same_name_is_another_owner() {
     e.acquire(&r).unwrap();
     assert_eq!(e.gc().unwrap().kept, 1);
 }
+
+/// Liveness without pids: gc goes by the VF's in-flight lock. A lease whose recorded
+/// process is dead (or lives in another PID namespace, where its pid means nothing here)
+/// is kept while its lock is held; one whose process is alive but holds no lock (it is
+/// doing something else) was abandoned and is repaired.
+#[test]
+fn gc_goes_by_the_in_flight_lock_not_the_pid() {
+    let lab = Lab::new();
+    lab.split("em1", 2);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["em1"]), Policy::FirstFit).unwrap();
+    let mut r = req("p", "vm-1");
+    r.settings.vlan = Some(12);
+    let l = e.acquire(&r).unwrap();
+    // As an acquire left it: `acquiring`, recorded under a pid that is not running.
+    let dead = (i64::from(i32::MAX), 1);
+    e.ledger()
+        .write(false, |tx| {
+            tx.transition(
+                l.id,
+                &[LeaseState::Active],
+                LeaseState::Acquiring,
+                Some(dead),
+            )
+        })
+        .unwrap();
+    let held = e.ledger().lock_vf(l.vf_pci).unwrap().expect("lock is free");
+    let rep = e.gc().unwrap();
+    assert_eq!((rep.in_progress, rep.actions.len()), (1, 0), "{rep:?}");
+    assert_eq!(lab.vf_config("em1", l.vf_index).vlan, 12);
+    let err = e.release(&ReleaseTarget::Owner("vm-1".into())).unwrap_err();
+    assert!(matches!(err, EngineError::LeaseBusy { .. }), "{err}");
+    assert!(
+        e.ledger().lock_vf(l.vf_pci).unwrap().is_none(),
+        "still held"
+    );
+    drop(held);
+    let rep = e.gc().unwrap();
+    assert_eq!(rep.actions.len(), 1, "{rep:?}");
+    assert_eq!(rep.actions[0].action, "rolled-back");
+    lab.assert_pristine("em1", l.vf_index, "rolled back");
+
+    // A live process (this one) recorded, no lock held: abandoned.
+    let l = e.acquire(&r).unwrap();
+    let me = vfpool_engine::owner::this_process();
+    assert!(vfpool_engine::owner::process_alive(me));
+    e.ledger()
+        .write(false, |tx| {
+            tx.transition(l.id, &[LeaseState::Active], LeaseState::Releasing, Some(me))
+        })
+        .unwrap();
+    let rep = e.gc().unwrap();
+    assert_eq!(rep.in_progress, 0, "{rep:?}");
+    assert_eq!(rep.actions[0].action, "finished-release");
+    assert!(e.leases().unwrap().is_empty());
+    lab.assert_pristine("em1", l.vf_index, "released");
+}

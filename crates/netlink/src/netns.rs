@@ -109,10 +109,12 @@ pub fn check(path: &Path) -> Result<NetnsId, InvalidValue> {
     // hide it): the host's own would never go away, so its lease would never be freed.
     for own in ["/proc/self/ns/net", "/proc/1/ns/net"] {
         if netns_identity(Path::new(own)) == Some(id) {
-            return Err(bad(format!(
-                "the host's own network namespace (it never goes away, so the lease would \
-                 never be freed); give a container's, like /run/netns/NAME or /proc/PID/ns/net"
-            )));
+            return Err(bad(
+                "the host's own network namespace (it never goes away, so the \
+                 lease would never be freed); give a container's, like /run/netns/NAME or \
+                 /proc/PID/ns/net"
+                    .to_owned(),
+            ));
         }
     }
     Ok(id)
