@@ -9,8 +9,10 @@ use vfpool_model::VfSettings;
 
 use super::*;
 
-/// A simulated host: igb eth0 (7 VFs, link up), ixgbe PF named `ixgbe` (4 VFs), mlx5_core eth2 (8 VFs),
-/// igb eth3 (SR-IOV capable, 0 VFs, link down), a virtual veth0.
+/// A simulated host: igb eth0 (an 82576, 7 VFs, link up at 1000 Mb/s), ixgbe PF named `ixgbe`
+/// (an 82599, 4 VFs, link up at 10000 Mb/s), mlx5_core eth2 (8 VFs, link down), igb eth3 (an
+/// 82576, SR-IOV capable, 0 VFs, link down), igb eth4 (an I350, 7 VFs, link up), a virtual
+/// veth0.
 struct Host {
     dir: tempfile::TempDir,
 }
@@ -23,6 +25,18 @@ impl Host {
         h.pf("0000:02:00.0", "ixgbe", "ixgbe", 63, 4, "up", 3);
         h.pf("0000:03:00.0", "eth2", "mlx5_core", 127, 8, "down", 4);
         h.pf("0000:04:00.0", "eth3", "igb", 7, 0, "down", 5);
+        h.pf("0000:05:00.0", "eth4", "igb", 7, 7, "up", 7);
+        for (pci, ifname, device, speed) in [
+            ("0000:01:00.0", "eth0", "0x10c9", "1000"),
+            ("0000:02:00.0", "ixgbe", "0x10fb", "10000"),
+            ("0000:03:00.0", "eth2", "0x1017", "-1"),
+            ("0000:04:00.0", "eth3", "0x10c9", "-1"),
+            ("0000:05:00.0", "eth4", "0x1521", "1000"),
+        ] {
+            let dev = h.sys().join("devices/pci0000:00").join(pci);
+            fs::write(dev.join("device"), format!("{device}\n")).unwrap();
+            fs::write(dev.join("net").join(ifname).join("speed"), format!("{speed}\n")).unwrap();
+        }
         h.netdev(&h.sys().join("devices/virtual/net/veth0"), "veth0", 6, "up");
         h
     }
@@ -220,11 +234,55 @@ fn max_rate_needs_the_pf_link_up_on_igb() {
             .starts_with("cannot set max-rate 100 on eth3 vf 1"),
         "{e}"
     );
-    // Clearing the limit is fine while down.
-    set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap();
+    // igb_ndo_set_vf_bw checks the link before the rate: even clearing it is EINVAL while
+    // down.
+    let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
     ops.set_up("eth3", true).unwrap();
     set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 100 }).unwrap();
     assert_eq!(vf(&ops, "eth3", 1).max_tx_rate, 100);
+    // Up to the link speed (1000 Mb/s), not above.
+    set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 1000 }).unwrap();
+    let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 1001 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    // Down again: the limit stays, and cannot be cleared.
+    ops.set_up("eth3", false).unwrap();
+    let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    assert_eq!(vf(&ops, "eth3", 1).max_tx_rate, 1000);
+}
+
+#[test]
+fn igb_limits_rates_only_on_the_82576() {
+    let h = Host::new();
+    let ops = h.ops();
+    // igb_ndo_set_vf_bw: EOPNOTSUPP on an I350 (link up), any rate, even 0, before the VF
+    // index is looked at.
+    for (vf_index, min, max) in [(0, 0, 100), (0, 0, 0), (0, 10, 100), (9, 0, 100)] {
+        let e = set(&ops, "eth4", vf_index, VfKnob::Rate { min, max }).unwrap_err();
+        assert_eq!(errno(&e), libc::EOPNOTSUPP, "vf {vf_index} rate {min}/{max}");
+    }
+    // Everything else an 82576 takes, an I350 takes too.
+    set(&ops, "eth4", 0, VfKnob::Mac(MAC1)).unwrap();
+    set(&ops, "eth4", 0, VfKnob::Trust(true)).unwrap();
+    assert_eq!(vf(&ops, "eth4", 0).max_tx_rate, 0);
+}
+
+#[test]
+fn ixgbe_limits_rates_at_10g_only_between_11_and_the_link_speed() {
+    let h = Host::new();
+    let ops = h.ops();
+    set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 11 }).unwrap();
+    set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 10_000 }).unwrap();
+    set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 0 }).unwrap();
+    for max in [1, 10, 10_001] {
+        let e = set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max }).unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "max {max}");
+    }
+    // ixgbe_ndo_set_vf_bw: link down is EINVAL, even to clear it.
+    ops.set_up("ixgbe", false).unwrap();
+    let e = set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 0 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
 }
 
 #[test]
@@ -252,14 +310,27 @@ fn ixgbe_has_link_state_but_no_min_rate_nor_802_1ad() {
 }
 
 #[test]
-fn mlx5_accepts_everything() {
+fn mlx5_accepts_everything_but_802_1ad() {
     let h = Host::new();
     let ops = h.ops();
+    // mlx5e_set_vf_vlan: EPROTONOSUPPORT for anything but 802.1Q.
+    let e = set(
+        &ops,
+        "eth2",
+        7,
+        VfKnob::Vlan {
+            vlan: 300,
+            qos: 0,
+            proto: VlanProto::Dot1AD,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(errno(&e), libc::EPROTONOSUPPORT);
     let s = VfSettings {
         mac: Some(MAC1),
         vlan: Some(300),
         qos: Some(2),
-        vlan_proto: Some(VlanProto::Dot1AD),
+        vlan_proto: Some(VlanProto::Dot1Q),
         spoofchk: Some(false),
         trust: Some(true),
         link_state: Some(LinkState::Enable),
@@ -275,7 +346,7 @@ fn mlx5_accepts_everything() {
             mac: MAC1,
             vlan: 300,
             qos: 2,
-            vlan_proto: VlanProto::Dot1AD,
+            vlan_proto: VlanProto::Dot1Q,
             spoofchk: Some(false),
             trust: Some(true),
             link_state: Some(LinkState::Enable),
