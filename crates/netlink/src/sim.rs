@@ -96,14 +96,13 @@ fn refusal(pf: &PfView, knob: &VfKnob) -> Option<i32> {
         // EOPNOTSUPP, whatever the state.
         ("igb", VfKnob::LinkState(_)) => Some(libc::EOPNOTSUPP),
         // igb_ndo_set_vf_bw, in its order: EOPNOTSUPP on any MAC but the 82576 (I350,
-        // I210, 82580...); EINVAL for a min rate; EINVAL while the link is down or above
-        // the link speed, even for a max rate of 0.
+        // I210, 82580...); EINVAL for a min rate; EINVAL above the link speed, which
+        // igb_down sets to 0 (so while down only 0 is taken, as QEMU's igb shows: the PHY
+        // link bit it also checks stays set there).
         ("igb", VfKnob::Rate { .. }) if !pf.device.is_some_and(|d| IGB_82576_IDS.contains(&d)) => {
             Some(libc::EOPNOTSUPP)
         }
-        ("igb", VfKnob::Rate { min, max }) if min != 0 || !pf.link_up || max > pf.speed => {
-            Some(libc::EINVAL)
-        }
+        ("igb", VfKnob::Rate { min, max }) if min != 0 || max > pf.speed => Some(libc::EINVAL),
         // ixgbe_ndo_set_vf_bw: EINVAL while the link is down, unless linked at 10 Gb/s, for
         // a min rate, and for a max rate of 1..=10 or above the link speed.
         ("ixgbe", VfKnob::Rate { min, max })

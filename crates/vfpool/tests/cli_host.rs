@@ -442,7 +442,14 @@ fn apply_after_a_reboot_reapplies_leases_and_nic_show_says_who_holds_what() {
     d.ok(&["pool", "create", "p", "--select", "eno49"]);
     // eno49 is an I350: igb limits VF rates only on the 82576 (igb_ndo_set_vf_bw).
     let e = d.err(&[
-        "lease", "acquire", "--pool", "p", "--owner", "vm-1", "--max-rate", "300",
+        "lease",
+        "acquire",
+        "--pool",
+        "p",
+        "--owner",
+        "vm-1",
+        "--max-rate",
+        "300",
     ]);
     assert!(
         e.starts_with("error: driver igb refused max-rate for 0000:03:10.0")
