@@ -38,6 +38,21 @@ must_fail() {
     [ $_rc != 0 ] || fail "\`$*\` succeeded but should have failed"
 }
 
+# Runs a command with fault point $1 armed (VFPOOL_FAULT): it must die by SIGKILL (exit 137)
+# and say on stderr that it reached that very point; its stderr is kept in $ERR.
+must_crash_at() { # point cmd...
+    _point=$1
+    shift
+    echo "\$ VFPOOL_FAULT=$_point $*  (must be killed there)" >&2
+    ERR="$(VFPOOL_FAULT=$_point "$@" 2>&1 >/dev/null)"
+    _rc=$?
+    echo "$ERR"
+    [ $_rc = 137 ] || fail "\`$*\` with VFPOOL_FAULT=$_point exited $_rc, not 137 (SIGKILL)"
+    printf '%s\n' "$ERR" | grep -qxF "vfpool: fault point $_point reached; SIGKILL" ||
+        fail "\`$*\` did not report reaching fault point $_point"
+    echo "ok: killed at $_point"
+}
+
 expect_eq() { # what got want
     [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
     echo "ok: $1 = $3"

@@ -115,7 +115,10 @@ mod tests {
         // child's exec: the lock can stay held for that moment.)
         let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !PfLocks::is_free(d.path(), a) {
-            assert!(std::time::Instant::now() < until, "still held after the drops");
+            assert!(
+                std::time::Instant::now() < until,
+                "still held after the drops"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let ex = PfLocks::take(d.path(), &[a].into(), Hold::Exclusive).unwrap();

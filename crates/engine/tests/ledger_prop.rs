@@ -96,7 +96,9 @@ fn check(lab: &Lab, e: &mut Engine, after_gc: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+    ))]
 
     #[test]
     fn the_ledger_follows_the_host(ops in proptest::collection::vec(op(), 1..25)) {
@@ -110,12 +112,28 @@ proptest! {
             let mut gc = false;
             match op {
                 Op::Acquire { owner, pool, vlan } => {
-                    let mut r = req(POOLS[pool as usize], &format!("o{owner}"));
+                    let (pool, owner) = (POOLS[pool as usize], format!("o{owner}"));
+                    let holds = e.leases().unwrap().iter().any(|l| l.owner == owner);
+                    let free = e.pool_list().unwrap().iter().find(|p| p.name == pool).unwrap().free;
+                    let mut r = req(pool, &owner);
                     r.settings.vlan = vlan;
-                    let _ = e.acquire(&r);
+                    match e.acquire(&r) {
+                        // A pool with a free healthy VF serves an owner without a lease.
+                        Ok(l) => {
+                            prop_assert!(!holds && free > 0, "acquire by {owner} on {pool} (free {free}, holds {holds}) succeeded");
+                            prop_assert_eq!(&l.pool, pool);
+                            prop_assert_eq!(l.state, LeaseState::Active);
+                        }
+                        Err(err) => prop_assert!(holds || free == 0, "acquire by {} on {} (free {}) failed: {}", owner, pool, free, err),
+                    }
                 }
                 Op::Release { owner } => {
-                    let _ = e.release(&ReleaseTarget::Owner(format!("o{owner}")));
+                    let owner = format!("o{owner}");
+                    let holds = e.leases().unwrap().iter().any(|l| l.owner == owner);
+                    match e.release(&ReleaseTarget::Owner(owner.clone())) {
+                        Ok(l) => prop_assert!(holds && l.owner == owner, "release of {owner} without a lease succeeded"),
+                        Err(err) => prop_assert!(!holds, "release of {} failed: {}", owner, err),
+                    }
                 }
                 Op::Gc => {
                     let rep = e.gc().unwrap();

@@ -8,8 +8,10 @@ use vfpool_model::VfSettings;
 
 use super::*;
 
-/// A simulated host: igb eth0 (7 VFs, link up), ixgbe PF named `ixgbe` (4 VFs), mlx5_core eth2 (8 VFs),
-/// igb eth3 (SR-IOV capable, 0 VFs, link down), a virtual veth0.
+/// A simulated host: igb eth0 (an 82576, 7 VFs, link up at 1000 Mb/s), ixgbe PF named `ixgbe`
+/// (an 82599, 4 VFs, link up at 10000 Mb/s), mlx5_core eth2 (8 VFs, link down), igb eth3 (an
+/// 82576, SR-IOV capable, 0 VFs, link down), igb eth4 (an I350, 7 VFs, link up), a virtual
+/// veth0.
 struct Host {
     dir: tempfile::TempDir,
 }
@@ -22,6 +24,22 @@ impl Host {
         h.pf("0000:02:00.0", "ixgbe", "ixgbe", 63, 4, "up", 3);
         h.pf("0000:03:00.0", "eth2", "mlx5_core", 127, 8, "down", 4);
         h.pf("0000:04:00.0", "eth3", "igb", 7, 0, "down", 5);
+        h.pf("0000:05:00.0", "eth4", "igb", 7, 7, "up", 7);
+        for (pci, ifname, device, speed) in [
+            ("0000:01:00.0", "eth0", "0x10c9", "1000"),
+            ("0000:02:00.0", "ixgbe", "0x10fb", "10000"),
+            ("0000:03:00.0", "eth2", "0x1017", "-1"),
+            ("0000:04:00.0", "eth3", "0x10c9", "-1"),
+            ("0000:05:00.0", "eth4", "0x1521", "1000"),
+        ] {
+            let dev = h.sys().join("devices/pci0000:00").join(pci);
+            fs::write(dev.join("device"), format!("{device}\n")).unwrap();
+            fs::write(
+                dev.join("net").join(ifname).join("speed"),
+                format!("{speed}\n"),
+            )
+            .unwrap();
+        }
         h.netdev(&h.sys().join("devices/virtual/net/veth0"), "veth0", 6, "up");
         h
     }
@@ -219,11 +237,66 @@ fn max_rate_needs_the_pf_link_up_on_igb() {
             .starts_with("cannot set max-rate 100 on eth3 vf 1"),
         "{e}"
     );
-    // Clearing the limit is fine while down.
+    // Clearing it is fine (igb_down zeroes the link speed; the rate must not exceed it).
     set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap();
     ops.set_up("eth3", true).unwrap();
     set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 100 }).unwrap();
     assert_eq!(vf(&ops, "eth3", 1).max_tx_rate, 100);
+    // Up to the link speed (1000 Mb/s), not above.
+    set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 1000 }).unwrap();
+    let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 1001 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    // Down again: no new limit, but clearing it is fine.
+    ops.set_up("eth3", false).unwrap();
+    let e = set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 10 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
+    set(&ops, "eth3", 1, VfKnob::Rate { min: 0, max: 0 }).unwrap();
+}
+
+#[test]
+fn igb_limits_rates_only_on_the_82576() {
+    let h = Host::new();
+    let ops = h.ops();
+    // igb_ndo_set_vf_bw: EOPNOTSUPP on an I350 (link up), any rate, even 0, before the VF
+    // index is looked at.
+    for (vf_index, min, max) in [(0, 0, 100), (0, 0, 0), (0, 10, 100), (9, 0, 100)] {
+        let e = set(&ops, "eth4", vf_index, VfKnob::Rate { min, max }).unwrap_err();
+        assert_eq!(
+            errno(&e),
+            libc::EOPNOTSUPP,
+            "vf {vf_index} rate {min}/{max}"
+        );
+    }
+    // Everything else an 82576 takes, an I350 takes too.
+    set(&ops, "eth4", 0, VfKnob::Mac(MAC1)).unwrap();
+    set(&ops, "eth4", 0, VfKnob::Trust(true)).unwrap();
+    assert_eq!(vf(&ops, "eth4", 0).max_tx_rate, 0);
+}
+
+#[test]
+fn ixgbe_limits_rates_at_10g_only_between_11_and_the_link_speed() {
+    let h = Host::new();
+    let ops = h.ops();
+    set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 11 }).unwrap();
+    set(
+        &ops,
+        "ixgbe",
+        0,
+        VfKnob::Rate {
+            min: 0,
+            max: 10_000,
+        },
+    )
+    .unwrap();
+    set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 0 }).unwrap();
+    for max in [1, 10, 10_001] {
+        let e = set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max }).unwrap_err();
+        assert_eq!(errno(&e), libc::EINVAL, "max {max}");
+    }
+    // ixgbe_ndo_set_vf_bw: link down is EINVAL, even to clear it.
+    ops.set_up("ixgbe", false).unwrap();
+    let e = set(&ops, "ixgbe", 0, VfKnob::Rate { min: 0, max: 0 }).unwrap_err();
+    assert_eq!(errno(&e), libc::EINVAL);
 }
 
 #[test]
@@ -251,14 +324,27 @@ fn ixgbe_has_link_state_but_no_min_rate_nor_802_1ad() {
 }
 
 #[test]
-fn mlx5_accepts_everything() {
+fn mlx5_accepts_everything_but_802_1ad() {
     let h = Host::new();
     let ops = h.ops();
+    // mlx5e_set_vf_vlan: EPROTONOSUPPORT for anything but 802.1Q.
+    let e = set(
+        &ops,
+        "eth2",
+        7,
+        VfKnob::Vlan {
+            vlan: 300,
+            qos: 0,
+            proto: VlanProto::Dot1AD,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(errno(&e), libc::EPROTONOSUPPORT);
     let s = VfSettings {
         mac: Some(MAC1),
         vlan: Some(300),
         qos: Some(2),
-        vlan_proto: Some(VlanProto::Dot1AD),
+        vlan_proto: Some(VlanProto::Dot1Q),
         spoofchk: Some(false),
         trust: Some(true),
         link_state: Some(LinkState::Enable),
@@ -274,7 +360,7 @@ fn mlx5_accepts_everything() {
             mac: MAC1,
             vlan: 300,
             qos: 2,
-            vlan_proto: VlanProto::Dot1AD,
+            vlan_proto: VlanProto::Dot1Q,
             spoofchk: Some(false),
             trust: Some(true),
             link_state: Some(LinkState::Enable),
@@ -555,4 +641,87 @@ fn state_files_keep_only_what_differs_from_the_kernel_default_and_read_back_whol
     assert_eq!(back.vfs.get(&5), Some(&changed));
     let bad = serde_json::from_str::<PfState>(r#"{"vfs":{"0":{"colour":"red"}}}"#);
     assert!(bad.is_err(), "unknown fields are refused");
+}
+
+/// Replays `tests/vm/scenarios/fidelity-vf.txt` (what the real igb of QEMU's 82576 answered in
+/// the real-kernel tier's `fidelity` scenario, which checks that the file still holds) on the
+/// simulator's 82576: a fresh VF reads the same and every setting gets the same answer.
+#[test]
+fn the_simulator_answers_like_the_real_igb() {
+    let golden = include_str!("../../../tests/vm/scenarios/fidelity-vf.txt");
+    let h = Host::new();
+    let ops = h.ops();
+    let mut checked = 0;
+    for line in golden
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        if let Some(want) = line.strip_prefix("fresh ") {
+            let c = vf(&ops, "eth0", 6);
+            let got = format!(
+                "vlan={} qos={} proto={} spoofchk={} trust={} link_state={} min_tx={} max_tx={}",
+                c.vlan,
+                c.qos,
+                match c.vlan_proto {
+                    VlanProto::Dot1Q => "802.1Q",
+                    VlanProto::Dot1AD => "802.1ad",
+                },
+                c.spoofchk.unwrap(),
+                c.trust.unwrap(),
+                match c.link_state.unwrap() {
+                    LinkState::Auto => "auto",
+                    LinkState::Enable => "enable",
+                    LinkState::Disable => "disable",
+                },
+                c.min_tx_rate,
+                c.max_tx_rate
+            );
+            assert_eq!(got, want, "a fresh VF");
+            checked += 1;
+            continue;
+        }
+        let (case, want) = line.split_once(" => ").expect("`case => answer`");
+        let words: Vec<&str> = case.split_whitespace().collect();
+        let (link, index, args) = (words[0], words[1].parse::<u16>().unwrap(), &words[2..]);
+        ops.set_up("eth0", link == "up").unwrap();
+        let arg = |name: &str| args.iter().position(|w| *w == name).map(|i| args[i + 1]);
+        let num = |name: &str| arg(name).map(|v| v.parse::<u32>().unwrap());
+        let on = |v: &str| v == "on";
+        let knob = match args[0] {
+            "mac" => VfKnob::Mac(args[1].parse().unwrap()),
+            "vlan" => VfKnob::Vlan {
+                vlan: num("vlan").unwrap() as u16,
+                qos: num("qos").unwrap_or(0) as u8,
+                proto: match arg("proto") {
+                    Some("802.1ad") => VlanProto::Dot1AD,
+                    _ => VlanProto::Dot1Q,
+                },
+            },
+            "state" => VfKnob::LinkState(match args[1] {
+                "auto" => LinkState::Auto,
+                "enable" => LinkState::Enable,
+                _ => LinkState::Disable,
+            }),
+            // `ip link` fills in the rate it was not given from the VF's current one.
+            "min_tx_rate" | "max_tx_rate" => VfKnob::Rate {
+                min: num("min_tx_rate").unwrap_or(0),
+                max: num("max_tx_rate").unwrap_or_else(|| vf(&ops, "eth0", index).max_tx_rate),
+            },
+            "trust" => VfKnob::Trust(on(args[1])),
+            "spoofchk" => VfKnob::SpoofChk(on(args[1])),
+            other => panic!("fidelity-vf.txt: unknown setting {other}"),
+        };
+        let got = match set(&ops, "eth0", index, knob) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => match errno(&e) {
+                libc::EINVAL => "EINVAL".to_owned(),
+                libc::EOPNOTSUPP => "EOPNOTSUPP".to_owned(),
+                libc::EPROTONOSUPPORT => "EPROTONOSUPPORT".to_owned(),
+                n => format!("errno {n}"),
+            },
+        };
+        assert_eq!(got, want, "{case}");
+        checked += 1;
+    }
+    assert!(checked > 20, "fidelity-vf.txt has only {checked} cases");
 }

@@ -1,9 +1,14 @@
 # The sysfs manifest of a real igb PF split into 7 VFs (autoprobe on) goes to the host, which
-# diffs it against the simulator's manifest of the same split (xtask checks::fidelity).
+# diffs it against the simulator's manifest of the same split (xtask checks::fidelity). Then
+# the PF driver's own answers: a fresh VF's IFLA_VFINFO_LIST entry and the result (ok or
+# errno) of each `ip link set PF vf ...` in fidelity-vf.txt, which the host compares with that
+# file and the netlink simulator's unit test replays.
 . /vmtest/lib.sh
 
 use_first_pf
 
+must ip link set "$nic" up
+settle_carrier "$nic"
 must vfpool nic split "$nic" --vfs 7 --autoprobe on
 expect_eq "sriov_numvfs" "$(cat "$dir/sriov_numvfs")" 7
 # igbvf binds while the split runs; give the VF netdevs a moment to register.
@@ -16,4 +21,36 @@ run vfpool debug sysfs-manifest "$nic" >/tmp/manifest || fail "vfpool debug sysf
 cat /tmp/manifest
 [ -s /tmp/manifest ] || fail "the manifest is empty"
 vm_data manifest </tmp/manifest
+
+# A fresh VF as the PF reports it, in fidelity-vf.txt's words.
+settle_carrier "$nic"
+ip -j link show "$nic" | jq -r '.[0].vfinfo_list[] | select(.vf == 6) |
+    "fresh vlan=\(.vlan_list[0].vlan // 0) qos=\(.vlan_list[0].qos // 0) proto=\(.vlan_list[0].protocol // "802.1Q") spoofchk=\(.spoofchk) trust=\(.trust) link_state=\(.link_state) min_tx=\(.rate.min_tx) max_tx=\(.rate.max_tx)"' \
+    >/tmp/vf-answers || fail "cannot read $nic's VFs"
+link=up
+grep -v '^#' /vmtest/scenarios/fidelity-vf.txt | grep -v '^fresh' | sed 's/ => .*//' |
+    while read -r want_link index args; do
+        if [ "$want_link" != "$link" ]; then
+            ip link set "$nic" "$want_link" || fail "cannot set $nic $want_link"
+            if [ "$want_link" = up ]; then settle_carrier "$nic" >/dev/null; else sleep 1; fi
+            link=$want_link
+        fi
+        # shellcheck disable=SC2086
+        out=$(ip link set "$nic" vf "$index" $args 2>&1)
+        case $? in
+            0) got=ok ;;
+            *)
+                case $out in
+                    *"Operation not supported"*) got=EOPNOTSUPP ;;
+                    *"Invalid argument"*) got=EINVAL ;;
+                    *"Protocol not supported"*) got=EPROTONOSUPPORT ;;
+                    *) got="other: $out" ;;
+                esac
+                ;;
+        esac
+        echo "$want_link $index $args => $got"
+    done >>/tmp/vf-answers
+cat /tmp/vf-answers
+vm_data vf-answers </tmp/vf-answers
+must ip link set "$nic" up
 must vfpool nic restore "$nic"

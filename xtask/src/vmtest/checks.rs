@@ -15,7 +15,52 @@ const DEMO_IGB_PF: &str = "eno49";
 
 /// `fidelity`: the guest's `debug sysfs-manifest` of a real igb PF with 7 VFs (autoprobe on)
 /// must equal the simulator's for the same split, line for line.
+/// Then the PF driver's answers (`vf-answers`: a fresh VF and the result of each VF setting)
+/// must equal `tests/vm/scenarios/fidelity-vf.txt`, which the netlink simulator's unit test
+/// replays against the simulator.
 pub fn fidelity(ctx: &HostContext<'_>, report: &ScenarioReport) -> Result<()> {
+    let manifest = fidelity_manifest(ctx, report);
+    let answers = fidelity_vf_answers(report);
+    match (manifest, answers) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(a), Err(b)) => bail!("{a:#}\n{b:#}"),
+    }
+}
+
+/// The golden file of what the real igb answers, shared with the netlink simulator's test.
+const VF_ANSWERS: &str = include_str!("../../../tests/vm/scenarios/fidelity-vf.txt");
+
+fn fidelity_vf_answers(report: &ScenarioReport) -> Result<()> {
+    let want: Vec<&str> = VF_ANSWERS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    let got: Vec<&str> = report
+        .data("vf-answers")
+        .iter()
+        .map(String::as_str)
+        .collect();
+    if got == want {
+        return Ok(());
+    }
+    let mut diff = String::new();
+    for i in 0..want.len().max(got.len()) {
+        let (w, g) = (want.get(i).copied(), got.get(i).copied());
+        if w != g {
+            diff.push_str(&format!(
+                "\n  fidelity-vf.txt: {}\n  real igb:        {}",
+                w.unwrap_or("(nothing)"),
+                g.unwrap_or("(nothing)")
+            ));
+        }
+    }
+    bail!(
+        "the real igb answers VF settings otherwise than fidelity-vf.txt (and so the simulator) says:{diff}"
+    )
+}
+
+fn fidelity_manifest(ctx: &HostContext<'_>, report: &ScenarioReport) -> Result<()> {
     let guest = trim_end(report.data("manifest"));
     if guest.is_empty() {
         bail!("the guest sent no manifest");

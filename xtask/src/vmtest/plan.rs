@@ -96,6 +96,11 @@ pub struct Config {
     /// A small ext4 disk (virtio-blk) that survives from one boot to the next, mounted in the
     /// guest as vfpool's state directory.
     pub state_disk: bool,
+    /// Every boot but the last ends in a power cut (needs `state_disk`): the harness requires
+    /// the guest to report the cut (`VMTEST POWERCUT`, see `power_cut_after` in lib.sh) and
+    /// the next boot to find the control file written without a sync gone (`VMTEST UNSYNCED
+    /// absent`).
+    pub power_cut_between_boots: bool,
     /// The machine is booted once per entry, in order, running that entry's scenarios.
     pub boots: &'static [&'static [&'static str]],
 }
@@ -107,6 +112,7 @@ pub const CONFIGS: &[Config] = &[
         iommu: true,
         pfs: 2,
         state_disk: false,
+        power_cut_between_boots: false,
         boots: &[&[
             "sriov-sanity",
             "inventory",
@@ -123,6 +129,7 @@ pub const CONFIGS: &[Config] = &[
         iommu: false,
         pfs: 1,
         state_disk: false,
+        power_cut_between_boots: false,
         boots: &[&[
             "sriov-sanity",
             "inventory",
@@ -138,6 +145,7 @@ pub const CONFIGS: &[Config] = &[
         iommu: false,
         pfs: 1,
         state_disk: true,
+        power_cut_between_boots: true,
         boots: &[&["persist-before-reboot"], &["apply-after-reboot"]],
     },
 ];
@@ -163,6 +171,17 @@ mod tests {
                 );
                 assert!(seen.insert(name), "{}: {name} listed twice", config.name);
             }
+        }
+    }
+
+    #[test]
+    fn power_cuts_only_on_a_state_disk() {
+        for config in CONFIGS {
+            assert!(
+                !config.power_cut_between_boots || (config.state_disk && config.boots.len() > 1),
+                "{}: a power cut between boots needs a state disk and two boots",
+                config.name
+            );
         }
     }
 

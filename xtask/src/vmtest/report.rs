@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! VMTEST READY <config> <kernel release>
+//! VMTEST UNSYNCED absent|present|no-state-disk  (state disk: the power cut's control file)
 //! VMTEST BEGIN <scenario>
 //! VMTEST DATA <scenario> <key>: <line>      (any number, in order, per key)
 //! VMTEST PASS <scenario>
 //! VMTEST FAIL <scenario>: <reason>
+//! VMTEST POWERCUT <how>                      (the boot is about to cut its power)
 //! VMTEST DONE
 //! ```
 
@@ -19,6 +21,10 @@ pub struct GuestReport {
     pub ready: Option<String>,
     /// `/init` ran through its scenario list and is about to power off.
     pub done: bool,
+    /// `/init` is about to cut the power (sysrq b) after writing an unsynced control file.
+    pub power_cut: Option<String>,
+    /// Whether the previous boot's unsynced control file is on the state disk.
+    pub unsynced: Option<String>,
     pub scenarios: BTreeMap<String, ScenarioReport>,
 }
 
@@ -52,6 +58,8 @@ pub fn parse(text: &str) -> GuestReport {
         match word {
             "READY" => report.ready = Some(rest.to_owned()),
             "DONE" => report.done = true,
+            "POWERCUT" => report.power_cut = Some(rest.to_owned()),
+            "UNSYNCED" => report.unsynced = Some(rest.to_owned()),
             "BEGIN" => report.scenario(rest).began = true,
             "PASS" => report.scenario(rest).verdict = Some(Ok(())),
             "FAIL" => {
@@ -94,6 +102,7 @@ mod tests {
     #[test]
     fn parses_the_protocol() {
         let text = "\u{0}VMTEST READY iommu 6.1.0-56-amd64\r\n\
+                    VMTEST UNSYNCED absent\r\n\
                     VMTEST BEGIN a\r\n\
                     VMTEST DATA a manifest: x=1\r\n\
                     VMTEST DATA a manifest:\r\n\
@@ -101,10 +110,16 @@ mod tests {
                     VMTEST PASS a\r\n\
                     VMTEST BEGIN b\r\n\
                     VMTEST FAIL b: numvfs: got 3, want 7\r\n\
-                    VMTEST BEGIN c\r\n";
+                    VMTEST BEGIN c\r\n\
+                    VMTEST POWERCUT sysrq b, control file written\r\n";
         let report = parse(text);
         assert_eq!(report.ready.as_deref(), Some("iommu 6.1.0-56-amd64"));
         assert!(!report.done);
+        assert_eq!(report.unsynced.as_deref(), Some("absent"));
+        assert_eq!(
+            report.power_cut.as_deref(),
+            Some("sysrq b, control file written")
+        );
         assert_eq!(report.scenarios["a"].verdict, Some(Ok(())));
         assert_eq!(
             report.scenarios["a"].data("manifest"),

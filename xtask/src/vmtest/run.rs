@@ -357,6 +357,8 @@ impl ConfigRun<'_> {
             make_state_disk(&disk)?;
         }
         let mut outcomes = Vec::new();
+        // Whether the boot before this one cut the power.
+        let mut cut_before = false;
         for (i, scenarios) in self.boots.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             let boot = Boot {
                 config: self.config,
@@ -383,7 +385,10 @@ impl ConfigRun<'_> {
             let results = read_lossy(&boot.results_log());
             let console = read_lossy(&boot.console_log());
             let report = report::parse(&results);
-            let problem = boot_problem(&finished.ending, &report, self.timeout);
+            let problem = boot_problem(&finished.ending, &report, self.timeout).or_else(|| {
+                power_cut_problem(self.config, i, self.boots.len(), cut_before, &report)
+            });
+            cut_before = report.power_cut.is_some();
             for name in &boot.scenarios {
                 outcomes.push(self.judge(
                     name,
@@ -470,6 +475,53 @@ fn boot_problem(ending: &Ending, report: &GuestReport, timeout: Duration) -> Opt
     }
 }
 
+/// What is wrong with boot `index` (from 0) of `count` as to power cuts: a config that cuts
+/// the power between boots must see every boot but the last report the cut, and every boot
+/// after a cut find the control file that was written without a sync right before it gone.
+fn power_cut_problem(
+    config: &Config,
+    index: usize,
+    count: usize,
+    cut_before: bool,
+    report: &GuestReport,
+) -> Option<String> {
+    if !config.power_cut_between_boots {
+        return None;
+    }
+    if index + 1 < count {
+        match report.power_cut.as_deref() {
+            None => {
+                return Some(
+                    "the boot should have ended in a power cut (power_cut_after) but the guest reported none"
+                        .into(),
+                );
+            }
+            Some(how) if !how.contains("control file written") => {
+                return Some(format!("the power cut is not proven: {how}"));
+            }
+            Some(_) => {}
+        }
+    }
+    if cut_before {
+        match report.unsynced.as_deref() {
+            Some("absent") => {}
+            Some("present") => {
+                return Some(
+                    "the file written without a sync right before the power cut survived it: the disk was synced, the cut is not a power cut"
+                        .into(),
+                );
+            }
+            other => {
+                return Some(format!(
+                    "the boot after the power cut did not report the unsynced control file ({})",
+                    other.unwrap_or("no UNSYNCED line")
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The console lines of one scenario (between the markers `tests/vm/init` prints), at most
 /// [`TAIL_LINES`] from the end; the console's tail when the scenario never started.
 fn scenario_log(console: &str, name: &str) -> Vec<String> {
@@ -518,4 +570,38 @@ fn make_state_disk(path: &Path) -> Result<()> {
             .args(["-q", "-F", "-L", "vfpool-state"])
             .arg(path),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reboot_config() -> &'static Config {
+        CONFIGS
+            .iter()
+            .find(|c| c.power_cut_between_boots)
+            .expect("a config with a power cut")
+    }
+
+    #[test]
+    fn a_power_cut_must_be_reported_and_proven() {
+        let c = reboot_config();
+        let cut = report::parse("VMTEST POWERCUT sysrq b, control file written\n");
+        let none = report::parse("VMTEST DONE\n");
+        let unwritten = report::parse("VMTEST POWERCUT sysrq b, control file NOT written\n");
+        assert_eq!(power_cut_problem(c, 0, 2, false, &cut), None);
+        assert!(power_cut_problem(c, 0, 2, false, &none).is_some());
+        assert!(power_cut_problem(c, 0, 2, false, &unwritten).is_some());
+        // The last boot needs no cut.
+        assert_eq!(power_cut_problem(c, 1, 2, false, &none), None);
+
+        let gone = report::parse("VMTEST UNSYNCED absent\n");
+        let kept = report::parse("VMTEST UNSYNCED present\n");
+        assert_eq!(power_cut_problem(c, 1, 2, true, &gone), None);
+        assert!(power_cut_problem(c, 1, 2, true, &kept).is_some());
+        assert!(power_cut_problem(c, 1, 2, true, &none).is_some());
+        // A config without cuts judges nothing.
+        let plain = CONFIGS.iter().find(|c| !c.power_cut_between_boots).unwrap();
+        assert_eq!(power_cut_problem(plain, 0, 1, true, &kept), None);
+    }
 }
