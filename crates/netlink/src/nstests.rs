@@ -18,7 +18,7 @@ const ALLOW_SKIP: &str = "VFPOOL_ALLOW_SKIP";
 
 /// False as root. Not as root: true (skip) when `VFPOOL_ALLOW_SKIP=1`, else the test fails:
 /// a skip hidden by cargo's output capture would count as a pass.
-fn skip_unless_root(test: &str) -> bool {
+pub(crate) fn skip_unless_root(test: &str) -> bool {
     if Uid::effective().is_root() {
         return false;
     }
@@ -31,7 +31,7 @@ fn skip_unless_root(test: &str) -> bool {
 }
 
 /// Runs `f` on a new thread inside a new, empty network namespace.
-fn in_fresh_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn in_fresh_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
             unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
@@ -44,7 +44,7 @@ fn in_fresh_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 /// A second new network namespace, kept alive by the returned fd (opened as
 /// `/proc/thread-self/ns/net` on the thread that created it).
-fn other_netns() -> OwnedFd {
+pub(crate) fn other_netns() -> OwnedFd {
     std::thread::spawn(|| {
         unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
         current_netns().unwrap()
@@ -53,7 +53,7 @@ fn other_netns() -> OwnedFd {
     .unwrap()
 }
 
-fn errno(e: &NetlinkError) -> i32 {
+pub(crate) fn errno(e: &NetlinkError) -> i32 {
     e.errno().unwrap_or_else(|| panic!("no errno in {e:?}"))
 }
 

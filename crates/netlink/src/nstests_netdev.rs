@@ -2,52 +2,13 @@
 //! namespaces with veth stand-ins, each result also read with `ip` (an independent reader).
 //! Root only: without root they fail, unless VFPOOL_ALLOW_SKIP=1 says a skip is meant.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::process::Command;
 
 use nix::libc;
-use nix::sched::{CloneFlags, unshare};
-use nix::unistd::Uid;
 
-use crate::{IfAddr, NetOps, NetlinkError, RtNetlink, current_netns};
-
-/// True when the test must not run: not root and VFPOOL_ALLOW_SKIP=1. Not root without it
-/// is a failure.
-fn skip(test: &str) -> bool {
-    if Uid::effective().is_root() {
-        return false;
-    }
-    assert!(
-        std::env::var("VFPOOL_ALLOW_SKIP").as_deref() == Ok("1"),
-        "{test} needs root (network namespaces); set VFPOOL_ALLOW_SKIP=1 to skip it on purpose"
-    );
-    eprintln!("SKIPPED {test}: needs root (VFPOOL_ALLOW_SKIP=1)");
-    true
-}
-
-fn in_fresh_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-            f()
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
-}
-
-fn other_netns() -> OwnedFd {
-    std::thread::spawn(|| {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        current_netns().unwrap()
-    })
-    .join()
-    .unwrap()
-}
-
-fn errno(e: &NetlinkError) -> i32 {
-    e.errno().unwrap_or_else(|| panic!("no errno in {e:?}"))
-}
+use crate::nstests::{errno, in_fresh_netns, other_netns, skip_unless_root as skip};
+use crate::{IfAddr, NetOps, NetlinkError, RtNetlink};
 
 /// `ip ARGS` run from the calling thread (and so in its network namespace).
 fn ip(args: &[&str]) -> String {
