@@ -21,6 +21,7 @@ use crate::engine::{AcquireRequest, Engine, knob_holds};
 use crate::error::{EngineError, chain};
 use crate::ledger::{Lease, LeaseState};
 use vfpool_model::validate_owner;
+use vfpool_netlink::NetnsId;
 
 /// How long a detach waits for the kernel to give back the netdev of a namespace that is
 /// gone (the kernel's namespace cleanup runs in a work queue, after the last user left).
@@ -103,21 +104,27 @@ pub(crate) fn validate_attach_request(req: &AcquireRequest) -> Result<(), Engine
     Ok(())
 }
 
-fn open_netns(netns: &Path) -> Result<File, InvalidValue> {
-    let bad = || {
-        InvalidValue::new(
-            "netns",
-            netns.display(),
-            "an existing network namespace path like /var/run/netns/NAME",
-        )
-    };
-    if !netns.is_absolute() {
-        return Err(bad());
-    }
-    File::open(netns).map_err(|_| bad())
-}
-
 impl Engine {
+    /// `owner`'s lease.
+    fn lease_of(&mut self, owner: &str) -> Result<Lease, EngineError> {
+        self.ledger()
+            .read(|tx| tx.lease_by_owner(owner))?
+            .ok_or_else(|| EngineError::UnknownOwner {
+                owner: owner.to_owned(),
+            })
+    }
+
+    /// Checks `netns` as an acquire does (a network namespace, not the host's: see
+    /// `NetOps::check_netns`) and opens it; returns it with its identity, which the lease
+    /// records so that `gc` tells a namespace created again under the same path apart.
+    fn open_netns(&self, netns: &Path) -> Result<(File, NetnsId), EngineError> {
+        let id = self.net().check_netns(netns)?;
+        let f = File::open(netns).map_err(|e| {
+            InvalidValue::new("netns", netns.display(), format!("cannot open it ({e})"))
+        })?;
+        Ok((f, id))
+    }
+
     /// `acquire`'s configuration step: the lease applied to its VF and, when the request
     /// has an ifname, the VF's netdev attached to the request's netns (while the lease is
     /// still `acquiring`, so that a failure or a crash rolls all of it back).
@@ -148,13 +155,8 @@ impl Engine {
     ) -> Result<Lease, EngineError> {
         validate_owner(owner)?;
         validate_ifname(ifname)?;
-        open_netns(netns)?;
-        let mut lease = self
-            .ledger()
-            .read(|tx| tx.lease_by_owner(owner))?
-            .ok_or_else(|| EngineError::UnknownOwner {
-                owner: owner.to_owned(),
-            })?;
+        self.open_netns(netns)?;
+        let mut lease = self.lease_of(owner)?;
         if lease.state != LeaseState::Active {
             return Err(EngineError::NotActive {
                 owner: owner.to_owned(),
@@ -191,7 +193,7 @@ impl Engine {
         netns: &Path,
         ifname: &str,
     ) -> Result<(), EngineError> {
-        let f = open_netns(netns)?;
+        let (f, ns_id) = self.open_netns(netns)?;
         let host_name = match lease.netdev.clone().or(self.vf_netdev(lease.vf_pci)?) {
             Some(n) => n,
             None => {
@@ -208,10 +210,12 @@ impl Engine {
         };
         let ns = netns.display().to_string();
         let id = lease.id;
-        let netns_before = lease.netns.clone();
-        self.ledger()
-            .write(false, |tx| tx.set_attachment(id, Some(&ns), Some(ifname)))?;
+        let netns_before = (lease.netns.clone(), lease.netns_id);
+        self.ledger().write(false, |tx| {
+            tx.set_attachment(id, Some((&ns, Some(ns_id))), Some(ifname))
+        })?;
         lease.netns = Some(ns.clone());
+        lease.netns_id = Some(ns_id);
         lease.ifname = Some(ifname.to_owned());
         lease.netdev = Some(host_name.clone());
         let Err((step, source)) = self.attach_steps(lease, &f, &host_name, ifname) else {
@@ -220,11 +224,12 @@ impl Engine {
         let undo = self.detach(lease);
         if undo.is_empty() {
             // Back in the host: the lease is no longer attached anywhere.
+            let (path, ns_id) = &netns_before;
             self.ledger().write(false, |tx| {
-                tx.set_attachment(id, netns_before.as_deref(), None)
+                tx.set_attachment(id, path.as_deref().map(|p| (p, *ns_id)), None)
             })?;
             lease.ifname = None;
-            lease.netns = netns_before;
+            (lease.netns, lease.netns_id) = netns_before;
         }
         Err(EngineError::Attach {
             vf: lease.vf_pci,
@@ -387,12 +392,7 @@ impl Engine {
     /// an empty list is "all as leased".
     pub fn verify(&mut self, owner: &str) -> Result<Vec<Mismatch>, EngineError> {
         validate_owner(owner)?;
-        let lease = self
-            .ledger()
-            .read(|tx| tx.lease_by_owner(owner))?
-            .ok_or_else(|| EngineError::UnknownOwner {
-                owner: owner.to_owned(),
-            })?;
+        let lease = self.lease_of(owner)?;
         if lease.state != LeaseState::Active {
             return Ok(vec![Mismatch::NotActive {
                 state: lease.state.as_str().to_owned(),

@@ -600,12 +600,17 @@ impl Tx<'_> {
     pub fn set_attachment(
         &self,
         id: i64,
-        netns: Option<&str>,
+        netns: Option<(&str, Option<NetnsId>)>,
         ifname: Option<&str>,
     ) -> Result<(), EngineError> {
+        let (path, ns_id) = netns.unzip();
+        let (dev, ino) = ns_id
+            .flatten()
+            .map(|n| (n.dev as i64, n.ino as i64))
+            .unzip();
         self.exec(
-            "UPDATE leases SET netns = ?2, ifname = ?3 WHERE id = ?1",
-            params![id, netns, ifname],
+            "UPDATE leases SET netns = ?2, netns_dev = ?3, netns_ino = ?4, ifname = ?5 WHERE id = ?1",
+            params![id, path, dev, ino, ifname],
             "update a lease",
         )?;
         Ok(())

@@ -340,3 +340,45 @@ fn bad_input_is_refused_before_anything_is_leased() {
     }
     let _ = MacAddr::ZERO;
 }
+
+/// An attach after a reserve records the namespace's identity, as an acquire into a
+/// namespace does: a namespace deleted and created again under the same path is another
+/// pod, and `gc` frees the old one's VF. An attach is refused a path that is no namespace.
+#[test]
+fn attach_records_the_netns_identity_and_gc_tells_a_recreated_one_apart() {
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "pod1");
+    let mut r = req("p", "pod1/net1");
+    r.owner_kind = OwnerKind::Container;
+    e.acquire(&r).unwrap();
+    let err = e
+        .attach("pod1/net1", Path::new("/etc/passwd"), "net1")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid netns '/etc/passwd': not a network namespace"),
+        "{err}"
+    );
+    let a = e.attach("pod1/net1", &ns, "net1").unwrap();
+    assert!(a.netns_id.is_some());
+    let stored = e
+        .ledger()
+        .read(|tx| tx.lease_by_owner("pod1/net1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.netns_id, a.netns_id);
+    // Still there: gc keeps it.
+    assert!(e.gc().unwrap().actions.is_empty());
+    // The same path, another namespace (a new file, a new inode; the old one kept alive so
+    // that the inode cannot be reused).
+    let old = ns.with_extension("old");
+    std::fs::rename(&ns, &old).unwrap();
+    std::fs::write(&ns, "").unwrap();
+    let report = e.gc().unwrap();
+    assert_eq!(report.actions.len(), 1, "{report:?}");
+    assert!(
+        report.actions[0].reason.contains("another namespace"),
+        "{:?}",
+        report.actions[0]
+    );
+}

@@ -238,7 +238,7 @@ fn a_version_5_ledger_gets_the_ifname_column_and_keeps_its_leases() {
     assert_eq!((leases.len(), leases[0].ifname.clone()), (1, None));
     let id = leases[0].id;
     l.write(true, |tx| {
-        tx.set_attachment(id, Some("/run/netns/p"), Some("net1"))
+        tx.set_attachment(id, Some(("/run/netns/p", None)), Some("net1"))
     })
     .unwrap();
     let got = l.read(|tx| tx.lease_by_id(id)).unwrap().unwrap();
