@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use vfpool_engine::BootHook;
+use vfpool_engine::{ApplyView, BootHook, CheckView, DesiredView, PersistView};
 use vfpool_host::check::{self, Status};
 use vfpool_host::{Inventory, manifest};
 
@@ -67,7 +67,8 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
         HostCmd::Desired => {
             let d = ctx.engine()?.desired()?;
             if ctx.json() {
-                print_json(&d)?;
+                let views: Vec<DesiredView> = d.iter().map(Into::into).collect();
+                print_json(&views)?;
             } else {
                 let mut t = Table::new(&["NIC", "PCI", "VFS", "AUTOPROBE"]);
                 for n in &d {
@@ -93,7 +94,7 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
 fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
     let report = check::run(&ctx.host.paths, &ctx.host.fs)?;
     if ctx.json() {
-        print_json(&report)?;
+        print_json(&CheckView::from(&report))?;
     } else {
         let mut t = Table::new(&["CHECK", "STATUS", "DETAIL"]);
         for c in &report.checks {
@@ -153,7 +154,7 @@ fn host_persist(
     };
     let report = ctx.engine()?.persist(hook, root, &exe)?;
     if ctx.json() {
-        print_json(&report)?;
+        print_json(&PersistView::from(&report))?;
     } else {
         for n in &report.desired {
             crate::outln!(
@@ -199,18 +200,7 @@ fn host_apply(
         eprintln!("error: gc: {e}");
     }
     if ctx.json() {
-        let nics: Vec<serde_json::Value> = out
-            .nics
-            .changed
-            .iter()
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
-            .chain(out.nics.failed.iter().map(|f| {
-                serde_json::json!({"nic": f.nic, "pci": f.pci, "error": vfpool_engine::chain(&f.error)})
-            }))
-            .collect();
-        print_json(
-            &serde_json::json!({ "nics": nics, "leases": out.leases.actions, "gc": out.gc }),
-        )?;
+        print_json(&ApplyView::from(&out))?;
     } else {
         if out.nics.changed.is_empty() && out.nics.failed.is_empty() {
             crate::outln!(

@@ -1,14 +1,12 @@
 //! `vfpool lease ...`: take a VF from a pool, give it back, clean up after the dead.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use vfpool_engine::{AcquireRequest, Lease, Ledger, ReleaseTarget};
-use vfpool_host::Inventory;
+use vfpool_engine::{AcquireRequest, GcView, Lease, LeaseView, ReleaseTarget};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfSettings, parse_on_off};
 
 use crate::context::{Context, out, print_json};
@@ -137,7 +135,7 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             let req = args.request()?;
             let lease = ctx.engine()?.acquire(&req)?;
             if ctx.json() {
-                print_json(&lease)?;
+                print_json(&LeaseView::from(&lease))?;
             } else {
                 show(&lease);
             }
@@ -150,9 +148,7 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             };
             let lease = ctx.engine()?.release(&target)?;
             if ctx.json() {
-                let mut v = serde_json::to_value(&lease)?;
-                v["state"] = "released".into();
-                print_json(&v)?;
+                print_json(&LeaseView::released(&lease))?;
             } else {
                 crate::outln!(
                     "released {} ({} vf {}) from {}",
@@ -166,7 +162,8 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
         LeaseCmd::List => {
             let leases = ctx.engine()?.leases()?;
             if ctx.json() {
-                print_json(&leases)?;
+                let views: Vec<LeaseView> = leases.iter().map(Into::into).collect();
+                print_json(&views)?;
             } else {
                 let mut t = Table::new(&[
                     "OWNER", "KIND", "POOL", "VF", "PF", "INDEX", "NETDEV", "STATE",
@@ -189,7 +186,7 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
         LeaseCmd::Gc => {
             let rep = ctx.engine()?.gc()?;
             if ctx.json() {
-                print_json(&rep)?;
+                print_json(&GcView::from(&rep))?;
             } else {
                 for a in &rep.actions {
                     crate::outln!(
@@ -234,47 +231,5 @@ fn show(l: &Lease) {
     ];
     for (k, v) in fields {
         crate::outln!("{k:<8} {v}");
-    }
-}
-
-/// The ledger's leases for commands that only show them beside the host (`nic list`,
-/// `nic show`): none when no ledger exists yet (nothing is created), and a warning, not a
-/// failure, when it cannot be read, since those commands do not need it.
-pub fn leases_if_any(ctx: &Context) -> Vec<Lease> {
-    if !Ledger::path_in(&ctx.host.state).exists() {
-        return Vec::new();
-    }
-    let read = ctx
-        .engine()
-        .and_then(|mut e| Ok(e.ledger().read(|tx| tx.leases())?));
-    match read {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "warning: the lease ledger cannot be read ({e:#}); owners and free VFs are not shown"
-            );
-            Vec::new()
-        }
-    }
-}
-
-/// Who holds each leased VF.
-pub fn owners(leases: &[Lease]) -> HashMap<PciAddr, String> {
-    leases.iter().map(|l| (l.vf_pci, l.owner.clone())).collect()
-}
-
-/// `nic list`'s free VFs: the enabled VFs less the live (not stale) leased ones.
-pub fn subtract_leased(leases: &[Lease], inv: &mut Inventory) {
-    let mut per_pf: HashMap<PciAddr, u32> = HashMap::new();
-    for l in leases
-        .iter()
-        .filter(|l| l.state != vfpool_engine::LeaseState::Stale)
-    {
-        *per_pf.entry(l.pf_pci).or_default() += 1;
-    }
-    for n in &mut inv.nics {
-        n.free_vfs = n
-            .num_vfs
-            .saturating_sub(per_pf.get(&n.pci).copied().unwrap_or(0));
     }
 }

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use serde::Serialize;
-use vfpool_engine::{Policy, PoolSelector, PoolStatus, PoolVf};
+use vfpool_engine::{Policy, PoolDeleted, PoolDetail, PoolSelector, PoolView};
 
 use crate::context::{Context, out, print_json};
 use crate::table::{Table, opt};
@@ -31,13 +30,6 @@ pub enum PoolCmd {
     Delete { name: String },
 }
 
-#[derive(Serialize)]
-struct PoolView<'a> {
-    #[serde(flatten)]
-    status: &'a PoolStatus,
-    vfs: &'a [PoolVf],
-}
-
 pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
     let mut engine = ctx.engine()?;
     match cmd {
@@ -53,7 +45,7 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             let st = engine.pool_create(&name, selectors, policy)?;
             if ctx.json() {
-                print_json(&st)?;
+                print_json(&PoolView::from(&st))?;
             } else {
                 crate::outln!(
                     "pool {} created: {} VFs ({} free), policy {}",
@@ -67,7 +59,8 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         PoolCmd::List => {
             let list = engine.pool_list()?;
             if ctx.json() {
-                print_json(&list)?;
+                let views: Vec<PoolView> = list.iter().map(Into::into).collect();
+                print_json(&views)?;
             } else {
                 let mut t = Table::new(&[
                     "NAME",
@@ -95,10 +88,7 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         PoolCmd::Show { name } => {
             let (status, vfs) = engine.pool_show(&name)?;
             if ctx.json() {
-                print_json(&PoolView {
-                    status: &status,
-                    vfs: &vfs,
-                })?;
+                print_json(&PoolDetail::new(&status, &vfs))?;
             } else {
                 crate::outln!(
                     "pool {}: {} total, {} free, {} leased, {}; policy {}; select {}",
@@ -138,7 +128,9 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         PoolCmd::Delete { name } => {
             engine.pool_delete(&name)?;
             if ctx.json() {
-                print_json(&serde_json::json!({ "deleted": name }))?;
+                print_json(&PoolDeleted {
+                    deleted: name.clone(),
+                })?;
             } else {
                 crate::outln!("pool {name} deleted");
             }
