@@ -46,13 +46,19 @@ pub enum HostCmd {
 #[derive(Debug, Subcommand)]
 pub enum DebugCmd {
     /// Prints the normalized list of sysfs entries vfpool uses for a PF and its VFs.
-    SysfsManifest { nic: String },
+    SysfsManifest {
+        /// A PF with SR-IOV, by netdev name or PCI address.
+        nic: String,
+    },
     /// Demo host only: makes the next sriov_numvfs write on NIC fail with ERRNO
     /// (ENOMEM, EBUSY, EINVAL), or its VFs never get a netdev (--no-netdev).
     SimFault {
+        /// A PF with SR-IOV, by netdev name or PCI address.
         nic: String,
+        /// The errno the next sriov_numvfs write fails with: ENOMEM, EBUSY or EINVAL.
         #[arg(long, value_name = "ERRNO")]
         numvfs_errno: Option<String>,
+        /// The NIC's next VFs never get a netdev.
         #[arg(long)]
         no_netdev: bool,
     },

@@ -14,15 +14,18 @@ use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
 pub enum LeaseCmd {
-    /// Leases a free VF of a pool to an owner and configures it.
+    /// Leases a free VF of a pool to an owner and configures it (one lease per owner).
     Acquire(Box<AcquireArgs>),
     /// Releases OWNER's lease (or the lease on --vf) and restores its VF.
     Release {
+        /// Whose lease to release (as given to `lease acquire --owner`).
+        #[arg(required_unless_present = "vf", conflicts_with = "vf")]
         owner: Option<String>,
+        /// Release the lease on this VF instead, by PCI address (0000:03:10.0).
         #[arg(long, value_name = "PCI")]
         vf: Option<String>,
     },
-    /// Every lease.
+    /// Every lease, with its pool, VF and state.
     List,
     /// Finishes interrupted acquires and releases, releases leases whose owner is gone,
     /// removes leases on VFs that no longer exist.
@@ -31,43 +34,56 @@ pub enum LeaseCmd {
 
 #[derive(Debug, Args)]
 pub struct AcquireArgs {
-    #[arg(long)]
+    /// The pool to take a VF from (`pool create NAME`).
+    #[arg(long, value_name = "NAME")]
     pool: String,
-    /// Who holds the lease (a container id, a VM name, a person).
+    /// Who holds the lease: a container id, a VM name, a person (1..=256 visible characters).
     #[arg(long)]
     owner: String,
+    /// What the owner is: container, vm or manual; gc checks a container's --netns.
     #[arg(long, default_value = "manual", value_name = "container|vm|manual")]
     owner_kind: String,
-    /// This VF of the pool rather than the policy's choice.
+    /// This VF of the pool (PCI address, 0000:03:10.0) rather than the policy's choice.
     #[arg(long, value_name = "PCI")]
     vf: Option<String>,
-    #[arg(long)]
+    /// The VF's MAC address, set on the PF side (unicast, 02:00:00:00:00:01).
+    #[arg(long, value_name = "MAC")]
     mac: Option<String>,
-    #[arg(long)]
+    /// Port VLAN that the PF tags and strips, 0..=4094 (0: none).
+    #[arg(long, value_name = "0..=4094")]
     vlan: Option<String>,
-    #[arg(long)]
+    /// 802.1p priority of the port VLAN, 0..=7 (needs --vlan).
+    #[arg(long, value_name = "0..=7")]
     qos: Option<String>,
+    /// The port VLAN's protocol, 802.1q (default) or 802.1ad (needs --vlan).
     #[arg(long, value_name = "802.1q|802.1ad")]
     vlan_proto: Option<String>,
+    /// MAC spoof checking on the PF side: on or off.
     #[arg(long, value_name = "on|off")]
     spoofchk: Option<String>,
+    /// Trusted VF (may change its MAC, enter promiscuous mode): on or off.
     #[arg(long, value_name = "on|off")]
     trust: Option<String>,
+    /// The VF's link: auto (follows the PF), enable or disable.
     #[arg(long, value_name = "auto|enable|disable")]
     link_state: Option<String>,
+    /// Minimum TX rate in Mbit/s, 0..=4294967295 (0: none; at most --max-rate).
     #[arg(long, value_name = "MBPS")]
     min_rate: Option<String>,
+    /// Maximum TX rate in Mbit/s, 0..=4294967295 (0: no limit; up to the link speed).
     #[arg(long, value_name = "MBPS")]
     max_rate: Option<String>,
-    /// MTU of the VF netdev.
-    #[arg(long)]
+    /// MTU of the VF netdev in bytes, 68 up to the PF driver's maximum (9000 for jumbo).
+    #[arg(long, value_name = "BYTES")]
     mtu: Option<String>,
+    /// The VF's driver: netdevice (the kernel's VF driver, a netdev) or vfio-pci (for a VM).
     #[arg(long, value_name = "netdevice|vfio-pci")]
     driver: Option<String>,
-    /// Prefer a VF on this NUMA node.
-    #[arg(long)]
+    /// Prefer a VF on this NUMA node (0, 1, ...); another node when it has none free.
+    #[arg(long, value_name = "NODE")]
     numa: Option<String>,
-    /// The container's network namespace; `lease gc` releases the lease once it is gone.
+    /// The container's network namespace (/run/netns/NAME); `lease gc` releases the lease
+    /// once it is gone. Only with --owner-kind container.
     #[arg(long, value_name = "PATH")]
     netns: Option<PathBuf>,
 }
@@ -144,6 +160,7 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             let target = match (owner, vf) {
                 (Some(o), None) => ReleaseTarget::Owner(o),
                 (None, Some(v)) => ReleaseTarget::Vf(v.parse::<PciAddr>()?),
+                // clap requires exactly one of them.
                 _ => bail!("give an OWNER or --vf PCI (one of them)"),
             };
             let lease = ctx.engine()?.release(&target)?;

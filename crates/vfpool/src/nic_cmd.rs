@@ -13,8 +13,11 @@ use crate::table::{Table, opt};
 pub enum NicCmd {
     /// Every network PCI function that is not a VF, with its SR-IOV state.
     List,
-    /// One NIC (netdev name or PCI address) with its VFs.
-    Show { nic: String },
+    /// One NIC with its VFs (who holds each, its PF-side configuration), or one VF.
+    Show {
+        /// A PF or a VF, by netdev name (eno49, eno49v0) or PCI address (0000:03:00.0).
+        nic: String,
+    },
     /// Splits NICs into VFs: `echo N > sriov_numvfs`, done safely.
     Split {
         /// NICs to split, by netdev name or PCI address; several split in parallel.
@@ -23,8 +26,9 @@ pub enum NicCmd {
         /// How many VFs (1..=sriov_totalvfs).
         #[arg(long, value_name = "N")]
         vfs: String,
-        /// Whether new VFs get their kernel driver at once (sriov_drivers_autoprobe).
-        #[arg(long, value_parser = ["on", "off"])]
+        /// Whether new VFs get their kernel driver at once (sriov_drivers_autoprobe): on or
+        /// off (default: as the NIC has it).
+        #[arg(long, value_parser = ["on", "off"], value_name = "on|off")]
         autoprobe: Option<String>,
         /// Seconds to wait for the VFs and their netdevs (1..=86400).
         #[arg(long, default_value = "180", value_name = "SECONDS")]
@@ -39,6 +43,7 @@ pub enum NicCmd {
     },
     /// Removes every VF of the NICs (sriov_numvfs = 0).
     Restore {
+        /// NICs to restore, by netdev name or PCI address; several restore in parallel.
         #[arg(required = true)]
         nics: Vec<String>,
         /// Seconds to wait for the VFs to go (1..=86400).

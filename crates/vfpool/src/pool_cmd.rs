@@ -13,21 +13,28 @@ pub enum PoolCmd {
     /// Creates a pool. Selectors of the same kind are alternatives (OR); different kinds
     /// must all match (AND). A VF belongs to at most one pool.
     Create {
+        /// The pool's name: 1 to 63 letters, digits, '.', '_' or '-' (not first).
         name: String,
         /// `eno49`, `eno49#0-3,6`, `0000:03:00.0#0-1`, `vendor=8086`, `device=1520`,
         /// `driver=igb`, `numa=0`, `link=ether`; repeat or give several.
         #[arg(long = "select", required = true, num_args = 1.., value_name = "SELECTOR")]
         select: Vec<String>,
         /// How a free VF is picked: first-fit, spread (across PFs), pack (onto the fullest PF).
-        #[arg(long, default_value = "first-fit")]
+        #[arg(long, default_value = "first-fit", value_name = "first-fit|spread|pack")]
         policy: String,
     },
     /// Every pool with its total, free, leased and unhealthy VFs.
     List,
-    /// One pool and each of its VFs.
-    Show { name: String },
+    /// One pool and each of its VFs: free, leased (by whom) or unhealthy (why).
+    Show {
+        /// The pool's name.
+        name: String,
+    },
     /// Deletes a pool (refused while any of its VFs is leased).
-    Delete { name: String },
+    Delete {
+        /// The pool's name.
+        name: String,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
