@@ -51,10 +51,10 @@ pub use nics::{
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf};
 pub use selector::PoolSelector;
+pub use vfpool_netlink::NetnsId;
 pub use view::{
     ApplyView, CheckItemView, CheckView, DesiredView, GcActionView, GcView, LeaseStateView,
     LeaseView, NicApplyView, NicChangeView, NicDetail, NicFailureView, NicShow, NicView,
     PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView, ReapplyView, Shown, VfDetail,
     VfView,
 };
-pub use vfpool_netlink::NetnsId;

@@ -416,12 +416,7 @@ impl From<&ApplyOutcome> for ApplyView {
                 .changed
                 .iter()
                 .map(|c| NicApplyView::Changed(c.into()))
-                .chain(
-                    o.nics
-                        .failed
-                        .iter()
-                        .map(|f| NicApplyView::Failed(f.into())),
-                )
+                .chain(o.nics.failed.iter().map(|f| NicApplyView::Failed(f.into())))
                 .collect(),
             leases: o.leases.actions.iter().map(ReapplyView::from).collect(),
             gc: (&o.gc).into(),
@@ -747,12 +742,7 @@ mod tests {
         assert_eq!(v["state"], "released");
         assert_eq!(v["owner"], "vm-1");
         assert!(v["netdev"].is_null() && v.get("netns_id").is_none() && v.get("pid").is_none());
-        let keys: Vec<&str> = v
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 15, "{keys:?}");
     }
 }

@@ -17,9 +17,9 @@ pub enum LeaseCmd {
     /// Leases a free VF of a pool to an owner and configures it (one lease per owner).
     Acquire(Box<AcquireArgs>),
     /// Releases OWNER's lease (or the lease on --vf) and restores its VF.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["owner", "vf"])))]
     Release {
         /// Whose lease to release (as given to `lease acquire --owner`).
-        #[arg(required_unless_present = "vf", conflicts_with = "vf")]
         owner: Option<String>,
         /// Release the lease on this VF instead, by PCI address (0000:03:10.0).
         #[arg(long, value_name = "PCI")]

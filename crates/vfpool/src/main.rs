@@ -34,10 +34,22 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub demo: bool,
     /// Where sysfs is mounted (default /sys).
-    #[arg(long, global = true, env = "VFPOOL_SYSFS_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "VFPOOL_SYSFS_ROOT",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub sysfs_root: Option<PathBuf>,
     /// Where procfs is mounted (default /proc; for the kernel command line and interrupts).
-    #[arg(long, global = true, env = "VFPOOL_PROC_ROOT", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "VFPOOL_PROC_ROOT",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub proc_root: Option<PathBuf>,
     /// The state directory (ledger, desired VF counts; with --demo also the simulated host)
     /// [env: VFPOOL_STATE; default /var/lib/vfpool].

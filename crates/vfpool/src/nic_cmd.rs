@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use vfpool_engine::{NicChangeView, NicDetail, NicShow, NicsOutcome, Shown, SplitRequest, VfDetail};
+use vfpool_engine::{
+    NicChangeView, NicDetail, NicShow, NicsOutcome, Shown, SplitRequest, VfDetail,
+};
 
 use crate::context::{Context, print_json};
 use crate::table::{Table, opt};

@@ -20,7 +20,11 @@ pub enum PoolCmd {
         #[arg(long = "select", required = true, num_args = 1.., value_name = "SELECTOR")]
         select: Vec<String>,
         /// How a free VF is picked: first-fit, spread (across PFs), pack (onto the fullest PF).
-        #[arg(long, default_value = "first-fit", value_name = "first-fit|spread|pack")]
+        #[arg(
+            long,
+            default_value = "first-fit",
+            value_name = "first-fit|spread|pack"
+        )]
         policy: String,
     },
     /// Every pool with its total, free, leased and unhealthy VFs.

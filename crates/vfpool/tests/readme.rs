@@ -133,10 +133,9 @@ fn run_block(bin_dir: &Path, b: &Block) -> Result<(), String> {
     std::fs::write(&script, &b.text).unwrap();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let path = std::env::join_paths(
-        std::iter::once(bin_dir.to_owned())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_owned()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
     .unwrap();
     let o = Command::new("bash")
         .args(["-euo", "pipefail", "-x"])
@@ -220,9 +219,14 @@ fn the_parser_finds_blocks_markers_and_refuses_stray_markers() {
 
 #[test]
 fn a_vfpool_command_off_the_demo_host_is_caught() {
-    assert_eq!(touches_real_host("vfpool --demo --state $S nic list\n"), None);
     assert_eq!(
-        touches_real_host("S=$(mktemp -d)\nvfpool --demo --state $S lease acquire \\\n    --pool igb\n"),
+        touches_real_host("vfpool --demo --state $S nic list\n"),
+        None
+    );
+    assert_eq!(
+        touches_real_host(
+            "S=$(mktemp -d)\nvfpool --demo --state $S lease acquire \\\n    --pool igb\n"
+        ),
         None
     );
     assert!(touches_real_host("vfpool nic split eno49 --vfs 7\n").is_some());
