@@ -6,7 +6,9 @@
 //!   [`vfpool_netlink::NetOps`] and sysfs), release (restore it), and `gc` (finish what
 //!   crashed processes left, release leases whose owner is gone, drop leases on VFs that
 //!   vanished);
-//! - [`hostview`]: the host's VFs and their health, from the inventory.
+//! - [`hostview`]: the host's VFs and their health, from the inventory;
+//! - [`view`]: what front ends show (the `-o json` contract, the REST API's bodies next),
+//!   and `Host::nics` / `Host::nic`, which join the inventory, the leases and the VF configs.
 //!
 //! Crash safety: a lease row is committed (state `acquiring`) before its VF is touched and
 //! is marked `releasing` before a release touches it, and the process doing either holds
@@ -30,6 +32,7 @@ pub mod nics;
 pub mod owner;
 pub mod pool;
 pub mod selector;
+pub mod view;
 
 pub use attach::Mismatch;
 pub use backend::{Host, HostConfig};
@@ -49,3 +52,9 @@ pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf};
 pub use selector::PoolSelector;
 pub use vfpool_netlink::NetnsId;
+pub use view::{
+    ApplyView, CheckItemView, CheckView, DesiredView, GcActionView, GcView, LeaseStateView,
+    LeaseView, NicApplyView, NicChangeView, NicDetail, NicFailureView, NicShow, NicView,
+    PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView, ReapplyView, Shown, VfDetail,
+    VfView,
+};

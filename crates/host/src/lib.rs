@@ -23,6 +23,16 @@ pub use inventory::{Found, Inventory, Nic, Vf};
 pub use sysfs::{AttrWriter, HostPaths, KernelWriter, Sysfs};
 use vfpool_model::{InvalidValue, PciAddr};
 
+/// Why a NIC name is unknown: not among the host's NICs, or the host has none at all.
+fn unknown_nic_why(known: &str) -> String {
+    if known.is_empty() {
+        "this host has no network PCI function (is sysfs mounted, or is --sysfs-root right?)"
+            .to_owned()
+    } else {
+        format!("no network PCI function has that netdev name or address (known: {known})")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("cannot read sysfs at {path}: {reason}")]
@@ -44,9 +54,8 @@ pub enum HostError {
     },
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
-    #[error(
-        "unknown NIC '{nic}': no network PCI function has that netdev name or address (known: {known})"
-    )]
+    /// `known` lists the host's NICs, comma-separated; empty when it has none.
+    #[error("unknown NIC '{nic}': {}", unknown_nic_why(.known))]
     UnknownNic { nic: String, known: String },
     #[error("NIC '{nic}' ({pci}) has no SR-IOV capability (sriov_totalvfs is absent or 0)")]
     NotSriov { nic: String, pci: PciAddr },
@@ -89,4 +98,29 @@ pub enum HostError {
     },
     #[error("{path} is not valid: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+}
+
+#[cfg(test)]
+mod unknown_nic_tests {
+    use super::HostError;
+
+    #[test]
+    fn an_unknown_nic_names_the_known_ones_or_says_there_are_none() {
+        let e = HostError::UnknownNic {
+            nic: "eth9".into(),
+            known: "eno1, eno49".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "unknown NIC 'eth9': no network PCI function has that netdev name or address (known: eno1, eno49)"
+        );
+        let e = HostError::UnknownNic {
+            nic: "eth9".into(),
+            known: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "unknown NIC 'eth9': this host has no network PCI function (is sysfs mounted, or is --sysfs-root right?)"
+        );
+    }
 }

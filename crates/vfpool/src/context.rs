@@ -1,9 +1,6 @@
 //! What every command needs: where the host's files are and how to write them.
 
-use std::sync::Arc;
-
 use vfpool_engine::{Engine, Host, HostConfig};
-use vfpool_netlink::NetOps;
 
 use crate::{Cli, Output};
 
@@ -30,10 +27,6 @@ impl Context {
             host,
             output: cli.output,
         })
-    }
-
-    pub fn netops(&self) -> anyhow::Result<Arc<dyn NetOps>> {
-        Ok(self.host.netops()?)
     }
 
     /// The engine over the ledger in the state directory.

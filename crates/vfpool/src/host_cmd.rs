@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use vfpool_engine::BootHook;
+use vfpool_engine::{ApplyView, BootHook, CheckView, DesiredView, PersistView};
 use vfpool_host::check::{self, Status};
 use vfpool_host::{Inventory, manifest};
 
@@ -46,13 +46,19 @@ pub enum HostCmd {
 #[derive(Debug, Subcommand)]
 pub enum DebugCmd {
     /// Prints the normalized list of sysfs entries vfpool uses for a PF and its VFs.
-    SysfsManifest { nic: String },
+    SysfsManifest {
+        /// A PF with SR-IOV, by netdev name or PCI address.
+        nic: String,
+    },
     /// Demo host only: makes the next sriov_numvfs write on NIC fail with ERRNO
     /// (ENOMEM, EBUSY, EINVAL), or its VFs never get a netdev (--no-netdev).
     SimFault {
+        /// A PF with SR-IOV, by netdev name or PCI address.
         nic: String,
+        /// The errno the next sriov_numvfs write fails with: ENOMEM, EBUSY or EINVAL.
         #[arg(long, value_name = "ERRNO")]
         numvfs_errno: Option<String>,
+        /// The NIC's next VFs never get a netdev.
         #[arg(long)]
         no_netdev: bool,
     },
@@ -67,7 +73,8 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
         HostCmd::Desired => {
             let d = ctx.engine()?.desired()?;
             if ctx.json() {
-                print_json(&d)?;
+                let views: Vec<DesiredView> = d.iter().map(Into::into).collect();
+                print_json(&views)?;
             } else {
                 let mut t = Table::new(&["NIC", "PCI", "VFS", "AUTOPROBE"]);
                 for n in &d {
@@ -93,7 +100,7 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
 fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
     let report = check::run(&ctx.host.paths, &ctx.host.fs)?;
     if ctx.json() {
-        print_json(&report)?;
+        print_json(&CheckView::from(&report))?;
     } else {
         let mut t = Table::new(&["CHECK", "STATUS", "DETAIL"]);
         for c in &report.checks {
@@ -153,7 +160,7 @@ fn host_persist(
     };
     let report = ctx.engine()?.persist(hook, root, &exe)?;
     if ctx.json() {
-        print_json(&report)?;
+        print_json(&PersistView::from(&report))?;
     } else {
         for n in &report.desired {
             crate::outln!(
@@ -199,18 +206,7 @@ fn host_apply(
         eprintln!("error: gc: {e}");
     }
     if ctx.json() {
-        let nics: Vec<serde_json::Value> = out
-            .nics
-            .changed
-            .iter()
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
-            .chain(out.nics.failed.iter().map(|f| {
-                serde_json::json!({"nic": f.nic, "pci": f.pci, "error": vfpool_engine::chain(&f.error)})
-            }))
-            .collect();
-        print_json(
-            &serde_json::json!({ "nics": nics, "leases": out.leases.actions, "gc": out.gc }),
-        )?;
+        print_json(&ApplyView::from(&out))?;
     } else {
         if out.nics.changed.is_empty() && out.nics.failed.is_empty() {
             crate::outln!(

@@ -1,14 +1,12 @@
 //! `vfpool lease ...`: take a VF from a pool, give it back, clean up after the dead.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use vfpool_engine::{AcquireRequest, Lease, Ledger, ReleaseTarget};
-use vfpool_host::Inventory;
+use vfpool_engine::{AcquireRequest, GcView, Lease, LeaseView, ReleaseTarget};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfSettings, parse_on_off};
 
 use crate::context::{Context, out, print_json};
@@ -16,15 +14,18 @@ use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
 pub enum LeaseCmd {
-    /// Leases a free VF of a pool to an owner and configures it.
+    /// Leases a free VF of a pool to an owner and configures it (one lease per owner).
     Acquire(Box<AcquireArgs>),
     /// Releases OWNER's lease (or the lease on --vf) and restores its VF.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["owner", "vf"])))]
     Release {
+        /// Whose lease to release (as given to `lease acquire --owner`).
         owner: Option<String>,
+        /// Release the lease on this VF instead, by PCI address (0000:03:10.0).
         #[arg(long, value_name = "PCI")]
         vf: Option<String>,
     },
-    /// Every lease.
+    /// Every lease, with its pool, VF and state.
     List,
     /// Finishes interrupted acquires and releases, releases leases whose owner is gone,
     /// removes leases on VFs that no longer exist.
@@ -33,43 +34,56 @@ pub enum LeaseCmd {
 
 #[derive(Debug, Args)]
 pub struct AcquireArgs {
-    #[arg(long)]
+    /// The pool to take a VF from (`pool create NAME`).
+    #[arg(long, value_name = "NAME")]
     pool: String,
-    /// Who holds the lease (a container id, a VM name, a person).
+    /// Who holds the lease: a container id, a VM name, a person (1..=256 visible characters).
     #[arg(long)]
     owner: String,
+    /// What the owner is: container, vm or manual; gc checks a container's --netns.
     #[arg(long, default_value = "manual", value_name = "container|vm|manual")]
     owner_kind: String,
-    /// This VF of the pool rather than the policy's choice.
+    /// This VF of the pool (PCI address, 0000:03:10.0) rather than the policy's choice.
     #[arg(long, value_name = "PCI")]
     vf: Option<String>,
-    #[arg(long)]
+    /// The VF's MAC address, set on the PF side (unicast, 02:00:00:00:00:01).
+    #[arg(long, value_name = "MAC")]
     mac: Option<String>,
-    #[arg(long)]
+    /// Port VLAN that the PF tags and strips, 0..=4094 (0: none).
+    #[arg(long, value_name = "0..=4094")]
     vlan: Option<String>,
-    #[arg(long)]
+    /// 802.1p priority of the port VLAN, 0..=7 (needs --vlan).
+    #[arg(long, value_name = "0..=7")]
     qos: Option<String>,
+    /// The port VLAN's protocol, 802.1q (default) or 802.1ad (needs --vlan).
     #[arg(long, value_name = "802.1q|802.1ad")]
     vlan_proto: Option<String>,
+    /// MAC spoof checking on the PF side: on or off.
     #[arg(long, value_name = "on|off")]
     spoofchk: Option<String>,
+    /// Trusted VF (may change its MAC, enter promiscuous mode): on or off.
     #[arg(long, value_name = "on|off")]
     trust: Option<String>,
+    /// The VF's link: auto (follows the PF), enable or disable.
     #[arg(long, value_name = "auto|enable|disable")]
     link_state: Option<String>,
+    /// Minimum TX rate in Mbit/s, 0..=4294967295 (0: none; at most --max-rate).
     #[arg(long, value_name = "MBPS")]
     min_rate: Option<String>,
+    /// Maximum TX rate in Mbit/s, 0..=4294967295 (0: no limit; up to the link speed).
     #[arg(long, value_name = "MBPS")]
     max_rate: Option<String>,
-    /// MTU of the VF netdev.
-    #[arg(long)]
+    /// MTU of the VF netdev in bytes, 68 up to the PF driver's maximum (9000 for jumbo).
+    #[arg(long, value_name = "BYTES")]
     mtu: Option<String>,
+    /// The VF's driver: netdevice (the kernel's VF driver, a netdev) or vfio-pci (for a VM).
     #[arg(long, value_name = "netdevice|vfio-pci")]
     driver: Option<String>,
-    /// Prefer a VF on this NUMA node.
-    #[arg(long)]
+    /// Prefer a VF on this NUMA node (0, 1, ...); another node when it has none free.
+    #[arg(long, value_name = "NODE")]
     numa: Option<String>,
-    /// The container's network namespace; `lease gc` releases the lease once it is gone.
+    /// The container's network namespace (/run/netns/NAME); `lease gc` releases the lease
+    /// once it is gone. Only with --owner-kind container.
     #[arg(long, value_name = "PATH")]
     netns: Option<PathBuf>,
 }
@@ -137,7 +151,7 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             let req = args.request()?;
             let lease = ctx.engine()?.acquire(&req)?;
             if ctx.json() {
-                print_json(&lease)?;
+                print_json(&LeaseView::from(&lease))?;
             } else {
                 show(&lease);
             }
@@ -146,13 +160,12 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             let target = match (owner, vf) {
                 (Some(o), None) => ReleaseTarget::Owner(o),
                 (None, Some(v)) => ReleaseTarget::Vf(v.parse::<PciAddr>()?),
+                // clap requires exactly one of them.
                 _ => bail!("give an OWNER or --vf PCI (one of them)"),
             };
             let lease = ctx.engine()?.release(&target)?;
             if ctx.json() {
-                let mut v = serde_json::to_value(&lease)?;
-                v["state"] = "released".into();
-                print_json(&v)?;
+                print_json(&LeaseView::released(&lease))?;
             } else {
                 crate::outln!(
                     "released {} ({} vf {}) from {}",
@@ -166,7 +179,8 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
         LeaseCmd::List => {
             let leases = ctx.engine()?.leases()?;
             if ctx.json() {
-                print_json(&leases)?;
+                let views: Vec<LeaseView> = leases.iter().map(Into::into).collect();
+                print_json(&views)?;
             } else {
                 let mut t = Table::new(&[
                     "OWNER", "KIND", "POOL", "VF", "PF", "INDEX", "NETDEV", "STATE",
@@ -189,7 +203,7 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
         LeaseCmd::Gc => {
             let rep = ctx.engine()?.gc()?;
             if ctx.json() {
-                print_json(&rep)?;
+                print_json(&GcView::from(&rep))?;
             } else {
                 for a in &rep.actions {
                     crate::outln!(
@@ -234,47 +248,5 @@ fn show(l: &Lease) {
     ];
     for (k, v) in fields {
         crate::outln!("{k:<8} {v}");
-    }
-}
-
-/// The ledger's leases for commands that only show them beside the host (`nic list`,
-/// `nic show`): none when no ledger exists yet (nothing is created), and a warning, not a
-/// failure, when it cannot be read, since those commands do not need it.
-pub fn leases_if_any(ctx: &Context) -> Vec<Lease> {
-    if !Ledger::path_in(&ctx.host.state).exists() {
-        return Vec::new();
-    }
-    let read = ctx
-        .engine()
-        .and_then(|mut e| Ok(e.ledger().read(|tx| tx.leases())?));
-    match read {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "warning: the lease ledger cannot be read ({e:#}); owners and free VFs are not shown"
-            );
-            Vec::new()
-        }
-    }
-}
-
-/// Who holds each leased VF.
-pub fn owners(leases: &[Lease]) -> HashMap<PciAddr, String> {
-    leases.iter().map(|l| (l.vf_pci, l.owner.clone())).collect()
-}
-
-/// `nic list`'s free VFs: the enabled VFs less the live (not stale) leased ones.
-pub fn subtract_leased(leases: &[Lease], inv: &mut Inventory) {
-    let mut per_pf: HashMap<PciAddr, u32> = HashMap::new();
-    for l in leases
-        .iter()
-        .filter(|l| l.state != vfpool_engine::LeaseState::Stale)
-    {
-        *per_pf.entry(l.pf_pci).or_default() += 1;
-    }
-    for n in &mut inv.nics {
-        n.free_vfs = n
-            .num_vfs
-            .saturating_sub(per_pf.get(&n.pci).copied().unwrap_or(0));
     }
 }

@@ -33,17 +33,29 @@ pub struct Cli {
     /// an onboard NIC); with no --state, in a fresh temporary directory.
     #[arg(long, global = true)]
     pub demo: bool,
-    /// Where sysfs is.
-    #[arg(long, global = true, env = "VFPOOL_SYSFS_ROOT", value_name = "DIR")]
+    /// Where sysfs is mounted (default /sys).
+    #[arg(
+        long,
+        global = true,
+        env = "VFPOOL_SYSFS_ROOT",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub sysfs_root: Option<PathBuf>,
-    /// Where procfs is (for the kernel command line and interrupts).
-    #[arg(long, global = true, env = "VFPOOL_PROC_ROOT", value_name = "DIR")]
+    /// Where procfs is mounted (default /proc; for the kernel command line and interrupts).
+    #[arg(
+        long,
+        global = true,
+        env = "VFPOOL_PROC_ROOT",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
     pub proc_root: Option<PathBuf>,
     /// The state directory (ledger, desired VF counts; with --demo also the simulated host)
     /// [env: VFPOOL_STATE; default /var/lib/vfpool].
     #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
-    /// Output format.
+    /// Output format: table (for people) or json (the documented contract, README).
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     #[command(subcommand)]
@@ -119,5 +131,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pool(c) => pool_cmd::run(&ctx, c),
         Command::Lease(c) => lease_cmd::run(&ctx, c),
         Command::Debug(c) => host_cmd::run_debug(&ctx, c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand says what it does, and every argument and option of every
+    /// subcommand has a one-line description (issue 9: `lease acquire --help` listed
+    /// options without any).
+    #[test]
+    fn every_command_and_option_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(format!("{p} (the command)"));
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cmd, "vfpool", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:?}");
+    }
+
+    /// Each option that takes a number in a range shows the range where the value goes.
+    #[test]
+    fn numeric_options_show_their_range() {
+        let cmd = Cli::command();
+        let acquire = cmd
+            .find_subcommand("lease")
+            .and_then(|l| l.find_subcommand("acquire"))
+            .map(|c| c.clone().render_help().to_string())
+            .unwrap_or_default();
+        for want in ["--vlan <0..=4094>", "--qos <0..=7>", "0..=4294967295"] {
+            assert!(acquire.contains(want), "{want} missing in:\n{acquire}");
+        }
     }
 }

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
-use vfpool_engine::{NicsOutcome, SplitRequest};
-use vfpool_host::{Found, Inventory, Nic, Vf};
-use vfpool_model::VfConfig;
+use vfpool_engine::{
+    NicChangeView, NicDetail, NicShow, NicsOutcome, Shown, SplitRequest, VfDetail,
+};
 
 use crate::context::{Context, print_json};
 use crate::table::{Table, opt};
@@ -16,8 +15,11 @@ use crate::table::{Table, opt};
 pub enum NicCmd {
     /// Every network PCI function that is not a VF, with its SR-IOV state.
     List,
-    /// One NIC (netdev name or PCI address) with its VFs.
-    Show { nic: String },
+    /// One NIC with its VFs (who holds each, its PF-side configuration), or one VF.
+    Show {
+        /// A PF or a VF, by netdev name (eno49, eno49v0) or PCI address (0000:03:00.0).
+        nic: String,
+    },
     /// Splits NICs into VFs: `echo N > sriov_numvfs`, done safely.
     Split {
         /// NICs to split, by netdev name or PCI address; several split in parallel.
@@ -26,8 +28,9 @@ pub enum NicCmd {
         /// How many VFs (1..=sriov_totalvfs).
         #[arg(long, value_name = "N")]
         vfs: String,
-        /// Whether new VFs get their kernel driver at once (sriov_drivers_autoprobe).
-        #[arg(long, value_parser = ["on", "off"])]
+        /// Whether new VFs get their kernel driver at once (sriov_drivers_autoprobe): on or
+        /// off (default: as the NIC has it).
+        #[arg(long, value_parser = ["on", "off"], value_name = "on|off")]
         autoprobe: Option<String>,
         /// Seconds to wait for the VFs and their netdevs (1..=86400).
         #[arg(long, default_value = "180", value_name = "SECONDS")]
@@ -42,6 +45,7 @@ pub enum NicCmd {
     },
     /// Removes every VF of the NICs (sriov_numvfs = 0).
     Restore {
+        /// NICs to restore, by netdev name or PCI address; several restore in parallel.
         #[arg(required = true)]
         nics: Vec<String>,
         /// Seconds to wait for the VFs to go (1..=86400).
@@ -63,25 +67,6 @@ pub fn parse_timeout(s: &str) -> Result<Duration, vfpool_model::InvalidValue> {
             "whole seconds, 1..=86400",
         )),
     }
-}
-
-#[derive(Serialize)]
-struct NicView<'a> {
-    #[serde(flatten)]
-    nic: &'a Nic,
-    vfs: Vec<VfView<'a>>,
-}
-
-/// A VF as `nic show` presents it: what sysfs says, what the PF says (IFLA_VFINFO_LIST),
-/// and who holds it.
-#[derive(Serialize)]
-struct VfView<'a> {
-    #[serde(flatten)]
-    vf: &'a Vf,
-    /// The PF-side configuration; absent when the PF could not be asked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    config: Option<VfConfig>,
-    owner: Option<String>,
 }
 
 pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
@@ -119,11 +104,18 @@ pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Prints a view's warnings on stderr (the view itself is still right, only less complete).
+pub fn warn<T>(shown: &Shown<T>) {
+    for w in &shown.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let mut inv = Inventory::scan(&ctx.host.fs)?;
-    crate::lease_cmd::subtract_leased(&crate::lease_cmd::leases_if_any(ctx), &mut inv);
+    let shown = ctx.host.nics()?;
+    warn(&shown);
     if ctx.json() {
-        print_json(&inv.nics)?;
+        print_json(&shown.view)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = Table::new(&[
@@ -137,7 +129,7 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
         "SPEED",
         "NUMA",
     ]);
-    for n in &inv.nics {
+    for n in &shown.view {
         let vfs = if n.total_vfs == 0 {
             "-".to_owned()
         } else {
@@ -162,36 +154,21 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
-    let mut inv = Inventory::scan(&ctx.host.fs)?;
-    let leases = crate::lease_cmd::leases_if_any(ctx);
-    crate::lease_cmd::subtract_leased(&leases, &mut inv);
-    let owners = crate::lease_cmd::owners(&leases);
-    let nic = match inv.find(name)? {
-        Found::Pf(n) => n,
-        Found::Vf(pf, vf) => return show_vf(ctx, pf, vf, &owners),
-    };
-    let mut configs: HashMap<u16, VfConfig> = HashMap::new();
-    if !nic.vfs.is_empty() {
-        match ctx.netops().and_then(|n| Ok(n.vf_configs(&nic.name)?)) {
-            Ok(list) => configs.extend(list),
-            Err(e) => {
-                tracing::warn!(pf = %nic.name, error = %format!("{e:#}"), "cannot read the VFs' configuration")
-            }
-        }
-    }
-    let vfs: Vec<VfView<'_>> = nic
-        .vfs
-        .iter()
-        .map(|vf| VfView {
-            vf,
-            config: configs.get(&vf.index).cloned(),
-            owner: owners.get(&vf.pci).cloned(),
-        })
-        .collect();
+    let shown = ctx.host.nic(name)?;
+    warn(&shown);
     if ctx.json() {
-        print_json(&NicView { nic, vfs })?;
+        print_json(&shown.view)?;
         return Ok(ExitCode::SUCCESS);
     }
+    match &shown.view {
+        NicShow::Pf(d) => show_pf(d),
+        NicShow::Vf(v) => show_vf(v),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_pf(d: &NicDetail) {
+    let nic = &d.nic;
     let fields = [
         ("name", nic.name.clone()),
         ("pci", nic.pci.to_string()),
@@ -231,115 +208,75 @@ fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
     for (k, v) in fields {
         crate::outln!("{k:<12} {}", v.trim_end());
     }
-    if !nic.vfs.is_empty() {
-        crate::outln!("");
-        let mut t = Table::new(&[
-            "VF",
-            "PCI",
-            "NETDEV",
-            "DRIVER",
-            "OWNER",
-            "PF-SIDE MAC",
-            "VLAN",
-            "SPOOFCHK",
-            "TRUST",
-            "RATE",
-            "IOMMU GROUP",
-        ]);
-        let on_off = |b: Option<bool>| opt(&b.map(|b| if b { "on" } else { "off" }));
-        for v in &vfs {
-            let (mac, vlan, spoof, trust, rate) = match &v.config {
-                Some(c) => (
-                    c.mac.to_string(),
-                    match (c.vlan, c.qos) {
-                        (0, _) => "-".to_owned(),
-                        (vl, 0) => format!("{vl}"),
-                        (vl, q) => format!("{vl} qos {q}"),
-                    },
-                    on_off(c.spoofchk),
-                    on_off(c.trust),
-                    match (c.min_tx_rate, c.max_tx_rate) {
-                        (0, 0) => "-".to_owned(),
-                        (min, max) => format!("{min}-{max}"),
-                    },
-                ),
-                None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
-            };
-            t.row(vec![
-                v.vf.index.to_string(),
-                v.vf.pci.to_string(),
-                opt(&v.vf.netdev),
-                opt(&v.vf.driver),
-                opt(&v.owner),
-                mac,
-                vlan,
-                spoof,
-                trust,
-                rate,
-                opt(&v.vf.iommu_group),
-            ]);
-        }
-        crate::context::out(&t.render());
+    if d.vfs.is_empty() {
+        return;
     }
-    Ok(ExitCode::SUCCESS)
+    crate::outln!("");
+    let mut t = Table::new(&[
+        "VF",
+        "PCI",
+        "NETDEV",
+        "DRIVER",
+        "OWNER",
+        "PF-SIDE MAC",
+        "VLAN",
+        "SPOOFCHK",
+        "TRUST",
+        "RATE",
+        "IOMMU GROUP",
+    ]);
+    let on_off = |b: Option<bool>| opt(&b.map(|b| if b { "on" } else { "off" }));
+    for v in &d.vfs {
+        let (mac, vlan, spoof, trust, rate) = match &v.config {
+            Some(c) => (
+                c.mac.to_string(),
+                match (c.vlan, c.qos) {
+                    (0, _) => "-".to_owned(),
+                    (vl, 0) => format!("{vl}"),
+                    (vl, q) => format!("{vl} qos {q}"),
+                },
+                on_off(c.spoofchk),
+                on_off(c.trust),
+                match (c.min_tx_rate, c.max_tx_rate) {
+                    (0, 0) => "-".to_owned(),
+                    (min, max) => format!("{min}-{max}"),
+                },
+            ),
+            None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
+        };
+        t.row(vec![
+            v.index.to_string(),
+            v.pci.to_string(),
+            opt(&v.netdev),
+            opt(&v.driver),
+            opt(&v.owner),
+            mac,
+            vlan,
+            spoof,
+            trust,
+            rate,
+            opt(&v.iommu_group),
+        ]);
+    }
+    crate::context::out(&t.render());
 }
 
 /// A VF named to `nic show`: what it is, whose it is, and how its PF configures it.
-fn show_vf(
-    ctx: &Context,
-    pf: &Nic,
-    vf: &Vf,
-    owners: &HashMap<vfpool_model::PciAddr, String>,
-) -> anyhow::Result<ExitCode> {
-    let config = match ctx.netops().and_then(|n| Ok(n.vf_configs(&pf.name)?)) {
-        Ok(list) => list
-            .into_iter()
-            .find(|(i, _)| *i == vf.index)
-            .map(|(_, c)| c),
-        Err(e) => {
-            tracing::warn!(pf = %pf.name, error = %format!("{e:#}"), "cannot read the VF's configuration");
-            None
-        }
-    };
-    let owner = owners.get(&vf.pci).cloned();
-    #[derive(Serialize)]
-    struct VfShow<'a> {
-        name: String,
-        state: vfpool_model::NicState,
-        pf: &'a str,
-        pf_pci: vfpool_model::PciAddr,
-        #[serde(flatten)]
-        vf: &'a Vf,
-        owner: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        config: Option<VfConfig>,
-    }
-    let v = VfShow {
-        name: vf.netdev.clone().unwrap_or_else(|| vf.pci.to_string()),
-        state: vfpool_model::NicState::Vf,
-        pf: &pf.name,
-        pf_pci: pf.pci,
-        vf,
-        owner,
-        config,
-    };
-    if ctx.json() {
-        print_json(&v)?;
-        return Ok(ExitCode::SUCCESS);
-    }
+fn show_vf(d: &VfDetail) {
+    let vf = &d.vf;
     let fields = [
-        ("name", v.name.clone()),
+        ("name", d.name.clone()),
         ("pci", vf.pci.to_string()),
         ("state", "vf".to_owned()),
-        ("pf", format!("{} ({}) vf {}", pf.name, pf.pci, vf.index)),
+        ("pf", format!("{} ({}) vf {}", d.pf, d.pf_pci, vf.index)),
         ("driver", opt(&vf.driver)),
         ("netdev", opt(&vf.netdev)),
         ("mac", opt(&vf.mac)),
         ("iommu group", opt(&vf.iommu_group)),
-        ("owner", opt(&v.owner)),
+        ("owner", opt(&vf.owner)),
         (
             "pf side",
-            v.config
+            vf.config
                 .as_ref()
                 .map(|c| serde_json::to_string(c).unwrap_or_default())
                 .unwrap_or_else(|| "-".into()),
@@ -348,7 +285,6 @@ fn show_vf(
     for (k, val) in fields {
         crate::outln!("{k:<12} {val}");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints what a split, restore or apply did; failures on stderr. Exit 1 if any failed.
@@ -363,7 +299,8 @@ pub fn finish(ctx: &Context, out: &NicsOutcome) -> anyhow::Result<ExitCode> {
         );
     }
     if ctx.json() {
-        print_json(&out.changed)?;
+        let changed: Vec<NicChangeView> = out.changed.iter().map(Into::into).collect();
+        print_json(&changed)?;
     } else {
         for r in &out.changed {
             let what = if !r.changed {

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use serde::Serialize;
-use vfpool_engine::{Policy, PoolSelector, PoolStatus, PoolVf};
+use vfpool_engine::{Policy, PoolDeleted, PoolDetail, PoolSelector, PoolView};
 
 use crate::context::{Context, out, print_json};
 use crate::table::{Table, opt};
@@ -14,28 +13,32 @@ pub enum PoolCmd {
     /// Creates a pool. Selectors of the same kind are alternatives (OR); different kinds
     /// must all match (AND). A VF belongs to at most one pool.
     Create {
+        /// The pool's name: 1 to 63 letters, digits, '.', '_' or '-' (not first).
         name: String,
         /// `eno49`, `eno49#0-3,6`, `0000:03:00.0#0-1`, `vendor=8086`, `device=1520`,
         /// `driver=igb`, `numa=0`, `link=ether`; repeat or give several.
         #[arg(long = "select", required = true, num_args = 1.., value_name = "SELECTOR")]
         select: Vec<String>,
         /// How a free VF is picked: first-fit, spread (across PFs), pack (onto the fullest PF).
-        #[arg(long, default_value = "first-fit")]
+        #[arg(
+            long,
+            default_value = "first-fit",
+            value_name = "first-fit|spread|pack"
+        )]
         policy: String,
     },
     /// Every pool with its total, free, leased and unhealthy VFs.
     List,
-    /// One pool and each of its VFs.
-    Show { name: String },
+    /// One pool and each of its VFs: free, leased (by whom) or unhealthy (why).
+    Show {
+        /// The pool's name.
+        name: String,
+    },
     /// Deletes a pool (refused while any of its VFs is leased).
-    Delete { name: String },
-}
-
-#[derive(Serialize)]
-struct PoolView<'a> {
-    #[serde(flatten)]
-    status: &'a PoolStatus,
-    vfs: &'a [PoolVf],
+    Delete {
+        /// The pool's name.
+        name: String,
+    },
 }
 
 pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
@@ -53,7 +56,7 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             let st = engine.pool_create(&name, selectors, policy)?;
             if ctx.json() {
-                print_json(&st)?;
+                print_json(&PoolView::from(&st))?;
             } else {
                 crate::outln!(
                     "pool {} created: {} VFs ({} free), policy {}",
@@ -67,7 +70,8 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         PoolCmd::List => {
             let list = engine.pool_list()?;
             if ctx.json() {
-                print_json(&list)?;
+                let views: Vec<PoolView> = list.iter().map(Into::into).collect();
+                print_json(&views)?;
             } else {
                 let mut t = Table::new(&[
                     "NAME",
@@ -95,10 +99,7 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         PoolCmd::Show { name } => {
             let (status, vfs) = engine.pool_show(&name)?;
             if ctx.json() {
-                print_json(&PoolView {
-                    status: &status,
-                    vfs: &vfs,
-                })?;
+                print_json(&PoolDetail::new(&status, &vfs))?;
             } else {
                 crate::outln!(
                     "pool {}: {} total, {} free, {} leased, {}; policy {}; select {}",
@@ -138,7 +139,9 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
         PoolCmd::Delete { name } => {
             engine.pool_delete(&name)?;
             if ctx.json() {
-                print_json(&serde_json::json!({ "deleted": name }))?;
+                print_json(&PoolDeleted {
+                    deleted: name.clone(),
+                })?;
             } else {
                 crate::outln!("pool {name} deleted");
             }

@@ -221,6 +221,33 @@ fn unreadable_sysfs_is_reported() {
 }
 
 #[test]
+fn a_host_without_nics_says_so_rather_than_listing_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let sys = dir.path().join("sys");
+    std::fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_vfpool"))
+            .arg("--sysfs-root")
+            .arg(&sys)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .args(args)
+            .env_remove("VFPOOL_STATE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["nic", "show", "eth9"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: unknown NIC 'eth9': this host has no network PCI function (is sysfs mounted, or is --sysfs-root right?)"
+    );
+    let out = run(&["-o", "json", "nic", "list"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}
+
+#[test]
 fn host_check_on_a_ready_host_and_on_one_without_iommu() {
     let d = Demo::new();
     let v = d.json(&["host", "check"]);
