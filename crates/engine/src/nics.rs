@@ -20,7 +20,7 @@ use vfpool_model::PciAddr;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::ledger::DesiredNic;
+use crate::lease::DesiredNic;
 use crate::lock::{Hold, PfLocks};
 use crate::{GcReport, ReapplyReport};
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, PciAddr, VfIndexSet};
 
 use crate::hostview::{Health, HostView};
-use crate::ledger::{Lease, LeaseState};
+use crate::lease::{Lease, LeaseState};
 use crate::selector::{PfFacts, PoolSelector, selects};
 
 /// How a pool picks a free VF.
