@@ -19,10 +19,10 @@ use crate::error::{EngineError, chain};
 use crate::fault;
 use crate::hostview::{HostView, PfSlot, VfSlot};
 use crate::lease::{Applied, DriverChoice, Lease, LeaseState, Original, OwnerKind};
-use crate::ledger::{VfLock, is_unique_violation, lock_vf};
+use crate::ledger::{Durability, VfLock, is_unique_violation, lock_vf};
 use crate::lock::{Hold, PfLocks};
 use crate::owner::this_process;
-use crate::pfcache::pool_pfs;
+use crate::pfcache::{PfRead, pool_pfs};
 use crate::pool::{self, Candidate, Pool, owner_of, rank, validate_pool_name};
 use crate::pools::find_pool;
 
@@ -74,6 +74,16 @@ enum Picked {
     Lock(PciAddr),
 }
 
+/// What the write transaction of an optimistic pick ([`Engine::pick_then_insert`]) found.
+enum Optimistic {
+    /// The row is in, with this id.
+    Inserted(i64),
+    /// Another process leased the VF since it was read: try another.
+    VfTaken,
+    /// The pools or the owner changed: decide under the lock.
+    Changed,
+}
+
 impl Engine {
     /// Checks a request; returns the identity of its netns, if it names one.
     fn validate(&self, req: &AcquireRequest) -> Result<Option<NetnsId>, EngineError> {
@@ -118,12 +128,12 @@ impl Engine {
                 None
             }
         };
-        let mut fresh = false;
+        let mut read = PfRead::MayKeep;
         let inserted = match optimistic {
             Some(l) => Ok(l),
             None => loop {
-                match self.pick_and_insert(req, ns, fresh, &pf_locks) {
-                    Ok(Picked::RetryFresh) => fresh = true,
+                match self.pick_and_insert(req, ns, read, &pf_locks) {
+                    Ok(Picked::RetryFresh) => read = PfRead::Fresh,
                     // A PF not locked yet (new since the pool's PFs were read): lock it and
                     // pick again, since it may have changed meanwhile.
                     Ok(Picked::Lock(pf)) => {
@@ -159,7 +169,7 @@ impl Engine {
                 let id = lease.id;
                 // Durable before the caller hears of it: a power cut after this returns
                 // keeps the lease (and `host apply` re-applies it).
-                self.ledger.write(true, |tx| {
+                self.ledger.write(Durability::Synced, |tx| {
                     tx.set_netdev(id, netdev.as_deref())?;
                     tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
                 })?;
@@ -175,10 +185,11 @@ impl Engine {
                 let id = lease.id;
                 if errs.is_empty() {
                     // Nothing was acknowledged: no need to wait for the disk.
-                    self.ledger.write(false, |tx| tx.delete_lease(id))?;
+                    self.ledger
+                        .write(Durability::Unsynced, |tx| tx.delete_lease(id))?;
                     Err(e)
                 } else {
-                    self.ledger.write(false, |tx| {
+                    self.ledger.write(Durability::Unsynced, |tx| {
                         tx.transition(id, &[LeaseState::Acquiring], LeaseState::Releasing, None)
                     })?;
                     Err(EngineError::Rollback {
@@ -231,7 +242,7 @@ impl Engine {
             if leases.iter().any(|l| l.owner == req.owner) {
                 return Ok(None);
             }
-            let (host, _) = pool_pfs(&mut self.pfs, &fs, &pool.selectors, false)?;
+            let (host, _) = pool_pfs(&mut self.pfs, &fs, &pool.selectors, PfRead::MayKeep)?;
             let slot = match req.vf {
                 Some(vf) => {
                     let Ok((pf, index)) = locate_vf(&fs, host, vf, &pool.name) else {
@@ -289,25 +300,23 @@ impl Engine {
             }
             let original = snapshot(&*net, &fs, &slot)?;
             let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
-            let outcome = self.ledger.write(false, |tx| {
+            let outcome = self.ledger.write(Durability::Unsynced, |tx| {
                 let pools_now = tx.pools()?;
                 if pools_now != pools || tx.lease_by_owner(&req.owner)?.is_some() {
-                    return Ok(Err(false));
+                    return Ok(Optimistic::Changed);
                 }
                 if tx.lease_by_vf(slot.pci)?.is_some() || tx.vf_gen(slot.pci)? != leases_had {
-                    return Ok(Err(true));
+                    return Ok(Optimistic::VfTaken);
                 }
-                Ok(Ok(tx.insert_lease(&lease)?))
+                Ok(Optimistic::Inserted(tx.insert_lease(&lease)?))
             })?;
             match outcome {
-                Ok(id) => {
+                Optimistic::Inserted(id) => {
                     lease.id = id;
                     return Ok(Some((lease, lock)));
                 }
-                // Another process leased this VF since it was read.
-                Err(true) => avoid.push(slot.pci),
-                // The pools or the owner changed: decide under the lock.
-                Err(false) => return Ok(None),
+                Optimistic::VfTaken => avoid.push(slot.pci),
+                Optimistic::Changed => return Ok(None),
             }
         }
         Ok(None)
@@ -316,13 +325,13 @@ impl Engine {
     /// The write transaction of an acquire: checks the pool and the owner, reads the PFs
     /// ([`pool_pfs`]), picks a free healthy VF (reading only the VFs it tries), snapshots it
     /// and inserts the lease row (state `acquiring`). When the set of PFs was kept from
-    /// earlier, a pool with no free VF in it is tried again on a fresh read (`fresh`)
+    /// earlier, a pool with no free VF in it is tried again on a fresh read ([`PfRead::Fresh`])
     /// before it is called exhausted.
     fn pick_and_insert(
         &mut self,
         req: &AcquireRequest,
         ns: Option<NetnsId>,
-        fresh: bool,
+        read: PfRead,
         pf_locks: &PfLocks,
     ) -> Result<Picked, EngineError> {
         let me = this_process();
@@ -332,11 +341,11 @@ impl Engine {
         let locks = self.ledger.locks_dir();
         // Not synced: the row must survive this process (a crash leaves it for `gc`), which
         // a commit does; a power cut resets the VF as well, so the row need not outlive it.
-        self.ledger.write(false, |tx| {
+        self.ledger.write(Durability::Unsynced, |tx| {
             let pools = tx.pools()?;
             let pool = find_pool(&pools, &req.pool)?;
             // Only PFs are read here (the pool's again); the VF picked is read below.
-            let (host, kept) = pool_pfs(cache, &fs, &pool.selectors, fresh)?;
+            let (host, kept) = pool_pfs(cache, &fs, &pool.selectors, read)?;
             if let Some(l) = tx.lease_by_owner(&req.owner)? {
                 return Err(EngineError::OwnerHasLease {
                     owner: req.owner.clone(),
@@ -429,7 +438,7 @@ impl Engine {
     fn lock_pool_pfs(&mut self, name: &str) -> Result<PfLocks, EngineError> {
         let pools = self.ledger.read(|tx| tx.pools())?;
         let pool = find_pool(&pools, name)?;
-        let (host, _) = pool_pfs(&mut self.pfs, &self.fs, &pool.selectors, false)?;
+        let (host, _) = pool_pfs(&mut self.pfs, &self.fs, &pool.selectors, PfRead::MayKeep)?;
         let pfs: Vec<PciAddr> = host
             .pfs
             .iter()

@@ -22,6 +22,7 @@ use crate::configure::{Configurator, knob_holds};
 use crate::engine::Engine;
 use crate::error::{EngineError, chain};
 use crate::lease::{Lease, LeaseState};
+use crate::ledger::Durability;
 use vfpool_model::validate_owner;
 
 /// How long a detach waits for the kernel to give back the netdev of a namespace that is
@@ -215,8 +216,9 @@ impl Engine {
         let ns = netns.display().to_string();
         let id = lease.id;
         let netns_before = lease.netns.clone();
-        self.ledger()
-            .write(false, |tx| tx.set_attachment(id, Some(&ns), Some(ifname)))?;
+        self.ledger().write(Durability::Unsynced, |tx| {
+            tx.set_attachment(id, Some(&ns), Some(ifname))
+        })?;
         lease.netns = Some(ns.clone());
         lease.ifname = Some(ifname.to_owned());
         lease.netdev = Some(host_name.clone());
@@ -226,7 +228,7 @@ impl Engine {
         let undo = self.configurator().detach(lease);
         if undo.is_empty() {
             // Back in the host: the lease is no longer attached anywhere.
-            self.ledger().write(false, |tx| {
+            self.ledger().write(Durability::Unsynced, |tx| {
                 tx.set_attachment(id, netns_before.as_deref(), None)
             })?;
             lease.ifname = None;

@@ -23,6 +23,26 @@ pub(crate) struct Configurator<'a> {
     pub(crate) net: &'a dyn NetOps,
 }
 
+/// When [`Configurator::ensure_vf_mac`] sets the VF netdev's MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MacSet {
+    /// Only when the netdev shows another MAC.
+    IfDifferent,
+    /// Always: the PF's MAC for the VF was cleared, so the VF must announce its own again.
+    Always,
+}
+
+impl MacSet {
+    /// `Always` after the PF-side MAC was cleared.
+    fn after(pf_mac_cleared: bool) -> Self {
+        if pf_mac_cleared {
+            MacSet::Always
+        } else {
+            MacSet::IfDifferent
+        }
+    }
+}
+
 impl Engine {
     /// The configurator of this engine's host.
     pub(crate) fn configurator(&self) -> Configurator<'_> {
@@ -85,7 +105,7 @@ impl Configurator<'_> {
         if let Some(mac) = s.mac
             && netdev.is_some()
         {
-            netdev = self.ensure_vf_mac(lease.vf_pci, mac, false)?;
+            netdev = self.ensure_vf_mac(lease.vf_pci, mac, MacSet::IfDifferent)?;
         }
         match &netdev {
             Some(nd) => {
@@ -203,7 +223,8 @@ impl Configurator<'_> {
                         && let Some(mac) = orig.mac
                         && !mac.is_zero()
                         && (link.mac != Some(mac) || mac_cleared)
-                        && let Err(e) = self.ensure_vf_mac(lease.vf_pci, mac, mac_cleared)
+                        && let Err(e) =
+                            self.ensure_vf_mac(lease.vf_pci, mac, MacSet::after(mac_cleared))
                     {
                         errs.push(chain(&e));
                     }
@@ -261,18 +282,18 @@ impl Configurator<'_> {
     /// untrusted VF change a MAC the PF set (igb, ixgbe: "VF attempted to override
     /// administratively set MAC address") is answered by reloading the VF driver, which
     /// comes up with the PF's MAC. Returns the netdev (its name may change on reload).
-    /// With `force`, the MAC is set even when the netdev shows it already (after the PF's
-    /// MAC for the VF was cleared, the VF must tell the PF its MAC again).
+    /// With [`MacSet::Always`], the MAC is set even when the netdev shows it already (after
+    /// the PF's MAC for the VF was cleared, the VF must tell the PF its MAC again).
     fn ensure_vf_mac(
         &self,
         vf: PciAddr,
         mac: MacAddr,
-        force: bool,
+        when: MacSet,
     ) -> Result<Option<String>, EngineError> {
         let Some(nd) = self.vf_netdev(vf)? else {
             return Ok(None);
         };
-        if !force && self.net.link(&nd).ok().and_then(|l| l.mac) == Some(mac) {
+        if when == MacSet::IfDifferent && self.net.link(&nd).ok().and_then(|l| l.mac) == Some(mac) {
             return Ok(Some(nd));
         }
         let err = match self.net.set_mac(&nd, mac) {

@@ -21,7 +21,7 @@ use vfpool_netlink::NetOps;
 use crate::error::EngineError;
 use crate::hostview::HostView;
 use crate::lease::{Lease, LeaseState};
-use crate::ledger::Ledger;
+use crate::ledger::{Durability, Ledger};
 use crate::owner::{NoVmLayer, VmOwners};
 use crate::pfcache::PfCache;
 
@@ -122,6 +122,7 @@ impl Engine {
     /// Marks the leases on every VF of PF `pf_pci` stale, for `nic restore --force` and a
     /// forced `nic split` (which destroy the VFs). Returns how many.
     pub fn mark_pf_stale(&mut self, pf_pci: PciAddr) -> Result<usize, EngineError> {
-        self.ledger.write(true, |tx| tx.mark_pf_stale(pf_pci))
+        self.ledger
+            .write(Durability::Synced, |tx| tx.mark_pf_stale(pf_pci))
     }
 }

@@ -106,6 +106,17 @@ PRAGMA user_version = 6;
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: i64 = 6;
 
+/// Whether a commit must be on disk when [`Ledger::write`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk when `write` returns (one WAL fsync, shared with concurrent writers): a step
+    /// that answers a caller (a lease made `active`, a lease removed).
+    Synced,
+    /// Committed (survives the process) but not synced: a step a power cut may drop, since
+    /// it resets the VFs as well (the `acquiring` row, `active` -> `releasing`).
+    Unsynced,
+}
+
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
@@ -562,7 +573,7 @@ impl Ledger {
         };
         let version = schema_version(&ledger.conn, path)?;
         if version < SCHEMA_VERSION {
-            ledger.write(true, |tx| {
+            ledger.write(Durability::Synced, |tx| {
                 // Again under the write lock: another process may have just done it.
                 let version: i64 = tx
                     .tx
@@ -660,7 +671,7 @@ impl Ledger {
         &self.path
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction; when `durable`, the commit is on disk
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction; when [`Durability::Synced`], the commit is on disk
     /// when this returns. An error from `f` rolls the transaction back.
     ///
     /// Writers first queue on an exclusive `flock` of `state.db-writers`: the kernel wakes
@@ -678,7 +689,7 @@ impl Ledger {
     /// SQLite synced the database then.)
     pub fn write<T>(
         &mut self,
-        durable: bool,
+        durability: Durability,
         f: impl FnOnce(&Tx<'_>) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let Some(queue) = &self.queue else {
@@ -697,13 +708,13 @@ impl Ledger {
             };
             run_tx(&mut self.conn, TransactionBehavior::Immediate, f)?
         };
-        if durable && self.wal {
+        if durability == Durability::Synced && self.wal {
             self.sync_wal()?;
         }
         Ok(out)
     }
 
-    /// Makes every commit so far durable (what a `write(true, ..)` does after its commit).
+    /// Makes every commit so far durable (what a `write(Durability::Synced, ..)` does after its commit).
     pub fn sync(&mut self) -> Result<(), EngineError> {
         if self.wal { self.sync_wal() } else { Ok(()) }
     }

@@ -52,12 +52,14 @@ pub use engine::Engine;
 pub use error::{EngineError, ErrorKind, chain};
 pub use hostview::{Health, HostView};
 pub use lease::{Applied, DesiredNic, DriverChoice, Lease, LeaseState, Original, OwnerKind};
-pub use ledger::{Ledger, SCHEMA_VERSION, VfLock};
+pub use ledger::{Durability, Ledger, SCHEMA_VERSION, VfLock};
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
-pub use pool::{Policy, Pool, PoolStatus, PoolVf};
-pub use recover::{GcAction, GcReport, ReapplyAction, ReapplyReport, ReleaseTarget};
+pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};
+pub use recover::{
+    GcAction, GcKind, GcReport, ReapplyAction, ReapplyKind, ReapplyReport, ReleaseTarget,
+};
 pub use selector::PoolSelector;
 pub use vfpool_netlink::NetnsId;

@@ -22,19 +22,28 @@ pub(crate) struct PfCache {
     named: Option<Vec<PciAddr>>,
 }
 
+/// Whether [`pool_pfs`] may answer from PFs read earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PfRead {
+    /// PFs read earlier may serve (the pool's own are read again).
+    MayKeep,
+    /// Read the host's PFs again (a pool seemed exhausted in a kept view).
+    Fresh,
+}
+
 /// The host's PFs for an acquire from a pool with `selectors`. A pool whose selectors name
 /// PFs needs only those; another needs every SR-IOV PF of the host. PFs read before are kept
-/// in `cache` for up to [`PF_SET_MAX_AGE`] (unless `fresh`) and the pool's are read again
+/// in `cache` for up to [`PF_SET_MAX_AGE`] (unless [`PfRead::Fresh`]) and the pool's are read again
 /// (VF count, driver, link state: what a split, a rebind or a cable changes); otherwise the
 /// PFs the pool needs are read. Returns the view and whether it was kept.
 pub(crate) fn pool_pfs<'c>(
     cache: &'c mut Option<PfCache>,
     fs: &Sysfs,
     selectors: &[PoolSelector],
-    fresh: bool,
+    read: PfRead,
 ) -> Result<(&'c HostView, bool), EngineError> {
     let named = crate::selector::named_pfs(selectors);
-    let mut kept = !fresh
+    let mut kept = read == PfRead::MayKeep
         && cache.as_ref().is_some_and(|c| {
             c.at.elapsed() < PF_SET_MAX_AGE
                 && match (&c.named, &named) {

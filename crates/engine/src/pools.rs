@@ -7,6 +7,7 @@ use vfpool_model::{InvalidValue, PfRef};
 
 use crate::engine::{Engine, now};
 use crate::error::EngineError;
+use crate::ledger::Durability;
 
 use crate::pool::{
     self, Policy, Pool, PoolStatus, PoolVf, describe_overlap, potential, validate_pool_name,
@@ -73,7 +74,7 @@ impl Engine {
             policy,
             created: now(),
         };
-        let (pools, leases) = self.ledger.write(true, |tx| {
+        let (pools, leases) = self.ledger.write(Durability::Synced, |tx| {
             let pools = tx.pools()?;
             if pools.iter().any(|p| p.name == name) {
                 return Err(EngineError::PoolExists {
@@ -117,7 +118,7 @@ impl Engine {
     }
 
     pub fn pool_delete(&mut self, name: &str) -> Result<(), EngineError> {
-        self.ledger.write(true, |tx| {
+        self.ledger.write(Durability::Synced, |tx| {
             let pools = tx.pools()?;
             find_pool(&pools, name)?;
             let leased = tx.leases()?.iter().filter(|l| l.pool == name).count();

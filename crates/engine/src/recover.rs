@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, chain};
 use crate::fault;
 use crate::lease::{Lease, LeaseState};
-use crate::ledger::lock_vf;
+use crate::ledger::{Durability, lock_vf};
 use crate::lock::Hold;
 use crate::owner::{NetnsNow, OwnerStatus, netns_now, owner_status, this_process};
 
@@ -28,9 +28,39 @@ pub struct GcAction {
     pub owner: String,
     pub vf_pci: PciAddr,
     pub pool: String,
-    /// `rolled-back`, `finished-release`, `released-owner-gone`, `removed-stale`.
-    pub action: &'static str,
+    pub action: GcKind,
     pub reason: String,
+}
+
+/// What `lease gc` did to one lease (JSON: the kebab-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcKind {
+    /// An acquire whose process died: the VF restored, the row removed.
+    RolledBack,
+    /// A release whose process died, finished.
+    FinishedRelease,
+    /// Released: the VM, the container or its netns is gone.
+    ReleasedOwnerGone,
+    /// Removed: its VF was destroyed (or re-created outside vfpool).
+    RemovedStale,
+}
+
+impl GcKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GcKind::RolledBack => "rolled-back",
+            GcKind::FinishedRelease => "finished-release",
+            GcKind::ReleasedOwnerGone => "released-owner-gone",
+            GcKind::RemovedStale => "removed-stale",
+        }
+    }
+}
+
+impl std::fmt::Display for GcKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What `reapply` did for one lease.
@@ -39,11 +69,37 @@ pub struct ReapplyAction {
     pub owner: String,
     pub vf_pci: PciAddr,
     pub pool: String,
-    /// `reapplied`, `failed` (the error says why; the lease stays active), `stale` (its VF
-    /// does not exist).
-    pub action: &'static str,
+    pub action: ReapplyKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What `reapply` did to one lease (JSON: the lower-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReapplyKind {
+    /// Its configuration is on its VF again.
+    Reapplied,
+    /// The error says why; the lease stays active.
+    Failed,
+    /// Its VF does not exist: marked stale (`gc` removes it).
+    Stale,
+}
+
+impl ReapplyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReapplyKind::Reapplied => "reapplied",
+            ReapplyKind::Failed => "failed",
+            ReapplyKind::Stale => "stale",
+        }
+    }
+}
+
+impl std::fmt::Display for ReapplyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -75,7 +131,7 @@ impl Engine {
         })?;
         let _lock = self.lock_pfs(pf, Hold::Shared)?;
         let locks = self.ledger.locks_dir();
-        let (lease, _in_flight) = self.ledger.write(false, |tx| {
+        let (lease, _in_flight) = self.ledger.write(Durability::Unsynced, |tx| {
             let l = match target {
                 ReleaseTarget::Owner(o) => {
                     validate_owner(o)?;
@@ -115,7 +171,7 @@ impl Engine {
         };
         let id = lease.id;
         if !errs.is_empty() {
-            self.ledger.write(false, |tx| {
+            self.ledger.write(Durability::Unsynced, |tx| {
                 tx.transition(id, &[LeaseState::Releasing], LeaseState::Releasing, None)
             })?;
             return Err(EngineError::Restore {
@@ -124,7 +180,8 @@ impl Engine {
                 errors: errs.join("; "),
             });
         }
-        self.ledger.write(true, |tx| tx.delete_lease(id))
+        self.ledger
+            .write(Durability::Synced, |tx| tx.delete_lease(id))
     }
 
     /// Finishes what crashed processes left (rolls back interrupted acquires, completes
@@ -141,23 +198,23 @@ impl Engine {
                 report.in_progress += 1;
                 continue;
             };
-            let (action, reason): (&'static str, String) = {
+            let (action, reason): (GcKind, String) = {
                 match l.state {
-                    LeaseState::Acquiring => ("rolled-back", "the acquiring process died".into()),
+                    LeaseState::Acquiring => (GcKind::RolledBack, "the acquiring process died".into()),
                     LeaseState::Releasing => {
-                        ("finished-release", "the releasing process died".into())
+                        (GcKind::FinishedRelease, "the releasing process died".into())
                     }
-                    LeaseState::Stale => ("removed-stale", "its VF was destroyed".into()),
+                    LeaseState::Stale => (GcKind::RemovedStale, "its VF was destroyed".into()),
                     LeaseState::Active if !host.vfs.contains_key(&l.vf_pci) => {
-                        ("removed-stale", "its VF no longer exists".into())
+                        (GcKind::RemovedStale, "its VF no longer exists".into())
                     }
                     LeaseState::Active if self.vf_recreated(&l) => (
-                        "removed-stale",
+                        GcKind::RemovedStale,
                         "its VF was destroyed and created again outside vfpool (it has the kernel's defaults, not this lease's configuration)".into(),
                     ),
                     LeaseState::Active => match owner_status(&l, &*self.vms) {
                         OwnerStatus::Gone => (
-                            "released-owner-gone",
+                            GcKind::ReleasedOwnerGone,
                             match (&l.netns, netns_now(&l)) {
                                 (Some(ns), Some(NetnsNow::Replaced)) => format!(
                                     "netns {ns} names another namespace now (deleted and created again)"
@@ -173,28 +230,35 @@ impl Engine {
                     },
                 }
             };
-            let stale = action == "removed-stale";
+            let stale = action == GcKind::RemovedStale;
             let me = this_process();
-            let claimed = self.ledger.write(stale, |tx| {
-                let Some(cur) = tx.lease_by_id(l.id)? else {
-                    return Ok(None);
-                };
-                if cur.state != l.state || cur.pid != l.pid {
-                    return Ok(None);
-                }
+            let claimed = self.ledger.write(
                 if stale {
-                    tx.delete_lease(cur.id)?;
+                    Durability::Synced
                 } else {
-                    tx.transition(cur.id, &[cur.state], LeaseState::Releasing, Some(me))?;
-                }
-                Ok(Some(cur))
-            })?;
+                    Durability::Unsynced
+                },
+                |tx| {
+                    let Some(cur) = tx.lease_by_id(l.id)? else {
+                        return Ok(None);
+                    };
+                    if cur.state != l.state || cur.pid != l.pid {
+                        return Ok(None);
+                    }
+                    if stale {
+                        tx.delete_lease(cur.id)?;
+                    } else {
+                        tx.transition(cur.id, &[cur.state], LeaseState::Releasing, Some(me))?;
+                    }
+                    Ok(Some(cur))
+                },
+            )?;
             let Some(cur) = claimed else { continue };
             if !stale && let Err(e) = self.finish_release(&cur) {
                 report.errors.push(chain(&e));
                 continue;
             }
-            tracing::info!(pool = %cur.pool, vf = %cur.vf_pci, owner = %cur.owner, action, reason = %reason, "gc");
+            tracing::info!(pool = %cur.pool, vf = %cur.vf_pci, owner = %cur.owner, action = %action, reason = %reason, "gc");
             report.actions.push(GcAction {
                 owner: cur.owner,
                 vf_pci: cur.vf_pci,
@@ -218,14 +282,14 @@ impl Engine {
         for l in leases.into_iter().filter(|l| l.state == LeaseState::Active) {
             if !host.vfs.contains_key(&l.vf_pci) {
                 let id = l.id;
-                if self.ledger.write(false, |tx| {
+                if self.ledger.write(Durability::Unsynced, |tx| {
                     tx.transition(id, &[LeaseState::Active], LeaseState::Stale, None)
                 })? {
                     report.actions.push(ReapplyAction {
                         owner: l.owner,
                         vf_pci: l.vf_pci,
                         pool: l.pool,
-                        action: "stale",
+                        action: ReapplyKind::Stale,
                         error: None,
                     });
                 }
@@ -236,16 +300,16 @@ impl Engine {
             let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
                 continue;
             };
-            if !self.ledger.write(false, |tx| {
+            if !self.ledger.write(Durability::Unsynced, |tx| {
                 tx.transition(id, &[LeaseState::Active], LeaseState::Acquiring, Some(me))
             })? {
                 continue;
             }
             let result = self.configurator().apply(&l);
             let (action, error, netdev) = match result {
-                Ok(netdev) => ("reapplied", None, netdev),
+                Ok(netdev) => (ReapplyKind::Reapplied, None, netdev),
                 Err(e) => (
-                    "failed",
+                    ReapplyKind::Failed,
                     Some(chain(&e)),
                     self.configurator().vf_netdev(l.vf_pci).ok().flatten(),
                 ),
@@ -258,12 +322,12 @@ impl Engine {
                 .ok()
                 .flatten()
                 .or(original.instance);
-            self.ledger.write(false, |tx| {
+            self.ledger.write(Durability::Unsynced, |tx| {
                 tx.set_netdev(id, netdev.as_deref())?;
                 tx.set_original(id, &original)?;
                 tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
             })?;
-            tracing::info!(pool = %l.pool, vf = %l.vf_pci, owner = %l.owner, action, "reapply");
+            tracing::info!(pool = %l.pool, vf = %l.vf_pci, owner = %l.owner, action = %action, "reapply");
             report.actions.push(ReapplyAction {
                 owner: l.owner,
                 vf_pci: l.vf_pci,
@@ -287,6 +351,36 @@ impl Engine {
         ) {
             (Some(then), Ok(Some(now))) => then != now,
             _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON names are a contract (`lease gc -o json`, `host apply -o json`), and the
+    /// tables print `as_str`: both say the same.
+    #[test]
+    fn action_names_are_the_json_contract() {
+        let gc = [
+            (GcKind::RolledBack, "rolled-back"),
+            (GcKind::FinishedRelease, "finished-release"),
+            (GcKind::ReleasedOwnerGone, "released-owner-gone"),
+            (GcKind::RemovedStale, "removed-stale"),
+        ];
+        for (k, name) in gc {
+            assert_eq!(serde_json::to_value(k).unwrap(), name);
+            assert_eq!(k.to_string(), name);
+        }
+        let re = [
+            (ReapplyKind::Reapplied, "reapplied"),
+            (ReapplyKind::Failed, "failed"),
+            (ReapplyKind::Stale, "stale"),
+        ];
+        for (k, name) in re {
+            assert_eq!(serde_json::to_value(k).unwrap(), name);
+            assert_eq!(k.to_string(), name);
         }
     }
 }
