@@ -4,9 +4,7 @@
 //! snapshot (PF side first, then the netdev, then the driver). Driver binding itself is
 //! [`vfpool_host::driver`].
 
-use std::path::PathBuf;
-
-use vfpool_host::Sysfs;
+use vfpool_host::{Sysfs, driver};
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig};
 use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
 
@@ -98,7 +96,7 @@ impl Configurator<'_> {
                     }
                 },
             };
-            self.bind(lease.vf_pci, Some(&target))?;
+            driver::bind(self.fs, lease.vf_pci, Some(&target))?;
         }
         fault::point("acquire:after-driver");
         let mut netdev = self.vf_netdev(lease.vf_pci)?;
@@ -234,23 +232,19 @@ impl Configurator<'_> {
         }
         fault::point("release:after-netdev");
         if lease.applied.driver.is_some() {
-            match self.fs.link_name(&dev.join("driver")) {
+            match driver::current(self.fs, lease.vf_pci) {
                 Ok(cur) if cur == orig.driver => {}
                 Ok(_) => {
-                    if let Err(e) = self.bind(lease.vf_pci, orig.driver.as_deref()) {
+                    if let Err(e) = driver::bind(self.fs, lease.vf_pci, orig.driver.as_deref()) {
                         errs.push(chain(&e));
                     }
                 }
                 Err(e) => errs.push(chain(&e)),
             }
-            let over = dev.join("driver_override");
-            let cur = self.fs.read_opt(&over).ok().flatten();
-            let cur = cur.filter(|c| c != "(null)" && !c.is_empty());
-            if cur != orig.driver_override {
-                let v = orig.driver_override.clone().unwrap_or_else(|| "\n".into());
-                if let Err(e) = self.fs.write(&over, &v) {
-                    errs.push(format!("cannot write {}: {e}", over.display()));
-                }
+            if let Err(e) =
+                driver::set_driver_override(self.fs, lease.vf_pci, orig.driver_override.as_deref())
+            {
+                errs.push(chain(&e));
             }
         }
         fault::point("release:after-driver");
@@ -301,7 +295,7 @@ impl Configurator<'_> {
             Err(e) => e,
         };
         tracing::debug!(vf = %vf, netdev = %nd, error = %err, "the VF may not set its MAC; reloading its driver");
-        self.rebind(vf)?;
+        driver::rebind(self.fs, vf)?;
         let after = self.vf_netdev(vf)?;
         if let Some(n) = &after
             && self.net.link(n).ok().and_then(|l| l.mac) == Some(mac)
@@ -314,89 +308,6 @@ impl Configurator<'_> {
             vf,
             source: Box::new(err),
         })
-    }
-
-    /// Unbinds and re-probes the VF's current driver (through `driver_override`, which
-    /// works with autoprobe off), leaving `driver_override` as it was.
-    fn rebind(&self, vf: PciAddr) -> Result<(), EngineError> {
-        let dev = self.fs.path(format!("bus/pci/devices/{vf}"));
-        let Some(cur) = self.fs.link_name(&dev.join("driver"))? else {
-            return Ok(());
-        };
-        let over = dev.join("driver_override");
-        let prev = self
-            .fs
-            .read_opt(&over)?
-            .filter(|v| v != "(null)" && !v.is_empty());
-        let w = |path: PathBuf, value: &str| {
-            self.fs
-                .write(&path, value)
-                .map_err(|source| EngineError::BindDriver {
-                    vf,
-                    driver: cur.clone(),
-                    path,
-                    source,
-                })
-        };
-        w(over.clone(), &cur)?;
-        w(
-            self.fs.path(format!("bus/pci/drivers/{cur}/unbind")),
-            &vf.to_string(),
-        )?;
-        let probed = w(self.fs.path("bus/pci/drivers_probe"), &vf.to_string());
-        w(over, prev.as_deref().unwrap_or("\n"))?;
-        probed?;
-        let now = self.fs.link_name(&dev.join("driver"))?;
-        if now.as_deref() != Some(cur.as_str()) {
-            return Err(EngineError::DriverNotBound {
-                vf,
-                driver: cur,
-                found: now.unwrap_or_else(|| "none".into()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Binds `vf` to `target` (or leaves it unbound for `None`) the way that works with
-    /// autoprobe off: `driver_override`, unbind, `drivers_probe`, then check the `driver`
-    /// link, since a failed probe still answers success.
-    fn bind(&self, vf: PciAddr, target: Option<&str>) -> Result<(), EngineError> {
-        let dev = self.fs.path(format!("bus/pci/devices/{vf}"));
-        let cur = self.fs.link_name(&dev.join("driver"))?;
-        if cur.as_deref() == target {
-            return Ok(());
-        }
-        let driver = target.unwrap_or("(none)").to_owned();
-        let w = |path: PathBuf, value: &str| {
-            self.fs
-                .write(&path, value)
-                .map_err(|source| EngineError::BindDriver {
-                    vf,
-                    driver: driver.clone(),
-                    path,
-                    source,
-                })
-        };
-        w(dev.join("driver_override"), target.unwrap_or("\n"))?;
-        if let Some(c) = &cur {
-            w(
-                self.fs.path(format!("bus/pci/drivers/{c}/unbind")),
-                &vf.to_string(),
-            )?;
-        }
-        if let Some(t) = target {
-            w(self.fs.path("bus/pci/drivers_probe"), &vf.to_string())?;
-            let now = self.fs.link_name(&dev.join("driver"))?;
-            if now.as_deref() != Some(t) {
-                return Err(EngineError::DriverNotBound {
-                    vf,
-                    driver,
-                    found: now.unwrap_or_else(|| "none".into()),
-                });
-            }
-        }
-        tracing::debug!(vf = %vf, driver = target.unwrap_or("none"), "driver bound");
-        Ok(())
     }
 }
 
@@ -420,9 +331,7 @@ pub(crate) fn snapshot(
             vf: slot.pci,
         })?;
     let dev = fs.path(format!("bus/pci/devices/{}", slot.pci));
-    let driver_override = fs
-        .read_opt(&dev.join("driver_override"))?
-        .filter(|s| s != "(null)" && !s.is_empty());
+    let driver_override = driver::driver_override(fs, slot.pci)?;
     let instance = fs.instance(&dev)?;
     let (mut mtu, mut mac) = (None, None);
     if let Some(nd) = &slot.netdev {
