@@ -5,13 +5,13 @@
 //! [`vfpool_host::driver`].
 
 use vfpool_host::{Sysfs, driver};
-use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig};
+use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfConfig, gives_netdev, vf_driver_for_pf};
 use vfpool_netlink::{NetOps, NetlinkError, VfKnob};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, chain};
 use crate::fault;
-use crate::hostview::{NON_NET_DRIVERS, VfSlot, vf_driver_for_pf};
+use crate::hostview::VfSlot;
 use crate::lease::{DriverChoice, Lease, Original};
 
 /// Snapshots, applies and restores one VF's configuration. Holds no ledger: what it does is
@@ -84,7 +84,7 @@ impl Configurator<'_> {
             let target = match choice {
                 DriverChoice::VfioPci => "vfio-pci".to_owned(),
                 DriverChoice::Netdevice => match &lease.original.driver {
-                    Some(d) if !NON_NET_DRIVERS.contains(&d.as_str()) => d.clone(),
+                    Some(d) if gives_netdev(d) => d.clone(),
                     _ => {
                         let pfd = pf_driver.clone().unwrap_or_default();
                         vf_driver_for_pf(&pfd)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use vfpool_host::Sysfs;
-use vfpool_model::{PciAddr, PfRef};
+use vfpool_model::PciAddr;
 
 use crate::error::EngineError;
 use crate::hostview::HostView;
@@ -52,7 +52,7 @@ pub(crate) fn pool_pfs<'c>(
                         c.view
                             .pfs
                             .iter()
-                            .any(|p| have.contains(&p.pci) && pf_is(&p.facts, r))
+                            .any(|p| have.contains(&p.pci) && p.facts.is(r))
                     }),
                     (Some(_), None) => false,
                 }
@@ -88,12 +88,4 @@ pub(crate) fn pool_pfs<'c>(
         }
     };
     Ok((&cache.insert(entry).view, kept))
-}
-
-/// Whether the PF with `facts` is the one `r` names.
-fn pf_is(facts: &crate::selector::PfFacts, r: &PfRef) -> bool {
-    match r {
-        PfRef::Name(n) => facts.name == *n || facts.netdevs.iter().any(|d| d == n),
-        PfRef::Pci(p) => facts.pci == Some(*p),
-    }
 }

@@ -2,11 +2,12 @@
 //! another pool), list, show, delete. The types and the pure functions (membership,
 //! status, ranking) are in [`crate::pool`].
 
-use vfpool_host::HostError;
+use vfpool_host::{HostError, Inventory, Sysfs};
 use vfpool_model::{InvalidValue, PfRef};
 
 use crate::engine::{Engine, now};
 use crate::error::EngineError;
+use crate::hostview::HostView;
 use crate::ledger::Durability;
 
 use crate::pool::{
@@ -28,20 +29,8 @@ impl Engine {
         let host = self.host()?;
         for s in &selectors {
             let PoolSelector::Vfs(v) = s else { continue };
-            let pf = host.pfs.iter().find(|p| match &v.pf {
-                PfRef::Name(n) => p.facts.netdevs.iter().any(|d| d == n),
-                PfRef::Pci(a) => p.pci == *a,
-            });
-            let Some(pf) = pf else {
-                return Err(EngineError::Host(HostError::UnknownNic {
-                    nic: v.pf.to_string(),
-                    known: host
-                        .pfs
-                        .iter()
-                        .map(|p| p.facts.name.clone())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                }));
+            let Some(pf) = host.pfs.iter().find(|p| p.facts.is(&v.pf)) else {
+                return Err(not_an_sriov_pf(&self.fs, &v.pf, &host));
             };
             if let Some(max) = v.vfs.as_ref().and_then(|s| s.max())
                 && u32::from(max) >= pf.total_vfs
@@ -151,4 +140,25 @@ pub(crate) fn find_pool<'a>(pools: &'a [Pool], name: &str) -> Result<&'a Pool, E
                     .join(", ")
             },
         })
+}
+
+/// Why `r` names no SR-IOV PF of `host`: a NIC without SR-IOV, a VF (of which PF), or no
+/// NIC at all (the known SR-IOV PFs listed).
+fn not_an_sriov_pf(fs: &Sysfs, r: &PfRef, host: &HostView) -> EngineError {
+    let unknown = || {
+        EngineError::Host(HostError::UnknownNic {
+            nic: r.to_string(),
+            known: host
+                .pfs
+                .iter()
+                .map(|p| p.facts.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    };
+    match Inventory::scan(fs).map(|inv| inv.find_sriov_pf(&r.to_string()).map(drop)) {
+        Ok(Err(e @ (HostError::NotSriov { .. } | HostError::IsVf { .. }))) => e.into(),
+        Ok(_) => unknown(),
+        Err(e) => e.into(),
+    }
 }

@@ -45,6 +45,24 @@ fn pools_create_list_show_delete_and_refuse_overlap() {
         .pool_create("d", sel(&["eno99#0"]), Policy::Pack)
         .unwrap_err();
     assert!(msg(err).contains("unknown NIC 'eno99'"));
+    // A NIC the host has, but without SR-IOV (`nic show eno1` knows it): not "unknown".
+    let err = e
+        .pool_create("d", sel(&["eno1"]), Policy::Pack)
+        .unwrap_err();
+    let m = msg(err);
+    assert!(
+        m.starts_with("NIC 'eno1' (0000:02:00.0) has no SR-IOV capability"),
+        "{m}"
+    );
+    // A VF's netdev: named with its PF.
+    let err = e
+        .pool_create("d", sel(&["eno49v1"]), Policy::Pack)
+        .unwrap_err();
+    let m = msg(err);
+    assert!(
+        m.starts_with("NIC 'eno49v1' is a VF (") && m.contains(") of eno49;"),
+        "{m}"
+    );
     let err = e
         .pool_create("d", sel(&["eno50#0-9"]), Policy::Pack)
         .unwrap_err();

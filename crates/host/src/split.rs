@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use crate::{HostError, Inventory, Nic, Sysfs};
 
 /// Drivers that bind a VF without giving it a netdev.
-const NON_NET_DRIVERS: [&str; 2] = ["vfio-pci", "pci-stub"];
 
 #[derive(Debug, Clone)]
 pub struct SplitOptions {
@@ -243,7 +242,7 @@ fn count_ready(
                     missing.push(format!("VF {i} driver"));
                     continue;
                 }
-                Some(d) if !NON_NET_DRIVERS.contains(&d.as_str()) => {
+                Some(d) if vfpool_model::gives_netdev(&d) => {
                     if fs.list(&link.join("net"))?.is_empty() {
                         missing.push(format!("VF {i} netdev"));
                         continue;
