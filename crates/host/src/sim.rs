@@ -21,15 +21,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vfpool_model::{MacAddr, PciAddr};
 
+use nix::errno::Errno;
+
 use crate::HostError;
 use crate::sysfs::{AttrWriter, HostPaths};
 
-const EINVAL: i32 = 22;
-const EBUSY: i32 = 16;
-const ENOMEM: i32 = 12;
-const ENODEV: i32 = 19;
-const ENOENT: i32 = 2;
-const EEXIST: i32 = 17;
+use nix::errno::Errno::{EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM};
 
 /// A NIC model the simulator knows: PCI ids, drivers and SR-IOV geometry.
 #[derive(Debug, Clone, Copy)]
@@ -268,8 +265,8 @@ struct Faults {
     no_netdev: Vec<String>,
 }
 
-fn io_err(errno: i32) -> io::Error {
-    io::Error::from_raw_os_error(errno)
+fn io_err(errno: Errno) -> io::Error {
+    io::Error::from_raw_os_error(errno as i32)
 }
 
 fn gen_err(path: &Path, e: io::Error) -> HostError {
