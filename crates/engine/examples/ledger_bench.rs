@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vfpool_engine::{
-    AcquireRequest, Applied, Engine, Lease, LeaseState, Ledger, Original, OwnerKind, Policy,
-    PoolSelector, ReleaseTarget,
+    AcquireRequest, Applied, Durability, Engine, Lease, LeaseState, Ledger, Original, OwnerKind,
+    Policy, PoolSelector, ReleaseTarget,
 };
 use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::split::{self, SplitOptions};
@@ -133,19 +133,23 @@ fn ledger_round_trips(db: &Path, prefix: &str, slot: u32, n: usize) {
             original: Original::default(),
             pid: Some(me),
         };
-        l.id = ledger.write(true, |tx| tx.insert_lease(&l)).unwrap();
+        l.id = ledger
+            .write(Durability::Synced, |tx| tx.insert_lease(&l))
+            .unwrap();
         let id = l.id;
         ledger
-            .write(false, |tx| {
+            .write(Durability::Unsynced, |tx| {
                 tx.transition(id, &[LeaseState::Acquiring], LeaseState::Active, None)
             })
             .unwrap();
         ledger
-            .write(false, |tx| {
+            .write(Durability::Unsynced, |tx| {
                 tx.transition(id, &[LeaseState::Active], LeaseState::Releasing, Some(me))
             })
             .unwrap();
-        ledger.write(true, |tx| tx.delete_lease(id)).unwrap();
+        ledger
+            .write(Durability::Synced, |tx| tx.delete_lease(id))
+            .unwrap();
     }
 }
 

@@ -17,9 +17,12 @@ use serde::Serialize;
 use vfpool_model::{InvalidValue, MacAddr, PciAddr};
 use vfpool_netlink::{NetOps, NetlinkError, VfKnob, dev_valid_name};
 
-use crate::engine::{AcquireRequest, Engine, knob_holds};
+use crate::acquire::AcquireRequest;
+use crate::configure::{Configurator, knob_holds};
+use crate::engine::Engine;
 use crate::error::{EngineError, chain};
-use crate::ledger::{Lease, LeaseState};
+use crate::lease::{Lease, LeaseState};
+use crate::ledger::Durability;
 use vfpool_model::validate_owner;
 use vfpool_netlink::NetnsId;
 
@@ -133,7 +136,7 @@ impl Engine {
         lease: &mut Lease,
         req: &AcquireRequest,
     ) -> Result<Option<String>, EngineError> {
-        let netdev = self.apply(lease)?;
+        let netdev = self.configurator().apply(lease)?;
         if let (Some(ifname), Some(netns)) = (&req.ifname, &req.netns) {
             lease.netdev = netdev.clone();
             self.attach_lease(lease, netns, ifname)?;
@@ -175,7 +178,7 @@ impl Engine {
                 });
             }
             // The same again (a retried ADD, or one that crashed half-way): start over.
-            let errs = self.detach(&lease);
+            let errs = self.configurator().detach(&lease);
             if !errs.is_empty() {
                 tracing::warn!(owner, errors = %errs.join("; "), "detaching before attaching again");
             }
@@ -194,7 +197,11 @@ impl Engine {
         ifname: &str,
     ) -> Result<(), EngineError> {
         let (f, ns_id) = self.open_netns(netns)?;
-        let host_name = match lease.netdev.clone().or(self.vf_netdev(lease.vf_pci)?) {
+        let host_name = match lease
+            .netdev
+            .clone()
+            .or(self.configurator().vf_netdev(lease.vf_pci)?)
+        {
             Some(n) => n,
             None => {
                 return Err(EngineError::NoNetdev {
@@ -211,7 +218,7 @@ impl Engine {
         let ns = netns.display().to_string();
         let id = lease.id;
         let netns_before = (lease.netns.clone(), lease.netns_id);
-        self.ledger().write(false, |tx| {
+        self.ledger().write(Durability::Unsynced, |tx| {
             tx.set_attachment(id, Some((&ns, Some(ns_id))), Some(ifname))
         })?;
         lease.netns = Some(ns.clone());
@@ -221,11 +228,11 @@ impl Engine {
         let Err((step, source)) = self.attach_steps(lease, &f, &host_name, ifname) else {
             return Ok(());
         };
-        let undo = self.detach(lease);
+        let undo = self.configurator().detach(lease);
         if undo.is_empty() {
             // Back in the host: the lease is no longer attached anywhere.
             let (path, ns_id) = &netns_before;
-            self.ledger().write(false, |tx| {
+            self.ledger().write(Durability::Unsynced, |tx| {
                 tx.set_attachment(id, path.as_deref().map(|p| (p, *ns_id)), None)
             })?;
             lease.ifname = None;
@@ -282,7 +289,9 @@ impl Engine {
             .map_err(|e| ("bringing it up", e))?;
         Ok(())
     }
+}
 
+impl Configurator<'_> {
     /// Brings an attached lease's VF netdev back to the host under its host name
     /// (`lease.netdev`), down, promiscuous mode off, addresses flushed. Finds it by the
     /// VF's PCI address: in the host (the kernel gives back the netdevs of a namespace
@@ -293,7 +302,7 @@ impl Engine {
             return Vec::new();
         };
         let mut errs = Vec::new();
-        let net = self.net();
+        let net = self.net;
         let vf = lease.vf_pci;
         let Some(host_name) = lease.netdev.clone().or(lease.original.netdev.clone()) else {
             return vec![format!(
@@ -363,7 +372,7 @@ impl Engine {
     /// the host's sysfs.
     fn find_in_host(&self, vf: PciAddr) -> Option<String> {
         let pci = vf.to_string();
-        if let Ok(links) = self.net().links()
+        if let Ok(links) = self.net.links()
             && let Some(l) = links
                 .into_iter()
                 .find(|l| l.parent_dev.as_deref() == Some(&pci))
@@ -372,11 +381,13 @@ impl Engine {
         }
         self.vf_netdev(vf).ok().flatten()
     }
+}
 
+impl Engine {
     /// Releases `owner`'s lease, moving its netdev back first; an owner with no lease is
     /// `Ok(None)` ("nothing to release"), as a CNI DEL must be.
     pub fn release_idempotent(&mut self, owner: &str) -> Result<Option<Lease>, EngineError> {
-        match self.release(&crate::engine::ReleaseTarget::Owner(owner.to_owned())) {
+        match self.release(&crate::recover::ReleaseTarget::Owner(owner.to_owned())) {
             Ok(l) => Ok(Some(l)),
             Err(EngineError::UnknownOwner { .. }) => {
                 tracing::info!(owner, "nothing to release");

@@ -4,6 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use vfpool_host::HostError;
+use vfpool_host::driver::DriverError;
 use vfpool_model::{InvalidValue, PciAddr};
 use vfpool_netlink::NetlinkError;
 
@@ -169,23 +170,8 @@ pub enum EngineError {
         source: Box<NetlinkError>,
     },
 
-    #[error("cannot bind {vf} to {driver}: writing {}", .path.display())]
-    BindDriver {
-        vf: PciAddr,
-        driver: String,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-
-    #[error(
-        "probing {vf} with {driver} did not bind it (bound now: {found}); vfio-pci needs an IOMMU"
-    )]
-    DriverNotBound {
-        vf: PciAddr,
-        driver: String,
-        found: String,
-    },
+    #[error(transparent)]
+    Driver(#[from] DriverError),
 
     #[error("no known kernel VF driver for PF driver {pf_driver} ({vf}); use --driver vfio-pci")]
     NoVfDriver { vf: PciAddr, pf_driver: String },
@@ -322,6 +308,9 @@ impl EngineError {
         match self {
             E::Invalid(_) | E::NoVfDriver { .. } => ErrorKind::InvalidInput,
             E::Host(h) => host_kind(h),
+            E::Driver(DriverError::Bind { .. }) => ErrorKind::Io,
+            E::Driver(DriverError::NotBound { .. }) => ErrorKind::Refused,
+            E::Driver(DriverError::Sysfs(h)) => host_kind(h),
             E::UnknownPool { .. }
             | E::UnknownOwner { .. }
             | E::VfNotLeased { .. }
@@ -341,7 +330,6 @@ impl EngineError {
             E::LeaseBusy { .. } => ErrorKind::Busy,
             E::Exhausted { .. } | E::VfUnhealthy { .. } => ErrorKind::Exhausted,
             E::SetVf { .. }
-            | E::DriverNotBound { .. }
             | E::Rollback { .. }
             | E::Restore { .. }
             | E::Attach { .. }
@@ -365,7 +353,6 @@ impl EngineError {
             | E::VfNotReported { .. }
             | E::SetNetdev { .. }
             | E::ReadNetdev { .. }
-            | E::BindDriver { .. }
             | E::Install { .. } => ErrorKind::Io,
         }
     }

@@ -6,29 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use vfpool_host::{Inventory, Nic, Sysfs, Vf};
-use vfpool_model::{PciAddr, PfRef};
+use vfpool_model::{PciAddr, PfRef, gives_netdev};
 
 use crate::error::EngineError;
 use crate::selector::PfFacts;
-
-/// Drivers that bind a VF without giving it a netdev.
-pub const NON_NET_DRIVERS: [&str; 2] = ["vfio-pci", "pci-stub"];
-
-/// The kernel's VF driver for a PF driver: what `--driver netdevice` binds.
-pub fn vf_driver_for_pf(pf_driver: &str) -> Option<&'static str> {
-    Some(match pf_driver {
-        "igb" => "igbvf",
-        "ixgbe" => "ixgbevf",
-        "i40e" | "ice" => "iavf",
-        "mlx5_core" => "mlx5_core",
-        "mlx4_core" => "mlx4_core",
-        "bnxt_en" => "bnxt_en",
-        "qede" => "qede",
-        "be2net" => "be2net",
-        "enic" => "enic",
-        _ => return None,
-    })
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "health", rename_all = "lowercase")]
@@ -98,7 +79,7 @@ impl PfSlot {
             Health::Unhealthy { reason: p.clone() }
         } else {
             match (&vf.driver, &vf.netdev) {
-                (Some(d), None) if !NON_NET_DRIVERS.contains(&d.as_str()) => Health::Unhealthy {
+                (Some(d), None) if gives_netdev(d) => Health::Unhealthy {
                     reason: format!("driver {d} is bound but the VF has no netdev"),
                 },
                 _ => Health::Healthy,

@@ -1,12 +1,20 @@
 //! vfpool's engine: VF pools, leases and their life cycle.
 //!
-//! - [`selector`]: which VFs a pool holds (`eno49#0-3`, `vendor=8086`, `numa=0`, ...);
-//! - [`ledger`]: pools and leases in SQLite, shared by every vfpool process on the host;
-//! - [`engine::Engine`]: acquire (pick a VF by policy, snapshot it, configure it through
-//!   [`vfpool_netlink::NetOps`] and sysfs), release (restore it), and `gc` (finish what
-//!   crashed processes left, release leases whose owner is gone, drop leases on VFs that
-//!   vanished);
+//! Where to look:
+//! - [`engine::Engine`]: the one front door (struct, `open`, builders); its methods live
+//!   in the module of their job:
+//!   - [`pools`]: pool create, list, show, delete ([`pool`]: the types, membership, ranking;
+//!     [`selector`]: which VFs a pool holds, `eno49#0-3`, `vendor=8086`, ...);
+//!   - [`acquire`]: where a VF is chosen (request, ranked pick, lease row);
+//!   - [`configure`]: where it is configured (snapshot, apply, restore; no ledger);
+//!   - [`recover`]: where it is given back (release, `gc`, `reapply`);
+//!   - [`attach`]: its netdev into a container's netns, `verify`;
+//!   - [`nics`]: split, restore, persist, boot apply (under [`lock`]'s per-PF locks);
+//!   - [`pfcache`]: the host's PFs kept between acquires;
+//! - [`lease`]: the lease types; [`ledger`]: pools and leases in SQLite, shared by every
+//!   vfpool process on the host;
 //! - [`hostview`]: the host's VFs and their health, from the inventory;
+//! - [`backend`]: the real or simulated host wired up; [`error`]: errors and their kinds.
 //! - [`view`]: what front ends show (the `-o json` contract, the REST API's bodies next),
 //!   and `Host::nics` / `Host::nic`, which join the inventory, the leases and the VF configs.
 //!
@@ -20,36 +28,42 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acquire;
 pub mod attach;
 pub mod backend;
+pub mod configure;
 pub mod engine;
 pub mod error;
 pub mod fault;
 pub mod hostview;
+pub mod lease;
 pub mod ledger;
 pub mod lock;
 pub mod nics;
 pub mod owner;
+pub mod pfcache;
 pub mod pool;
+pub mod pools;
+pub mod recover;
 pub mod selector;
 pub mod view;
 
+pub use acquire::AcquireRequest;
 pub use attach::Mismatch;
 pub use backend::{Host, HostConfig};
-pub use engine::{
-    AcquireRequest, Engine, GcAction, GcReport, ReapplyAction, ReapplyReport, ReleaseTarget,
-};
+pub use engine::Engine;
 pub use error::{EngineError, ErrorKind, chain};
 pub use hostview::{Health, HostView};
-pub use ledger::{
-    Applied, DesiredNic, DriverChoice, Lease, LeaseState, Ledger, Original, OwnerKind,
-    SCHEMA_VERSION, VfLock,
-};
+pub use lease::{Applied, DesiredNic, DriverChoice, Lease, LeaseState, Original, OwnerKind};
+pub use ledger::{Durability, Ledger, SCHEMA_VERSION, VfLock};
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
-pub use pool::{Policy, Pool, PoolStatus, PoolVf};
+pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};
+pub use recover::{
+    GcAction, GcKind, GcReport, ReapplyAction, ReapplyKind, ReapplyReport, ReleaseTarget,
+};
 pub use selector::PoolSelector;
 pub use vfpool_netlink::NetnsId;
 pub use view::{

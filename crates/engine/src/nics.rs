@@ -20,7 +20,8 @@ use vfpool_model::PciAddr;
 
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::ledger::DesiredNic;
+use crate::lease::DesiredNic;
+use crate::ledger::Durability;
 use crate::lock::{Hold, PfLocks};
 use crate::{GcReport, ReapplyReport};
 
@@ -228,7 +229,7 @@ impl Engine {
         if hook == BootHook::Udev {
             persist::udev_rules(exe, &self.boot_args)?;
         }
-        self.ledger.write(true, |tx| {
+        self.ledger.write(Durability::Synced, |tx| {
             desired.iter().try_for_each(|d| tx.set_desired(d))
         })?;
         let (installed, removed) = match hook {
@@ -395,7 +396,9 @@ impl Engine {
         }
         let mut stale = HashMap::new();
         for (n, _) in busy {
-            let c = self.ledger.write(true, |tx| tx.mark_pf_stale(n.pci))?;
+            let c = self
+                .ledger
+                .write(Durability::Synced, |tx| tx.mark_pf_stale(n.pci))?;
             tracing::warn!(pf = %n.name, leases = c, "leases marked stale: --force destroys their VFs");
             stale.insert(n.pci, c);
         }
@@ -440,9 +443,9 @@ impl Engine {
             })
             .collect();
         if !record.is_empty()
-            && let Err(e) = self
-                .ledger
-                .write(true, |tx| record.iter().try_for_each(|d| tx.set_desired(d)))
+            && let Err(e) = self.ledger.write(Durability::Synced, |tx| {
+                record.iter().try_for_each(|d| tx.set_desired(d))
+            })
         {
             tracing::warn!(error = %crate::chain(&e), "the new VF counts could not be recorded for the next boot");
             out.not_recorded = Some(e);
@@ -485,7 +488,7 @@ impl Engine {
             return Ok(());
         };
         let have = self.ledger.read(|tx| tx.desired())?;
-        self.ledger.write(true, |tx| {
+        self.ledger.write(Durability::Synced, |tx| {
             for (pci, n) in &old.nics {
                 if !have.iter().any(|d| d.pci == *pci) {
                     tx.set_desired(&DesiredNic {

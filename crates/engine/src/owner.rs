@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::ledger::{Lease, OwnerKind};
+use crate::lease::{Lease, OwnerKind};
 use vfpool_netlink::netns_identity as identity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{InvalidValue, PciAddr, VfIndexSet};
 
 use crate::hostview::{Health, HostView};
-use crate::ledger::{Lease, LeaseState};
+use crate::lease::{Lease, LeaseState};
 use crate::selector::{PfFacts, PoolSelector, selects};
 
 /// How a pool picks a free VF.
@@ -182,12 +182,37 @@ pub struct PoolVf {
     pub netdev: Option<String>,
     pub driver: Option<String>,
     pub numa_node: Option<u32>,
-    /// `free`, `leased` or `unhealthy`.
-    pub state: &'static str,
+    pub state: VfState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Where a VF of a pool stands (JSON: the lower-case name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VfState {
+    Free,
+    Leased,
+    /// `reason` says why.
+    Unhealthy,
+}
+
+impl VfState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VfState::Free => "free",
+            VfState::Leased => "leased",
+            VfState::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for VfState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 pub fn pool_vfs(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) -> Vec<PoolVf> {
@@ -205,15 +230,15 @@ pub fn pool_vfs(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) 
         let (state, reason) = match (lease, &slot.health) {
             // The VF was destroyed and re-created under its lease: not free until gc.
             (Some(l), _) if l.state == LeaseState::Stale => (
-                "unhealthy",
+                VfState::Unhealthy,
                 Some(format!(
                     "stale lease of '{}' (its VF was re-created); `vfpool lease gc` frees it",
                     l.owner
                 )),
             ),
-            (Some(_), _) => ("leased", None),
-            (None, Health::Unhealthy { reason }) => ("unhealthy", Some(reason.clone())),
-            (None, Health::Healthy) => ("free", None),
+            (Some(_), _) => (VfState::Leased, None),
+            (None, Health::Unhealthy { reason }) => (VfState::Unhealthy, Some(reason.clone())),
+            (None, Health::Healthy) => (VfState::Free, None),
         };
         out.push(PoolVf {
             vf_pci: pci,
@@ -232,9 +257,9 @@ pub fn pool_vfs(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) 
 
 pub fn status(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) -> PoolStatus {
     let vfs = pool_vfs(pool, pools, host, leases);
-    let count = |s: &str| vfs.iter().filter(|v| v.state == s).count();
+    let count = |s: VfState| vfs.iter().filter(|v| v.state == s).count();
     let mut unhealthy_reasons = BTreeMap::new();
-    for v in vfs.iter().filter(|v| v.state == "unhealthy") {
+    for v in vfs.iter().filter(|v| v.state == VfState::Unhealthy) {
         let r = v.reason.clone().unwrap_or_else(|| "unknown".into());
         *unhealthy_reasons.entry(r).or_insert(0) += 1;
     }
@@ -244,9 +269,9 @@ pub fn status(pool: &Pool, pools: &[Pool], host: &HostView, leases: &[Lease]) ->
         policy: pool.policy,
         selectors: pool.selectors.clone(),
         total: vfs.len(),
-        free: count("free"),
-        leased: count("leased"),
-        unhealthy: count("unhealthy"),
+        free: count(VfState::Free),
+        leased: count(VfState::Leased),
+        unhealthy: count(VfState::Unhealthy),
     }
 }
 
@@ -328,6 +353,19 @@ mod tests {
         let mut none: Vec<Candidate> = Vec::new();
         rank(Policy::FirstFit, &mut none, &load, None);
         assert!(none.is_empty());
+    }
+
+    /// `pool show -o json` prints these names.
+    #[test]
+    fn vf_states_are_the_json_contract() {
+        for (st, name) in [
+            (VfState::Free, "free"),
+            (VfState::Leased, "leased"),
+            (VfState::Unhealthy, "unhealthy"),
+        ] {
+            assert_eq!(serde_json::to_value(st).unwrap(), name);
+            assert_eq!(st.to_string(), name);
+        }
     }
 
     #[test]

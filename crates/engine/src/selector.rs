@@ -34,6 +34,13 @@ pub struct PfFacts {
     pub link_type: Option<String>,
 }
 
+impl PfFacts {
+    /// Whether `r` names this PF (by a netdev or its PCI address).
+    pub fn is(&self, r: &PfRef) -> bool {
+        r.names(self.pci, self.netdevs.iter().map(String::as_str))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolSelector {
     Vfs(VfSelector),
@@ -61,13 +68,7 @@ impl PoolSelector {
 
     fn matches(&self, pf: &PfFacts, index: u16) -> bool {
         match self {
-            PoolSelector::Vfs(s) => {
-                let pf_hit = match &s.pf {
-                    PfRef::Name(n) => pf.netdevs.iter().any(|d| d == n) || pf.name == *n,
-                    PfRef::Pci(p) => pf.pci == Some(*p),
-                };
-                pf_hit && s.matches(index)
-            }
+            PoolSelector::Vfs(s) => pf.is(&s.pf) && s.matches(index),
             PoolSelector::Vendor(v) => pf.vendor == *v,
             PoolSelector::Device(d) => pf.device == *d || pf.vf_device == Some(*d),
             PoolSelector::Driver(d) => pf.driver.as_deref() == Some(d.as_str()),

@@ -21,11 +21,12 @@ use vfpool_host::{Found, Inventory, Nic, Vf};
 use vfpool_model::{MacAddr, NicState, PciAddr, VfConfig};
 
 use crate::backend::Host;
-use crate::engine::{GcAction, GcReport, ReapplyAction};
 use crate::error::{EngineError, chain};
-use crate::ledger::{Applied, DesiredNic, Lease, LeaseState, Ledger, Original, OwnerKind};
+use crate::lease::{Applied, DesiredNic, Lease, LeaseState, Original, OwnerKind};
+use crate::ledger::Ledger;
 use crate::nics::{ApplyOutcome, BootHook, NicChange, NicFailure, PersistReport};
-use crate::pool::{Policy, PoolStatus, PoolVf};
+use crate::pool::{Policy, PoolStatus, PoolVf, VfState};
+use crate::recover::{GcAction, GcKind, GcReport, ReapplyAction, ReapplyKind};
 
 /// A view and what could not be read to make it (the view is still right, only less
 /// complete: no owners, no PF-side configuration). Front ends show the warnings apart
@@ -431,7 +432,7 @@ pub struct ReapplyView {
     pub vf_pci: PciAddr,
     pub pool: String,
     /// `reapplied`, `failed` or `stale`.
-    pub action: String,
+    pub action: ReapplyKind,
     /// Left out unless it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -443,7 +444,7 @@ impl From<&ReapplyAction> for ReapplyView {
             owner: a.owner.clone(),
             vf_pci: a.vf_pci,
             pool: a.pool.clone(),
-            action: a.action.to_string(),
+            action: a.action,
             error: a.error.clone(),
         }
     }
@@ -551,7 +552,7 @@ pub struct PoolVfView {
     pub driver: Option<String>,
     pub numa_node: Option<u32>,
     /// `free`, `leased` or `unhealthy`.
-    pub state: String,
+    pub state: VfState,
     /// The lease holder; left out unless leased.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -569,7 +570,7 @@ impl From<&PoolVf> for PoolVfView {
             netdev: v.netdev.clone(),
             driver: v.driver.clone(),
             numa_node: v.numa_node,
-            state: v.state.to_owned(),
+            state: v.state,
             owner: v.owner.clone(),
             reason: v.reason.clone(),
         }
@@ -684,7 +685,7 @@ pub struct GcActionView {
     pub vf_pci: PciAddr,
     pub pool: String,
     /// `rolled-back`, `finished-release`, `released-owner-gone`, `removed-stale`.
-    pub action: String,
+    pub action: GcKind,
     pub reason: String,
 }
 
@@ -694,7 +695,7 @@ impl From<&GcAction> for GcActionView {
             owner: a.owner.clone(),
             vf_pci: a.vf_pci,
             pool: a.pool.clone(),
-            action: a.action.to_string(),
+            action: a.action,
             reason: a.reason.clone(),
         }
     }

@@ -4,7 +4,8 @@ mod common;
 
 use common::{Lab, TestNetns, req, sel};
 use vfpool_engine::{
-    DriverChoice, EngineError, LeaseState, OwnerKind, Policy, ReleaseTarget, chain,
+    DriverChoice, Durability, EngineError, GcKind, LeaseState, OwnerKind, Policy, ReleaseTarget,
+    VfState, chain,
 };
 use vfpool_model::{LinkState, MacAddr, PciAddr, VlanProto};
 use vfpool_netlink::NetOps;
@@ -44,6 +45,24 @@ fn pools_create_list_show_delete_and_refuse_overlap() {
         .pool_create("d", sel(&["eno99#0"]), Policy::Pack)
         .unwrap_err();
     assert!(msg(err).contains("unknown NIC 'eno99'"));
+    // A NIC the host has, but without SR-IOV (`nic show eno1` knows it): not "unknown".
+    let err = e
+        .pool_create("d", sel(&["eno1"]), Policy::Pack)
+        .unwrap_err();
+    let m = msg(err);
+    assert!(
+        m.starts_with("NIC 'eno1' (0000:02:00.0) has no SR-IOV capability"),
+        "{m}"
+    );
+    // A VF's netdev: named with its PF.
+    let err = e
+        .pool_create("d", sel(&["eno49v1"]), Policy::Pack)
+        .unwrap_err();
+    let m = msg(err);
+    assert!(
+        m.starts_with("NIC 'eno49v1' is a VF (") && m.contains(") of eno49;"),
+        "{m}"
+    );
     let err = e
         .pool_create("d", sel(&["eno50#0-9"]), Policy::Pack)
         .unwrap_err();
@@ -62,7 +81,7 @@ fn pools_create_list_show_delete_and_refuse_overlap() {
     assert_eq!((l.pf.as_str(), l.vf_index), ("eno49", 4));
     let (st, vfs) = e.pool_show("b").unwrap();
     assert_eq!((st.free, st.leased), (2, 1));
-    assert_eq!(vfs[0].state, "leased");
+    assert_eq!(vfs[0].state, VfState::Leased);
     assert_eq!(vfs[0].owner.as_deref(), Some("vm-1"));
     let err = e.pool_delete("b").unwrap_err();
     assert_eq!(
@@ -497,7 +516,7 @@ fn gc_releases_gone_containers_and_drops_stale_leases() {
     let mut acts: Vec<_> = rep
         .actions
         .iter()
-        .map(|a| (a.owner.as_str(), a.action))
+        .map(|a| (a.owner.as_str(), a.action.as_str()))
         .collect();
     acts.sort();
     assert_eq!(
@@ -514,7 +533,7 @@ fn gc_releases_gone_containers_and_drops_stale_leases() {
     // mark_pf_stale: what `nic restore --force` does before the VFs go.
     assert_eq!(e.mark_pf_stale("0000:04:00.0".parse().unwrap()).unwrap(), 1);
     let rep = e.gc().unwrap();
-    assert_eq!(rep.actions[0].action, "removed-stale");
+    assert_eq!(rep.actions[0].action, GcKind::RemovedStale);
     assert!(e.leases().unwrap().is_empty());
 }
 
@@ -566,7 +585,7 @@ fn reapply_after_a_reboot_puts_configurations_back_and_marks_vanished_vfs_stale(
     let actions: Vec<(&str, &str)> = report
         .actions
         .iter()
-        .map(|a| (a.owner.as_str(), a.action))
+        .map(|a| (a.owner.as_str(), a.action.as_str()))
         .collect();
     assert_eq!(actions, [("vm-1", "reapplied"), ("vm-2", "stale")]);
     assert_eq!(lab.vf_config("eno49", vm.vf_index), before);
@@ -579,7 +598,7 @@ fn reapply_after_a_reboot_puts_configurations_back_and_marks_vanished_vfs_stale(
     assert_eq!(lab.vf_config("eno49", vm.vf_index), before);
     let gc = e.gc().unwrap();
     assert_eq!(gc.actions.len(), 1);
-    assert_eq!(gc.actions[0].action, "removed-stale");
+    assert_eq!(gc.actions[0].action, GcKind::RemovedStale);
     // Release still restores the VF to what it was before the lease.
     e.release(&ReleaseTarget::Owner("vm-1".into())).unwrap();
     lab.assert_pristine("eno49", vm.vf_index, "");
@@ -706,7 +725,7 @@ fn gc_drops_a_lease_whose_vf_was_created_again_behind_its_back() {
     let got: Vec<(&str, &str)> = gc
         .actions
         .iter()
-        .map(|a| (a.owner.as_str(), a.action))
+        .map(|a| (a.owner.as_str(), a.action.as_str()))
         .collect();
     assert_eq!(
         got,
@@ -820,7 +839,7 @@ fn a_netns_created_again_under_the_same_name_is_another_owner() {
     assert!(ns.path().exists());
     let rep = e.gc().unwrap();
     assert_eq!(rep.actions.len(), 1, "{rep:?}");
-    assert_eq!(rep.actions[0].action, "released-owner-gone");
+    assert_eq!(rep.actions[0].action, GcKind::ReleasedOwnerGone);
     assert!(
         rep.actions[0]
             .reason
@@ -852,7 +871,7 @@ fn gc_goes_by_the_in_flight_lock_not_the_pid() {
     // As an acquire left it: `acquiring`, recorded under a pid that is not running.
     let dead = (i64::from(i32::MAX), 1);
     e.ledger()
-        .write(false, |tx| {
+        .write(Durability::Unsynced, |tx| {
             tx.transition(
                 l.id,
                 &[LeaseState::Active],
@@ -874,7 +893,7 @@ fn gc_goes_by_the_in_flight_lock_not_the_pid() {
     drop(held);
     let rep = e.gc().unwrap();
     assert_eq!(rep.actions.len(), 1, "{rep:?}");
-    assert_eq!(rep.actions[0].action, "rolled-back");
+    assert_eq!(rep.actions[0].action, GcKind::RolledBack);
     lab.assert_pristine("em1", l.vf_index, "rolled back");
 
     // A live process (this one) recorded, no lock held: abandoned.
@@ -882,13 +901,13 @@ fn gc_goes_by_the_in_flight_lock_not_the_pid() {
     let me = vfpool_engine::owner::this_process();
     assert!(vfpool_engine::owner::process_alive(me));
     e.ledger()
-        .write(false, |tx| {
+        .write(Durability::Unsynced, |tx| {
             tx.transition(l.id, &[LeaseState::Active], LeaseState::Releasing, Some(me))
         })
         .unwrap();
     let rep = e.gc().unwrap();
     assert_eq!(rep.in_progress, 0, "{rep:?}");
-    assert_eq!(rep.actions[0].action, "finished-release");
+    assert_eq!(rep.actions[0].action, GcKind::FinishedRelease);
     assert!(e.leases().unwrap().is_empty());
     lab.assert_pristine("em1", l.vf_index, "released");
 }

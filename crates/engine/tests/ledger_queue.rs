@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use vfpool_engine::{Ledger, Policy, Pool};
+use vfpool_engine::{Durability, Ledger, Policy, Pool};
 
 fn pool(name: &str) -> Pool {
     Pool {
@@ -23,7 +23,9 @@ fn write_in_thread(db: std::path::PathBuf, name: &'static str) -> mpsc::Receiver
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut l = Ledger::open(&db).unwrap();
-        let ok = l.write(true, |t| t.insert_pool(&pool(name))).is_ok();
+        let ok = l
+            .write(Durability::Synced, |t| t.insert_pool(&pool(name)))
+            .is_ok();
         tx.send(ok).unwrap();
     });
     rx

@@ -5,7 +5,8 @@
 
 use rusqlite::Connection;
 use vfpool_engine::{
-    Applied, Lease, LeaseState, Ledger, Original, OwnerKind, Policy, Pool, SCHEMA_VERSION,
+    Applied, Durability, Lease, LeaseState, Ledger, Original, OwnerKind, Policy, Pool,
+    SCHEMA_VERSION,
 };
 use vfpool_model::PciAddr;
 
@@ -96,9 +97,12 @@ fn every_lease_of_a_vf_counts_also_after_its_release() {
     let other = PciAddr::new(0, 4, 0x10, 2);
     assert_eq!(l.read(|tx| tx.vf_gen(vf)).unwrap(), 0);
     for (n, owner) in [(1, "vm-1"), (2, "vm-2")] {
-        let id = l.write(false, |tx| tx.insert_lease(&lease(owner))).unwrap();
+        let id = l
+            .write(Durability::Unsynced, |tx| tx.insert_lease(&lease(owner)))
+            .unwrap();
         assert_eq!(l.read(|tx| tx.vf_gen(vf)).unwrap(), n);
-        l.write(false, |tx| tx.delete_lease(id)).unwrap();
+        l.write(Durability::Unsynced, |tx| tx.delete_lease(id))
+            .unwrap();
         assert_eq!(
             l.read(|tx| tx.vf_gen(vf)).unwrap(),
             n,
@@ -114,7 +118,7 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
     let db = dir.path().join("state.db");
     {
         let mut l = Ledger::open(&db).unwrap();
-        l.write(true, |tx| {
+        l.write(Durability::Synced, |tx| {
             tx.insert_pool(&Pool {
                 name: "gold".into(),
                 selectors: vec!["em1".parse().unwrap()],
@@ -162,7 +166,8 @@ fn a_version_2_ledger_gets_the_lease_counts() {
     let db = dir.path().join("state.db");
     {
         let mut l = Ledger::open(&db).unwrap();
-        l.write(true, |tx| tx.insert_lease(&lease("vm-1"))).unwrap();
+        l.write(Durability::Synced, |tx| tx.insert_lease(&lease("vm-1")))
+            .unwrap();
     }
     Connection::open(&db)
         .unwrap()
@@ -175,7 +180,7 @@ fn a_version_2_ledger_gets_the_lease_counts() {
     let mut l = Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
     assert_eq!(l.read(|tx| tx.leases()).unwrap().len(), 1);
-    l.write(false, |tx| {
+    l.write(Durability::Unsynced, |tx| {
         tx.insert_lease(&lease("vm-2").with_vf(PciAddr::new(0, 4, 0x10, 2)))
     })
     .unwrap();
@@ -191,7 +196,7 @@ fn a_version_3_ledger_gets_the_netns_identity_and_old_leases_have_none() {
     let db = dir.path().join("state.db");
     {
         let mut l = Ledger::open(&db).unwrap();
-        l.write(true, |tx| tx.insert_lease(&lease("pod-1")))
+        l.write(Durability::Synced, |tx| tx.insert_lease(&lease("pod-1")))
             .unwrap();
     }
     Connection::open(&db)
@@ -215,7 +220,8 @@ fn a_version_3_ledger_gets_the_netns_identity_and_old_leases_have_none() {
     let mut new = lease("pod-2").with_vf(PciAddr::new(0, 4, 0x10, 2));
     new.netns = Some("/run/netns/pod-2".into());
     new.netns_id = Some(id);
-    l.write(false, |tx| tx.insert_lease(&new)).unwrap();
+    l.write(Durability::Unsynced, |tx| tx.insert_lease(&new))
+        .unwrap();
     let back = l.read(|tx| tx.lease_by_owner("pod-2")).unwrap().unwrap();
     assert_eq!(back.netns_id, Some(id));
 }
@@ -226,7 +232,8 @@ fn a_version_5_ledger_gets_the_ifname_column_and_keeps_its_leases() {
     let db = dir.path().join("state.db");
     {
         let mut l = Ledger::open(&db).unwrap();
-        l.write(true, |tx| tx.insert_lease(&lease("vm-1"))).unwrap();
+        l.write(Durability::Synced, |tx| tx.insert_lease(&lease("vm-1")))
+            .unwrap();
     }
     Connection::open(&db)
         .unwrap()
@@ -237,7 +244,7 @@ fn a_version_5_ledger_gets_the_ifname_column_and_keeps_its_leases() {
     let leases = l.read(|tx| tx.leases()).unwrap();
     assert_eq!((leases.len(), leases[0].ifname.clone()), (1, None));
     let id = leases[0].id;
-    l.write(true, |tx| {
+    l.write(Durability::Synced, |tx| {
         tx.set_attachment(id, Some(("/run/netns/p", None)), Some("net1"))
     })
     .unwrap();

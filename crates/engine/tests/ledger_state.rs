@@ -11,7 +11,7 @@ use common::{Lab, req, sel};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use rusqlite::Connection;
-use vfpool_engine::{Engine, EngineError, Ledger, Policy, SCHEMA_VERSION, chain};
+use vfpool_engine::{Durability, Engine, EngineError, Ledger, Policy, SCHEMA_VERSION, chain};
 
 fn db_in(dir: &Path) -> PathBuf {
     Ledger::path_in(dir)
@@ -128,7 +128,7 @@ fn a_new_ledger_appears_whole_and_concurrent_creators_share_one() {
                     s.spawn(move || {
                         start.wait();
                         let mut l = Ledger::open(&db).unwrap();
-                        l.write(true, |tx| {
+                        l.write(Durability::Synced, |tx| {
                             tx.insert_pool(&vfpool_engine::Pool {
                                 name: format!("p{i}"),
                                 selectors: vec!["em1".parse().unwrap()],
@@ -162,7 +162,7 @@ fn a_new_ledger_appears_whole_and_concurrent_creators_share_one() {
 
 fn ledger_with_a_pool(dir: &Path) {
     let mut l = Ledger::open(&db_in(dir)).unwrap();
-    l.write(true, |tx| {
+    l.write(Durability::Synced, |tx| {
         tx.insert_pool(&vfpool_engine::Pool {
             name: "gold".into(),
             selectors: vec!["em1".parse().unwrap()],
@@ -189,7 +189,9 @@ fn a_read_only_state_directory_is_read_with_its_wal() {
         assert!(l.is_read_only());
         let pools = l.read(|tx| tx.pools()).unwrap();
         assert_eq!(pools.len(), 1);
-        let e = l.write(false, |tx| tx.delete_pool("gold")).unwrap_err();
+        let e = l
+            .write(Durability::Unsynced, |tx| tx.delete_pool("gold"))
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -225,7 +227,10 @@ fn a_read_only_state_directory_without_a_ledger_has_no_pools() {
         let mut l = Ledger::open_read_only(&db).unwrap();
         assert!(l.read(|tx| tx.pools()).unwrap().is_empty());
         assert!(l.read(|tx| tx.leases()).unwrap().is_empty());
-        assert!(l.write(false, |tx| tx.delete_pool("x")).is_err());
+        assert!(
+            l.write(Durability::Unsynced, |tx| tx.delete_pool("x"))
+                .is_err()
+        );
     });
     assert!(!db.exists());
 }

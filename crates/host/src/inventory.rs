@@ -208,19 +208,11 @@ impl Inventory {
     pub fn find(&self, nic: &str) -> Result<Found<'_>, HostError> {
         let r = PfRef::parse(nic).map_err(HostError::Invalid)?;
         for pf in &self.nics {
-            let hit = match &r {
-                PfRef::Name(n) => pf.netdevs.iter().any(|d| d == n),
-                PfRef::Pci(p) => pf.pci == *p,
-            };
-            if hit {
+            if r.names(Some(pf.pci), pf.netdevs.iter().map(String::as_str)) {
                 return Ok(Found::Pf(pf));
             }
             for vf in &pf.vfs {
-                let hit = match &r {
-                    PfRef::Name(n) => vf.netdev.as_deref() == Some(n.as_str()),
-                    PfRef::Pci(p) => vf.pci == *p,
-                };
-                if hit {
+                if r.names(Some(vf.pci), vf.netdev.as_deref()) {
                     return Ok(Found::Vf(pf, vf));
                 }
             }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod driver;
 pub mod inventory;
 pub mod manifest;
 pub mod pciname;

@@ -21,15 +21,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vfpool_model::{MacAddr, PciAddr};
 
+use nix::errno::Errno;
+
 use crate::HostError;
 use crate::sysfs::{AttrWriter, HostPaths};
 
-const EINVAL: i32 = 22;
-const EBUSY: i32 = 16;
-const ENOMEM: i32 = 12;
-const ENODEV: i32 = 19;
-const ENOENT: i32 = 2;
-const EEXIST: i32 = 17;
+use nix::errno::Errno::{EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM};
 
 /// A NIC model the simulator knows: PCI ids, drivers and SR-IOV geometry.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +35,6 @@ pub struct Model {
     pub device: u16,
     pub vf_device: u16,
     pub driver: &'static str,
-    pub vf_driver: &'static str,
     pub total_vfs: u32,
     pub offset: u32,
     pub stride: u32,
@@ -55,7 +51,6 @@ pub const INTEL_82576: Model = Model {
     device: 0x10c9,
     vf_device: 0x10ca,
     driver: "igb",
-    vf_driver: "igbvf",
     total_vfs: 7,
     offset: 128,
     stride: 2,
@@ -81,7 +76,6 @@ pub const INTEL_82599ES: Model = Model {
     device: 0x10fb,
     vf_device: 0x10ed,
     driver: "ixgbe",
-    vf_driver: "ixgbevf",
     total_vfs: 63,
     offset: 128,
     stride: 2,
@@ -97,7 +91,6 @@ pub const MLX_CX5: Model = Model {
     device: 0x1017,
     vf_device: 0x1018,
     driver: "mlx5_core",
-    vf_driver: "mlx5_core",
     total_vfs: 127,
     offset: 2,
     stride: 1,
@@ -113,7 +106,6 @@ pub const BCM5720: Model = Model {
     device: 0x165f,
     vf_device: 0,
     driver: "tg3",
-    vf_driver: "",
     total_vfs: 0,
     offset: 0,
     stride: 0,
@@ -125,12 +117,21 @@ pub const BCM5720: Model = Model {
 
 const MODELS: [Model; 5] = [INTEL_82576, INTEL_I350, INTEL_82599ES, MLX_CX5, BCM5720];
 
+impl Model {
+    /// The kernel's driver for this model's VFs (none for a NIC without SR-IOV).
+    pub fn vf_driver(&self) -> Option<&'static str> {
+        (self.total_vfs > 0)
+            .then(|| vfpool_model::vf_driver_for_pf(self.driver))
+            .flatten()
+    }
+}
+
 /// The VF driver for a VF device id, as the kernel's driver tables would choose it.
 fn vf_driver_for(vendor: u16, device: u16) -> Option<&'static str> {
     MODELS
         .iter()
-        .find(|m| m.vendor == vendor && m.vf_device == device && m.total_vfs > 0)
-        .map(|m| m.vf_driver)
+        .find(|m| m.vendor == vendor && m.vf_device == device)
+        .and_then(Model::vf_driver)
 }
 
 /// One PF port to generate.
@@ -264,8 +265,8 @@ struct Faults {
     no_netdev: Vec<String>,
 }
 
-fn io_err(errno: i32) -> io::Error {
-    io::Error::from_raw_os_error(errno)
+fn io_err(errno: Errno) -> io::Error {
+    io::Error::from_raw_os_error(errno as i32)
 }
 
 fn gen_err(path: &Path, e: io::Error) -> HostError {
@@ -443,8 +444,8 @@ impl SimHost {
         let mut drivers: Vec<&str> = vec!["pcieport"];
         for m in MODELS {
             drivers.push(m.driver);
-            if !m.vf_driver.is_empty() {
-                drivers.push(m.vf_driver);
+            if let Some(d) = m.vf_driver() {
+                drivers.push(d);
             }
         }
         if spec.vfio_loaded {
@@ -778,7 +779,7 @@ impl SimHost {
             return Err(io_err(EBUSY));
         }
         self.bind_links(dir, pci, driver).map_err(to_io)?;
-        if driver == "vfio-pci" || driver == "pci-stub" {
+        if !vfpool_model::gives_netdev(driver) {
             if driver == "vfio-pci" && !dir.join("iommu_group").exists() {
                 // vfio-pci: probe fails with -EINVAL without an IOMMU (no VFIO_NOIOMMU).
                 let _ = self.unbind(dir, pci);
@@ -820,7 +821,7 @@ impl SimHost {
         let vendor = Self::read_num(&pf_dir.join("vendor"))? as u16;
         let random = MODELS
             .iter()
-            .any(|m| m.vendor == vendor && m.vf_driver == driver && m.vf_random_mac);
+            .any(|m| m.vendor == vendor && m.vf_driver() == Some(driver) && m.vf_random_mac);
         let admin = pf_name
             .as_deref()
             .and_then(|pf| vfpool_netlink::sim_admin_mac(&self.root, pf, index as u16));

@@ -9,10 +9,11 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+
 use crate::{HostError, Inventory, Nic, Sysfs};
 
 /// Drivers that bind a VF without giving it a netdev.
-const NON_NET_DRIVERS: [&str; 2] = ["vfio-pci", "pci-stub"];
 
 #[derive(Debug, Clone)]
 pub struct SplitOptions {
@@ -68,15 +69,15 @@ pub fn check_count(nic: &Nic, value: &str) -> Result<u32, HostError> {
 }
 
 fn errno_hint(e: &io::Error, value: u32, nic: &Nic) -> String {
-    match e.raw_os_error() {
-        Some(16) => "the kernel answered EBUSY (VFs are enabled already, or a VF is still in use)".into(),
-        Some(22) => format!(
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EBUSY) => "the kernel answered EBUSY (VFs are enabled already, or a VF is still in use)".into(),
+        Some(Errno::EINVAL) => format!(
             "the kernel answered EINVAL (the driver refused {value}; sriov_totalvfs is {})",
             nic.total_vfs
         ),
-        Some(12) => "the kernel answered ENOMEM (not enough PCI bus numbers or MMIO space for the VFs: enable SR-IOV in the BIOS, or boot with pci=realloc)".into(),
-        Some(2) => "the kernel answered ENOENT (no PF driver bound, or the driver has no SR-IOV support)".into(),
-        Some(1) | Some(13) => "permission denied (vfpool must run as root)".into(),
+        Some(Errno::ENOMEM) => "the kernel answered ENOMEM (not enough PCI bus numbers or MMIO space for the VFs: enable SR-IOV in the BIOS, or boot with pci=realloc)".into(),
+        Some(Errno::ENOENT) => "the kernel answered ENOENT (no PF driver bound, or the driver has no SR-IOV support)".into(),
+        Some(Errno::EPERM | Errno::EACCES) => "permission denied (vfpool must run as root)".into(),
         _ => format!("the kernel answered: {e}"),
     }
 }
@@ -243,7 +244,7 @@ fn count_ready(
                     missing.push(format!("VF {i} driver"));
                     continue;
                 }
-                Some(d) if !NON_NET_DRIVERS.contains(&d.as_str()) => {
+                Some(d) if vfpool_model::gives_netdev(&d) => {
                     if fs.list(&link.join("net"))?.is_empty() {
                         missing.push(format!("VF {i} netdev"));
                         continue;

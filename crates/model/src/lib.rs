@@ -24,11 +24,13 @@ macro_rules! serde_as_text {
     };
 }
 
+pub mod driver;
 mod owner;
 mod pci;
 mod selector;
 mod vf;
 
+pub use driver::{NON_NET_DRIVERS, gives_netdev, vf_driver_for_pf};
 pub use owner::{MAX_OWNER_CHARS, is_invisible, validate_owner};
 pub use pci::{MacAddr, PciAddr};
 pub use selector::{PfRef, VfIndexSet, VfSelector};

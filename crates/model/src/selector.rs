@@ -122,6 +122,19 @@ impl PfRef {
         validate_ifname(s)?;
         Ok(PfRef::Name(s.to_owned()))
     }
+
+    /// Whether this names the PCI function at `pci` whose netdevs are `netdevs`: the one
+    /// place a name or an address typed by a user is matched against a device.
+    pub fn names<'a>(
+        &self,
+        pci: Option<PciAddr>,
+        netdevs: impl IntoIterator<Item = &'a str>,
+    ) -> bool {
+        match self {
+            PfRef::Name(n) => netdevs.into_iter().any(|d| d == n),
+            PfRef::Pci(p) => pci == Some(*p),
+        }
+    }
 }
 
 impl fmt::Display for PfRef {
@@ -203,6 +216,11 @@ mod tests {
     fn selectors_from_the_issue() {
         let s: VfSelector = "eno49#0-3,6".parse().unwrap();
         assert_eq!(s.pf, PfRef::Name("eno49".into()));
+        let pci: PciAddr = "0000:03:00.0".parse().unwrap();
+        assert!(s.pf.names(Some(pci), ["eno49"]));
+        assert!(!s.pf.names(Some(pci), ["eno50"]));
+        assert!(PfRef::Pci(pci).names(Some(pci), []));
+        assert!(!PfRef::Pci(pci).names(None, ["0000:03:00.0"]));
         let idx: Vec<u16> = s.vfs.as_ref().unwrap().iter().collect();
         assert_eq!(idx, vec![0, 1, 2, 3, 6]);
         assert!(s.matches(6) && !s.matches(4));

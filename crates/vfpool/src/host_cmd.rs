@@ -232,7 +232,7 @@ fn host_apply(
             );
         }
         for a in out.leases.actions.iter().filter(|a| a.error.is_none()) {
-            let what = if a.action == "stale" {
+            let what = if a.action == vfpool_engine::ReapplyKind::Stale {
                 "stale: its VF does not exist (`vfpool lease gc` removes it)"
             } else {
                 "configuration re-applied"
