@@ -192,6 +192,9 @@ impl Engine {
         let leases = self.ledger.read(|tx| tx.leases())?;
         let mut report = GcReport::default();
         for l in leases {
+            // The VF stays as it is meanwhile: a split of its PF waits (PF lock first, then
+            // the VF's, as an acquire takes them).
+            let _pf = self.lock_pfs([l.pf_pci], Hold::Shared)?;
             // A step under way holds the VF's in-flight lock; gc holds it while it repairs.
             // An `acquiring` or `releasing` lease whose lock is free was abandoned.
             let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
@@ -297,6 +300,7 @@ impl Engine {
             }
             let me = this_process();
             let id = l.id;
+            let _pf = self.lock_pfs([l.pf_pci], Hold::Shared)?;
             let Some(_in_flight) = self.ledger.lock_vf(l.vf_pci)? else {
                 continue;
             };
