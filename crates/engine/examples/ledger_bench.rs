@@ -23,11 +23,10 @@ use vfpool_engine::{
     AcquireRequest, Applied, Durability, Engine, Lease, LeaseState, Ledger, Original, OwnerKind,
     Policy, PoolSelector, ReleaseTarget,
 };
-use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::split::{self, SplitOptions};
 use vfpool_host::{Inventory, Sysfs};
 use vfpool_model::PciAddr;
-use vfpool_netlink::SimNetOps;
+use vfpool_sim::{HostSpec, SimHost, SimNetOps};
 
 /// CPU seconds (user + system) this process and its waited-for children used so far.
 fn cpu_seconds() -> f64 {

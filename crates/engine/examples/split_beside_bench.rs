@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use vfpool_engine::{AcquireRequest, Engine, Policy, PoolSelector, ReleaseTarget, SplitRequest};
 use vfpool_host::Sysfs;
-use vfpool_host::sim::{HostSpec, SimHost};
-use vfpool_netlink::SimNetOps;
+use vfpool_sim::{HostSpec, SimHost, SimNetOps};
 
 fn engine(state: &Path, sim: &SimHost) -> Engine {
     let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));

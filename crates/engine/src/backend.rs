@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::{AttrWriter, HostPaths, KernelWriter, Sysfs};
 use vfpool_model::InvalidValue;
-use vfpool_netlink::{NetOps, RtNetlink, SimNetOps};
+use vfpool_netlink::{NetOps, RtNetlink};
+use vfpool_sim::{HostSpec, SimHost, SimNetOps};
 
 use crate::engine::Engine;
 use crate::error::EngineError;

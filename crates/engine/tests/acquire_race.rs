@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use common::{Lab, req, sel};
 use vfpool_engine::{Engine, Policy, ReleaseTarget};
 use vfpool_model::{MacAddr, VfConfig};
-use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, SimNetOps, VfKnob};
+use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, VfKnob};
+use vfpool_sim::SimNetOps;
 
 type Hook = Box<dyn FnOnce(&SimNetOps) -> Vec<(u16, VfConfig)> + Send>;
 

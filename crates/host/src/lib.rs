@@ -2,17 +2,18 @@
 //! change it.
 //!
 //! Everything reads and writes through [`Sysfs`], rooted at `/sys` on a real host or at a
-//! generated tree for the demo and the tests ([`sim::SimHost`]).
+//! generated tree for the demo and the tests (`vfpool_sim::SimHost`, crate `vfpool-sim`, an
+//! [`AttrWriter`] that acts as the kernel does). [`kfile`] reads the kernel's pseudo files.
 
 #![forbid(unsafe_code)]
 
 pub mod check;
 pub mod driver;
 pub mod inventory;
+pub mod kfile;
 pub mod manifest;
 pub mod pciname;
 pub mod persist;
-pub mod sim;
 pub mod split;
 pub mod sysfs;
 

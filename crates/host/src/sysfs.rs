@@ -94,7 +94,7 @@ impl Sysfs {
     /// down answers EINVAL): those are `None` too.
     pub fn read_opt(&self, path: &Path) -> Result<Option<String>, HostError> {
         self.count();
-        match vfpool_netlink::kfile::read_small(path) {
+        match crate::kfile::read_small(path) {
             Ok(s) => Ok(Some(s.trim_end_matches('\n').to_owned())),
             Err(e)
                 if matches!(

@@ -4,8 +4,8 @@
 //! The engine talks to [`NetOps`]; two backends implement it:
 //! - [`RtNetlink`]: the real kernel, over a synchronous `NETLINK_ROUTE` socket with
 //!   netlink-packet-route messages (no `ip` subprocesses);
-//! - [`SimNetOps`]: the simulated demo host (a sysfs-like tree in a directory), which
-//!   refuses what real drivers refuse (igb has no link state, no min rate, no 802.1ad, ...).
+//! - `vfpool_sim::SimNetOps` (crate `vfpool-sim`): the simulated demo host, which refuses
+//!   what real drivers refuse (igb has no link state, no min rate, no 802.1ad, ...).
 //!
 //! Namespaces are always addressed by file descriptor, never by pid; [`run_in_netns`] runs a
 //! closure inside one on a dedicated thread.
@@ -20,28 +20,20 @@ use serde::Serialize;
 use vfpool_model::{MacAddr, VfConfig, VfSettings};
 
 mod error;
-pub mod kfile;
 mod knob;
 mod netns;
 mod rtnl;
-mod sim;
-mod simns;
 pub mod wire;
 
 #[cfg(test)]
 mod nstests;
 #[cfg(test)]
 mod nstests_netdev;
-#[cfg(test)]
-mod simns_tests;
 
 pub use error::NetlinkError;
 pub use knob::VfKnob;
-pub use netns::{NetnsId, current_netns, netns_identity, run_in_netns};
+pub use netns::{NetnsId, check as check_netns, current_netns, netns_identity, run_in_netns};
 pub use rtnl::RtNetlink;
-pub use sim::{
-    SimNetOps, admin_mac as sim_admin_mac, mtu_range_for_driver, vf_chose_mac as sim_vf_chose_mac,
-};
 
 /// What vfpool needs from rtnetlink. Object safe; the engine holds a `Box<dyn NetOps>` or
 /// `Arc<dyn NetOps>`.

@@ -1,6 +1,6 @@
 //! Inventory of a simulated host with 8 PFs x 128 VFs (1024 VFs).
 //!
-//! `cargo bench -p vfpool-host --bench inventory`. Reports the wall time of
+//! `cargo bench -p vfpool-sim --bench inventory`. Reports the wall time of
 //! `Inventory::scan` (median of 50 runs, warm page cache), the sysfs reads per VF, and the
 //! same tree read by a floor: one `read_dir` per directory and one read per attribute the
 //! inventory needs, with no parsing or allocation of results. The ratio says how close the
@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::split::{self, SplitOptions};
 use vfpool_host::{Inventory, Sysfs};
+use vfpool_sim::{HostSpec, SimHost};
 
 const RUNS: usize = 50;
 

@@ -23,8 +23,8 @@ use vfpool_model::{MacAddr, PciAddr};
 
 use nix::errno::Errno;
 
-use crate::HostError;
-use crate::sysfs::{AttrWriter, HostPaths};
+use vfpool_host::HostError;
+use vfpool_host::sysfs::{AttrWriter, HostPaths};
 
 use nix::errno::Errno::{EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM};
 
@@ -693,7 +693,7 @@ impl SimHost {
 
     fn read_num(p: &Path) -> io::Result<i64> {
         let s = fs::read_to_string(p)?;
-        crate::sysfs::parse_num(&s).ok_or_else(|| io_err(EINVAL))
+        vfpool_host::sysfs::parse_num(&s).ok_or_else(|| io_err(EINVAL))
     }
 
     fn pf_netdev(pf_dir: &Path) -> Option<String> {
@@ -824,7 +824,7 @@ impl SimHost {
             .any(|m| m.vendor == vendor && m.vf_driver() == Some(driver) && m.vf_random_mac);
         let admin = pf_name
             .as_deref()
-            .and_then(|pf| vfpool_netlink::sim_admin_mac(&self.root, pf, index as u16));
+            .and_then(|pf| crate::net::admin_mac(&self.root, pf, index as u16));
         let mac = match admin {
             Some(m) => m,
             // igbvf and ixgbevf pick a random MAC when the PF set none, and tell the PF.
@@ -832,7 +832,7 @@ impl SimHost {
                 let h = self.next_ifindex().map_err(to_io)?;
                 let m = MacAddr([0x0a, 0x5f, 0x1e, (h >> 16) as u8, (h >> 8) as u8, h as u8]);
                 if let Some(pf) = &pf_name {
-                    vfpool_netlink::sim_vf_chose_mac(&self.root, pf, index as u16, m)
+                    crate::net::vf_chose_mac(&self.root, pf, index as u16, m)
                         .map_err(|e| io::Error::other(e.to_string()))?;
                 }
                 m

@@ -1,7 +1,7 @@
 //! The simulated backend: the demo host and unit tests.
 //!
 //! The simulated host is a directory `SIMROOT` whose `sys/` is laid out like sysfs (written
-//! by the sysfs simulator in vfpool-host): `sys/class/net/IF` links to
+//! by the sysfs simulator, [`crate::host`]): `sys/class/net/IF` links to
 //! `sys/devices/.../PCI/net/IF`; the PCI device directory has `sriov_numvfs`,
 //! `sriov_totalvfs`, a `driver` link named after the driver, `virtfnN`; each netdev directory
 //! has `address`, `mtu`, `operstate`, `carrier`, `ifindex` (and maybe `flags`).
@@ -27,7 +27,8 @@ use nix::libc;
 use serde::{Deserialize, Serialize};
 use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
 
-use crate::{IfAddr, LinkInfo, NetOps, NetlinkError, OperState, VfKnob};
+use vfpool_host::kfile;
+use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, NetnsId, OperState, VfKnob};
 
 /// The MTU range (min, max) a driver gives its netdevs, as the real drivers do (real sysfs
 /// has no file for it). `None` is a virtual device (veth, lo: 68..=65535); unknown drivers
@@ -298,7 +299,7 @@ pub struct SimNetOps {
     /// parsed again only when the file's bytes differ (another process changed it).
     parsed: Arc<Mutex<HashMap<PathBuf, Parsed>>>,
     /// The network namespace this backend works in: `None` for the simulated host's own,
-    /// else its key (see `simns`).
+    /// else its key (see `netns`).
     ns: Option<String>,
 }
 
@@ -348,7 +349,7 @@ impl SimNetOps {
             .and_then(Path::parent)
         {
             Some(p) => Some(p.to_path_buf()),
-            None => crate::kfile::real_path(&dir.join("device")).ok(),
+            None => kfile::real_path(&dir.join("device")).ok(),
         };
         let driver = pci.as_ref().and_then(|p| {
             fs::read_link(p.join("driver"))
@@ -361,7 +362,7 @@ impl SimNetOps {
     /// The PF netdev and VF index of a VF's netdev.
     fn vf_of(&self, dev: &SimDev) -> Option<(String, u16)> {
         let pci = dev.pci.as_ref()?;
-        let pf_dir = crate::kfile::real_path(&pci.join("physfn")).ok()?;
+        let pf_dir = kfile::real_path(&pci.join("physfn")).ok()?;
         let pf = fs::read_dir(pf_dir.join("net"))
             .ok()?
             .flatten()
@@ -404,7 +405,7 @@ impl SimNetOps {
 
     fn load(&self, pf: &str) -> Result<PfState, NetlinkError> {
         let path = self.state_path(pf);
-        let bytes = match crate::kfile::read_bytes(&path) {
+        let bytes = match kfile::read_bytes(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PfState::default()),
             Err(source) => return Err(NetlinkError::SimIo { path, source }),
@@ -454,7 +455,7 @@ impl SimNetOps {
 
     fn read_attr(&self, dev: &SimDev, attr: &str) -> Result<String, NetlinkError> {
         let path = dev.dir.join(attr);
-        crate::kfile::read_small(&path)
+        kfile::read_small(&path)
             .map(|s| s.trim().to_string())
             .map_err(|source| NetlinkError::SimIo { path, source })
     }
@@ -469,7 +470,7 @@ impl SimNetOps {
     fn num_vfs(&self, dev: &SimDev) -> Result<Option<u16>, NetlinkError> {
         let Some(pci) = &dev.pci else { return Ok(None) };
         let path = pci.join("sriov_numvfs");
-        let s = match crate::kfile::read_small(&path) {
+        let s = match kfile::read_small(&path) {
             Ok(s) => s,
             // A function with SR-IOV always has both; without `sriov_totalvfs` it has none.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -507,7 +508,7 @@ impl SimNetOps {
         let view = PfView {
             driver: dev.driver.clone(),
             device: dev.pci.as_ref().and_then(|p| {
-                let s = crate::kfile::read_small(&p.join("device")).ok()?;
+                let s = kfile::read_small(&p.join("device")).ok()?;
                 u16::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok()
             }),
             link_up: OperState::from_sysfs(&self.read_attr(dev, "operstate").unwrap_or_default())
@@ -538,18 +539,15 @@ impl NetOps for SimNetOps {
     /// file in the `netns` directory beside the simulated host (`STATE/netns/NAME` on the
     /// demo host), whose identity is the file's. Nothing else is: not `/etc/passwd`, not a
     /// directory, not the host's own namespace.
-    fn check_netns(
-        &self,
-        path: &std::path::Path,
-    ) -> Result<crate::NetnsId, vfpool_model::InvalidValue> {
+    fn check_netns(&self, path: &std::path::Path) -> Result<NetnsId, vfpool_model::InvalidValue> {
         let sim_dir = self.root().parent().map(|p| p.join("netns"));
         let simulated = path.is_absolute()
             && sim_dir.is_some_and(|d| path.parent() == Some(d.as_path()))
             && std::fs::metadata(path).is_ok_and(|m| m.is_file());
         if !simulated {
-            return crate::netns::check(path);
+            return vfpool_netlink::check_netns(path);
         }
-        crate::netns_identity(path)
+        vfpool_netlink::netns_identity(path)
             .ok_or_else(|| vfpool_model::InvalidValue::new("netns", path.display(), "no such file"))
     }
 
@@ -726,7 +724,7 @@ impl NetOps for SimNetOps {
         new_name: Option<&str>,
     ) -> Result<(), NetlinkError> {
         let from = Self::ns_key(netns)?;
-        let here = crate::current_netns()?;
+        let here = vfpool_netlink::current_netns()?;
         self.sim_move(from.as_deref(), name, self.ns(), here.as_fd(), new_name)
     }
 
@@ -775,5 +773,5 @@ impl NetOps for SimNetOps {
 }
 
 #[cfg(test)]
-#[path = "sim_tests.rs"]
+#[path = "net_tests.rs"]
 mod tests;

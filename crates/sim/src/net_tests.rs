@@ -597,7 +597,7 @@ fn a_mac_set_by_the_pf_binds_an_untrusted_vf_until_cleared_with_zero() {
     let ops = h.ops();
     let admin: MacAddr = "02:00:00:00:00:aa".parse().unwrap();
     set(&ops, "eth0", 0, VfKnob::Mac(admin)).unwrap();
-    assert_eq!(crate::sim_admin_mac(h.root(), "eth0", 0), Some(admin));
+    assert_eq!(admin_mac(h.root(), "eth0", 0), Some(admin));
     // Untrusted: the VF may not pick another MAC (igb: EADDRNOTAVAIL).
     let err = ops
         .set_mac("eth0v0", "02:00:00:00:00:bb".parse().unwrap())
@@ -611,7 +611,7 @@ fn a_mac_set_by_the_pf_binds_an_untrusted_vf_until_cleared_with_zero() {
     // Zero clears the PF's hold: an untrusted VF owns its MAC again.
     set(&ops, "eth0", 0, VfKnob::Trust(false)).unwrap();
     set(&ops, "eth0", 0, VfKnob::Mac(MacAddr::ZERO)).unwrap();
-    assert_eq!(crate::sim_admin_mac(h.root(), "eth0", 0), None);
+    assert_eq!(admin_mac(h.root(), "eth0", 0), None);
     ops.set_mac("eth0v0", "02:00:00:00:00:cc".parse().unwrap())
         .unwrap();
     assert_eq!(vf(&ops, "eth0", 0).mac.to_string(), "02:00:00:00:00:cc");

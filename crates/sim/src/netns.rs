@@ -29,8 +29,10 @@ use std::path::{Path, PathBuf};
 use nix::libc;
 use serde::{Deserialize, Serialize};
 
-use crate::sim::SimNetOps;
-use crate::{IfAddr, NetlinkError, dev_valid_name};
+use vfpool_host::kfile;
+use vfpool_netlink::{IfAddr, NetlinkError, dev_valid_name};
+
+use crate::net::SimNetOps;
 
 const IFF_UP: u32 = 0x1;
 const IFF_PROMISC: u32 = 0x100;
@@ -109,7 +111,7 @@ impl SimNetOps {
 
     fn sys(&self) -> Result<PathBuf, NetlinkError> {
         let p = self.root().join("sys");
-        crate::kfile::real_path(&p).map_err(Self::sim_io(&p))
+        kfile::real_path(&p).map_err(Self::sim_io(&p))
     }
 
     /// The netdevs of namespace `ns`: (name, directory).
@@ -126,7 +128,7 @@ impl SimNetOps {
         let mut out = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            match crate::kfile::real_path(&e.path()) {
+            match kfile::real_path(&e.path()) {
                 Ok(p) => out.push((name, p)),
                 Err(err) => tracing::debug!(name, error = %err, "skipping dangling netdev"),
             }
@@ -136,7 +138,7 @@ impl SimNetOps {
     }
 
     fn ifindex_of(dir: &Path) -> Option<u32> {
-        crate::kfile::read_small(&dir.join("ifindex"))
+        kfile::read_small(&dir.join("ifindex"))
             .ok()?
             .trim()
             .parse()
@@ -186,11 +188,11 @@ impl SimNetOps {
 
     /// The netdev's `flags`; without that file, IFF_UP from `operstate` (as `link` reads).
     fn flags(dir: &Path) -> u32 {
-        crate::kfile::read_small(&dir.join("flags"))
+        kfile::read_small(&dir.join("flags"))
             .ok()
             .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
             .unwrap_or_else(|| {
-                let oper = crate::kfile::read_small(&dir.join("operstate")).unwrap_or_default();
+                let oper = kfile::read_small(&dir.join("operstate")).unwrap_or_default();
                 if oper.trim() == "down" {
                     0x1002
                 } else {
@@ -212,7 +214,7 @@ impl SimNetOps {
 
     /// The PCI function under the netdev at `dir` (its `device` link), if any.
     fn pci_of(dir: &Path) -> Option<PathBuf> {
-        crate::kfile::real_path(&dir.join("device")).ok()
+        kfile::real_path(&dir.join("device")).ok()
     }
 
     /// Takes the netdev at `dir` out of namespace `from` and puts it into `to` as `name`.

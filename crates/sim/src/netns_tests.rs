@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use nix::libc;
 
-use crate::{IfAddr, NetOps, NetlinkError, SimNetOps, current_netns};
+use vfpool_netlink::{IfAddr, NetOps, NetlinkError, current_netns};
+
+use crate::SimNetOps;
 
 /// igb PF eth0 (0000:01:00.0) with two VFs whose igbvf netdevs are eth0v0 and eth0v1
 /// (down), and a virtual veth0 (up).

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::split::{self, SplitOptions};
 use vfpool_host::{Found, HostError, Inventory, Sysfs};
 use vfpool_model::{NicState, PciAddr};
+use vfpool_sim::{HostSpec, SimHost};
 
 fn demo() -> (tempfile::TempDir, SimHost, Sysfs) {
     let dir = tempfile::tempdir().unwrap();

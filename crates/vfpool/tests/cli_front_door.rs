@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use vfpool_netlink::{NetOps, SimNetOps};
+use vfpool_netlink::NetOps;
+use vfpool_sim::SimNetOps;
 
 fn vfpool(state: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vfpool"));

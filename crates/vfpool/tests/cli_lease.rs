@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use vfpool_model::VfConfig;
-use vfpool_netlink::{NetOps, SimNetOps};
+use vfpool_netlink::NetOps;
+use vfpool_sim::SimNetOps;
 
 fn vfpool(state: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vfpool"));

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use vfpool_engine::{AcquireRequest, Engine, PoolSelector};
-use vfpool_host::sim::{HostSpec, SimHost};
 use vfpool_host::split::{self, SplitOptions};
 use vfpool_host::{Inventory, Sysfs};
 use vfpool_model::VfConfig;
-use vfpool_netlink::{NetOps, SimNetOps};
+use vfpool_netlink::NetOps;
+use vfpool_sim::{HostSpec, SimHost, SimNetOps};
 
 pub struct Lab {
     pub dir: TempDir,
@@ -74,7 +74,7 @@ impl Lab {
     pub fn assert_pristine(&self, pf: &str, index: u16, what: &str) {
         let c = self.vf_config(pf, index);
         assert_eq!(
-            vfpool_netlink::sim_admin_mac(self.sim.root(), pf, index),
+            vfpool_sim::admin_mac(self.sim.root(), pf, index),
             None,
             "{what}: VF {index} of {pf} has a MAC set by the PF"
         );
