@@ -730,7 +730,7 @@ impl SimHost {
             return Err(io_err(EBUSY));
         }
         if let Some(pf) = Self::pf_netdev(pf_dir) {
-            let _ = fs::remove_file(self.root.join("netlink").join(format!("{pf}.json")));
+            crate::net::vfs_destroyed(&self.root, &pf);
         }
         if n == 0 {
             for i in (0..cur).rev() {

@@ -8,8 +8,8 @@
 //!
 //! VF configs live in `SIMROOT/netlink/PF.json`, replaced atomically (temp file + rename)
 //! under an exclusive `flock` on `SIMROOT/netlink/.lock`, so several processes can share a
-//! simulated host. The sysfs simulator deletes `PF.json` whenever it changes `sriov_numvfs`:
-//! a missing file (or a VF missing from it) means kernel defaults.
+//! simulated host. The sysfs simulator deletes `PF.json` ([`vfs_destroyed`]) whenever it
+//! changes `sriov_numvfs`: a missing file (or a VF missing from it) means kernel defaults.
 //!
 //! Drivers refuse what the real ones refuse, as their `ndo_set_vf_*` functions in Linux 6.1 do
 //! (each refusal in [`refusal`] names the kernel function it copies); the real-kernel tier
@@ -289,6 +289,12 @@ pub fn vf_chose_mac(
     }
     state.vfs.entry(index).or_insert_with(kernel_default_vf).mac = mac;
     ops.store(pf, &state)
+}
+
+/// The VFs of `pf` were destroyed (`sriov_numvfs` written): their configurations go with
+/// them, and the next VFs report the kernel's defaults (a missing state file says so).
+pub(crate) fn vfs_destroyed(simroot: &Path, pf: &str) {
+    let _ = fs::remove_file(SimNetOps::new(simroot).state_path(pf));
 }
 
 /// [`NetOps`] over a simulated host directory.
