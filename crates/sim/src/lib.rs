@@ -20,5 +20,7 @@ mod netns;
 #[cfg(test)]
 mod netns_tests;
 
-pub use host::{HostSpec, Model, PortSpec, SimHost};
+pub use host::{
+    BCM5720, HostSpec, INTEL_82576, INTEL_82599ES, INTEL_I350, MLX_CX5, Model, PortSpec, SimHost,
+};
 pub use net::{SimNetOps, admin_mac};
