@@ -25,6 +25,10 @@ use crate::ledger::Durability;
 use crate::lock::{Hold, PfLocks};
 use crate::{GcReport, ReapplyReport};
 
+/// How long a split waits at most for the link of a PF it brought up (autonegotiation
+/// takes seconds; a PF with no cable must not hold the split for its whole timeout).
+pub const LINK_UP_WAIT: Duration = Duration::from_secs(30);
+
 /// What `nic split` asks for.
 #[derive(Debug, Clone)]
 pub struct SplitRequest {
@@ -164,7 +168,8 @@ impl Engine {
             .map(|(n, _)| (n.pci, req.autoprobe.or(n.autoprobe).unwrap_or(true)))
             .collect();
         let nics: Vec<Nic> = work.into_iter().map(|(n, _)| n).collect();
-        Ok(self.settle_changes(&nics, results, &stale, !req.keep_link, &autoprobe))
+        let bring_up = (!req.keep_link).then_some(req.timeout);
+        Ok(self.settle_changes(&nics, results, &stale, bring_up, &autoprobe))
     }
 
     /// Removes every VF of the NICs (`sriov_numvfs` = 0), refused while any is leased
@@ -198,7 +203,7 @@ impl Engine {
             .iter()
             .map(|n| (n.pci, n.autoprobe.unwrap_or(true)))
             .collect();
-        Ok(self.settle_changes(&nics, results, &stale, false, &autoprobe))
+        Ok(self.settle_changes(&nics, results, &stale, None, &autoprobe))
     }
 
     /// Records the VF count of every NIC that has VFs and installs the boot hook (under
@@ -335,7 +340,7 @@ impl Engine {
                 Ok(r) => {
                     let mut c = change(r, 0);
                     if !keep_link && c.num_vfs > 0 {
-                        c.link_brought_up = self.bring_up(a.pci, &a.name);
+                        self.bring_up(&mut c, timeout);
                     }
                     out.changed.push(c);
                 }
@@ -412,7 +417,7 @@ impl Engine {
         nics: &[Nic],
         results: Vec<Result<SplitReport, HostError>>,
         stale: &HashMap<PciAddr, usize>,
-        bring_up: bool,
+        bring_up: Option<Duration>,
         autoprobe: &HashMap<PciAddr, bool>,
     ) -> NicsOutcome {
         let mut out = NicsOutcome::default();
@@ -420,8 +425,10 @@ impl Engine {
             match r {
                 Ok(r) => {
                     let mut c = change(r, stale.get(&nic.pci).copied().unwrap_or(0));
-                    if bring_up && c.num_vfs > 0 {
-                        c.link_brought_up = self.bring_up(nic.pci, &nic.name);
+                    if let Some(timeout) = bring_up
+                        && c.num_vfs > 0
+                    {
+                        self.bring_up(&mut c, timeout);
                     }
                     out.changed.push(c);
                 }
@@ -453,32 +460,47 @@ impl Engine {
         out
     }
 
-    /// Brings the PF's netdev up if it is administratively down; whether it did.
-    fn bring_up(&self, pci: PciAddr, name: &str) -> bool {
-        let netdev = match Inventory::read_pf(&self.fs, pci) {
-            Ok(Some(nic)) => nic.netdevs.first().cloned(),
-            _ => None,
+    /// Brings the PF of `c` up if it is administratively down (`c.link_brought_up`), then,
+    /// on a real host, waits up to `timeout` (at most [`LINK_UP_WAIT`]) for its link to
+    /// stay up as long as after a split (`c.link_settled`): the VFs of a PF without
+    /// carrier are unhealthy, so an acquire right after would find none. A PF with no cable
+    /// does not hold the split for long; its link state is reported.
+    fn bring_up(&self, c: &mut NicChange, timeout: Duration) {
+        let nic = match Inventory::read_pf(&self.fs, c.pci) {
+            Ok(Some(nic)) => nic,
+            _ => {
+                tracing::warn!(pf = %c.nic, "the PF cannot be read to bring it up");
+                return;
+            }
         };
-        let Some(netdev) = netdev else {
-            tracing::warn!(pf = name, "the PF has no netdev to bring up");
-            return false;
+        let Some(netdev) = nic.netdevs.first().cloned() else {
+            tracing::warn!(pf = %c.nic, "the PF has no netdev to bring up");
+            return;
         };
         match self.net.link(&netdev) {
-            Ok(l) if l.admin_up => false,
-            Ok(_) => match self.net.set_up(&netdev, true) {
-                Ok(()) => {
-                    tracing::info!(pf = %netdev, "PF brought up: its VFs carry nothing while it is down");
-                    true
-                }
-                Err(e) => {
+            Ok(l) if l.admin_up => return,
+            Ok(_) => {
+                if let Err(e) = self.net.set_up(&netdev, true) {
                     tracing::warn!(pf = %netdev, error = %crate::chain(&e), "cannot bring the PF up");
-                    false
+                    return;
                 }
-            },
+                tracing::info!(pf = %netdev, "PF brought up: its VFs carry nothing while it is down");
+                c.link_brought_up = true;
+            }
             Err(e) => {
                 tracing::warn!(pf = %netdev, error = %crate::chain(&e), "cannot read the PF's link");
-                false
+                return;
             }
+        }
+        if !self.settle.is_zero() {
+            let deadline = std::time::Instant::now().checked_add(timeout.min(LINK_UP_WAIT));
+            c.link_settled = Some(split::wait_link_up(
+                &self.fs,
+                &nic,
+                self.settle,
+                Duration::from_millis(20),
+                deadline,
+            ));
         }
     }
 

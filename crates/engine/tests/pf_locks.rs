@@ -71,3 +71,36 @@ fn acquire_release_gc_and_reapply_wait_for_a_split_of_their_pf_only() {
         e4.reapply().unwrap();
     });
 }
+
+/// A split that brings a PF up waits for its link on a real host (settle > 0), as after
+/// igb's reset, so that an acquire right after finds the VFs healthy (found by the
+/// real-kernel tier's pf-down scenario).
+#[test]
+fn a_split_that_brings_the_pf_up_waits_for_its_link() {
+    use vfpool_engine::SplitRequest;
+    use vfpool_netlink::NetOps;
+    let lab = Lab::new();
+    lab.net.set_up("eno50", false).unwrap();
+    let mut e = lab.engine().with_split_settle(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let out = e
+        .split_nics(
+            &SplitRequest {
+                nics: vec!["eno50".into()],
+                vfs: "2".into(),
+                autoprobe: None,
+                timeout: Duration::from_secs(60),
+                force: false,
+                keep_link: false,
+            },
+            &|_, _, _| {},
+        )
+        .unwrap();
+    let c = &out.changed[0];
+    assert!(c.link_brought_up);
+    assert_eq!(c.link_settled, Some(true));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    e.pool_create("p", sel(&["eno50"]), Policy::FirstFit)
+        .unwrap();
+    e.acquire(&req("p", "right-after")).unwrap();
+}

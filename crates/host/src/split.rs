@@ -203,22 +203,34 @@ fn wait_link_settled(
     opts: &SplitOptions,
     deadline: Option<Instant>,
 ) -> bool {
+    wait_link_up(fs, nic, opts.settle, opts.poll, deadline)
+}
+
+/// Waits until the PF's link (its first netdev's `operstate`) has been up for `settle`
+/// without a break; false when `deadline` passes first.
+pub fn wait_link_up(
+    fs: &Sysfs,
+    nic: &Nic,
+    settle: Duration,
+    poll: Duration,
+    deadline: Option<Instant>,
+) -> bool {
     let mut up_since: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if pf_operstate(fs, nic).as_deref() == Some("up") {
             let since = *up_since.get_or_insert(now);
-            if now.duration_since(since) >= opts.settle {
+            if now.duration_since(since) >= settle {
                 return true;
             }
         } else {
             up_since = None;
         }
         if deadline.is_some_and(|d| now >= d) {
-            tracing::warn!(pf = %nic.name, "the PF's link did not come back up after the split");
+            tracing::warn!(pf = %nic.name, "the PF's link did not come up");
             return false;
         }
-        std::thread::sleep(opts.poll);
+        std::thread::sleep(poll);
     }
 }
 
