@@ -18,29 +18,51 @@ const DEMO_IGB_PF: &str = "eno49";
 /// Then the PF driver's answers (`vf-answers`: a fresh VF and the result of each VF setting)
 /// must equal `tests/vm/scenarios/fidelity-vf.txt`, which the netlink simulator's unit test
 /// replays against the simulator.
+/// Last, the kernel's answers to sysfs writes (`sysfs-answers`) must equal
+/// `tests/vm/scenarios/fidelity-sysfs.txt`, which `crates/host/tests/sim_fidelity.rs` replays
+/// against the simulated host.
 pub fn fidelity(ctx: &HostContext<'_>, report: &ScenarioReport) -> Result<()> {
-    let manifest = fidelity_manifest(ctx, report);
-    let answers = fidelity_vf_answers(report);
-    match (manifest, answers) {
-        (Ok(()), Ok(())) => Ok(()),
-        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-        (Err(a), Err(b)) => bail!("{a:#}\n{b:#}"),
+    let errors: Vec<String> = [
+        fidelity_manifest(ctx, report),
+        golden(
+            report,
+            "vf-answers",
+            "fidelity-vf.txt",
+            VF_ANSWERS,
+            "real igb",
+        ),
+        golden(
+            report,
+            "sysfs-answers",
+            "fidelity-sysfs.txt",
+            SYSFS_ANSWERS,
+            "real kernel",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+    .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", errors.join("\n"))
     }
 }
 
 /// The golden file of what the real igb answers, shared with the netlink simulator's test.
 const VF_ANSWERS: &str = include_str!("../../../tests/vm/scenarios/fidelity-vf.txt");
+/// The golden file of the kernel's answers to sysfs writes, shared with the host simulator's
+/// test.
+const SYSFS_ANSWERS: &str = include_str!("../../../tests/vm/scenarios/fidelity-sysfs.txt");
 
-fn fidelity_vf_answers(report: &ScenarioReport) -> Result<()> {
-    let want: Vec<&str> = VF_ANSWERS
+/// The guest's data block `key` must equal the golden file `name` (`text`), comments and
+/// blank lines left out.
+fn golden(report: &ScenarioReport, key: &str, name: &str, text: &str, real: &str) -> Result<()> {
+    let want: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .collect();
-    let got: Vec<&str> = report
-        .data("vf-answers")
-        .iter()
-        .map(String::as_str)
-        .collect();
+    let got: Vec<&str> = report.data(key).iter().map(String::as_str).collect();
     if got == want {
         return Ok(());
     }
@@ -49,15 +71,13 @@ fn fidelity_vf_answers(report: &ScenarioReport) -> Result<()> {
         let (w, g) = (want.get(i).copied(), got.get(i).copied());
         if w != g {
             diff.push_str(&format!(
-                "\n  fidelity-vf.txt: {}\n  real igb:        {}",
+                "\n  {name}: {}\n  {real}: {}",
                 w.unwrap_or("(nothing)"),
                 g.unwrap_or("(nothing)")
             ));
         }
     }
-    bail!(
-        "the real igb answers VF settings otherwise than fidelity-vf.txt (and so the simulator) says:{diff}"
-    )
+    bail!("the {real} answers otherwise than {name} (and so the simulator) says:{diff}")
 }
 
 fn fidelity_manifest(ctx: &HostContext<'_>, report: &ScenarioReport) -> Result<()> {
