@@ -847,13 +847,15 @@ impl SimHost {
                 .join("speed"),
         )
         .unwrap_or(-1);
+        // Administratively down, as igbvf, ixgbevf and mlx5 register a VF netdev (the real
+        // igb guest's manifest: operstate down, flags 0x1002) until someone brings it up.
         self.add_netdev(
             dir,
             &name,
             mac,
             u32::try_from(speed).unwrap_or(0),
             1500,
-            true,
+            false,
         )
         .map_err(to_io)
     }

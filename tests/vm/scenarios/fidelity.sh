@@ -55,6 +55,29 @@ vm_data vf-answers </tmp/vf-answers
 must ip link set "$nic" up
 must vfpool nic restore "$nic"
 
+# More layouts, each replayed on the simulator by the host (checks::fidelity, LAYOUTS):
+# autoprobe off, one VF leased to vfio-pci beside six on igbvf, and no VFs at all.
+# The PF's link as it settles after the reset a change of sriov_numvfs causes (the
+# simulator has no such reset).
+manifest_of() { # key
+    settle_carrier "$nic"
+    run vfpool debug sysfs-manifest "$nic" >/tmp/manifest || fail "vfpool debug sysfs-manifest failed (exit $_rc)"
+    [ -s /tmp/manifest ] || fail "the $1 manifest is empty"
+    vm_data "$1" </tmp/manifest
+}
+must vfpool nic split "$nic" --vfs 7 --autoprobe off
+manifest_of manifest-autoprobe-off
+must vfpool nic restore "$nic"
+must vfpool nic split "$nic" --vfs 7 --autoprobe on
+settle_carrier "$nic"
+must vfpool pool create fid --select "$nic"
+must vfpool lease acquire --pool fid --owner v --driver vfio-pci
+manifest_of manifest-vfio
+must vfpool lease release v
+must vfpool pool delete fid
+must vfpool nic restore "$nic"
+manifest_of manifest-zero
+
 # sysfs writes as fidelity-sysfs.txt lists them, each answered ok or with the kernel's errno.
 errno_of() {
     case $1 in
