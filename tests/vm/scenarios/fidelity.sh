@@ -109,7 +109,7 @@ grep -v '^#' /vmtest/scenarios/fidelity-sysfs.txt | sed 's/ => .*//' | while rea
             path=$(sys_path "$what")
             if out=$( (echo "$value" >"$path") 2>&1); then got=ok; else got=$(errno_of "$out"); fi
             # A write's effects (a probe, VFs appearing) may take a moment under TCG.
-            sleep 0.3
+            sleep 0.1
             ;;
     esac
     if [ -n "$arg" ]; then echo "$what $arg => $got"; else echo "$what => $got"; fi

@@ -13,7 +13,7 @@ split_into_pool 7 race
 # How much later the split starts than the acquire, round by round (a leading `-`: the
 # acquire starts that much later than the split). Under TCG a split takes about 0.5 s and an
 # acquire about as long, so these cover both orders and the overlaps between.
-offsets="0 -0.1 0.1 -0.2 0.05 -0.05 0.2 -0.3"
+offsets="0 -0.1 0.1 -0.2 0.2 -0.3"
 rounds=$(echo $offsets | wc -w)
 r=0
 leased=0

@@ -72,7 +72,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "split-race",
-        about: "`nic split` (7 <-> 6) started beside `lease acquire --mac`, 8 rounds: the split is refused for the lease or runs first; a leased VF always carries its MAC",
+        about: "`nic split` (7 <-> 6) started beside `lease acquire --mac`, 6 rounds: the split is refused for the lease or runs first; a leased VF always carries its MAC",
         host_check: None,
     },
     Scenario {
