@@ -31,6 +31,21 @@ const VF_ATTRS: &[(&str, bool)] = &[
 ];
 const NETDEV_ATTRS: &[&str] = &["address", "operstate", "mtu", "type", "ifindex"];
 const PF_NETDEV_ATTRS: &[&str] = &["speed", "carrier"];
+/// Netdev attributes whose value is part of the manifest: what vfpool reads for health and
+/// inventory (`address` is described, not given: it differs from host to host).
+const NETDEV_VALUES: &[&str] = &[
+    "address",
+    "addr_len",
+    "broadcast",
+    "flags",
+    "mtu",
+    "operstate",
+    "type",
+];
+/// Also valued for the PF: carrier and speed (vfpool reads the PF's). A VF netdev nobody
+/// brought up answers EINVAL to both on a real kernel, which a file cannot; vfpool does not
+/// read them, so they are only listed.
+const PF_NETDEV_VALUES: &[&str] = &["carrier", "speed"];
 
 fn kind(p: &Path) -> &'static str {
     match std::fs::symlink_metadata(p) {
@@ -51,6 +66,34 @@ fn value(p: &Path) -> String {
     std::fs::read_to_string(p)
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "<unreadable>".into())
+}
+
+/// A netdev attribute's value as the manifest shows it: the value, or the kind of error
+/// reading it gave (`<InvalidInput>` for EINVAL); a MAC address by its kind only.
+fn netdev_value(p: &Path, attr: &str) -> String {
+    match std::fs::read_to_string(p) {
+        Ok(v) if attr == "address" => mac_kind(v.trim()),
+        Ok(v) => v.trim().to_owned(),
+        // EINVAL (a down link's carrier and speed) is InvalidInput.
+        Err(e) => format!("<{:?}>", e.kind()),
+    }
+}
+
+/// `zero`, `multicast`, `unicast-local` (locally administered, like a random MAC) or
+/// `unicast-universal`.
+fn mac_kind(mac: &str) -> String {
+    let Ok(m) = mac.parse::<vfpool_model::MacAddr>() else {
+        return format!("not a MAC ({mac})");
+    };
+    if m.is_zero() {
+        "zero".into()
+    } else if m.0[0] & 1 == 1 {
+        "multicast".into()
+    } else if m.0[0] & 2 == 2 {
+        "unicast-local".into()
+    } else {
+        "unicast-universal".into()
+    }
 }
 
 fn link_last(p: &Path) -> String {
@@ -89,6 +132,21 @@ fn netdev(out: &mut BTreeSet<String>, prefix: &str, fs: &Sysfs, dir: &Path, extr
         let nd = dir.join("net").join(&n);
         for a in NETDEV_ATTRS.iter().chain(extra) {
             out.insert(format!("{prefix}/net/IF/{a} {}", kind(&nd.join(a))));
+        }
+        let pf_values = if prefix == "pf" {
+            PF_NETDEV_VALUES
+        } else {
+            &[]
+        };
+        for a in NETDEV_VALUES.iter().chain(pf_values) {
+            let v = netdev_value(&nd.join(a), a);
+            // The PF's own MAC is the machine's; only whether it is a unicast one matters.
+            let v = if prefix == "pf" && *a == "address" && v.starts_with("unicast") {
+                "unicast".to_owned()
+            } else {
+                v
+            };
+            out.insert(format!("{prefix}/net/IF/{a} = {v}"));
         }
         out.insert(format!(
             "{prefix}/net/IF/device {}",
@@ -134,7 +192,26 @@ pub fn manifest(fs: &Sysfs, nic: &Nic) -> Result<Vec<String>, HostError> {
         }
     }
     netdev(&mut out, "pf", fs, dir, PF_NETDEV_ATTRS);
+    let geometry =
+        ["sriov_offset", "sriov_stride"].map(|a| value(&dir.join(a)).parse::<u32>().ok());
     for vf in &nic.vfs {
+        // The PCI address the SR-IOV capability gives VF N (routing ID of the PF + offset +
+        // N * stride), against the one its virtfnN link names.
+        let by_geometry = match geometry {
+            [Some(offset), Some(stride)] => u32::from(vf.index)
+                .checked_mul(stride)
+                .and_then(|s| offset.checked_add(s))
+                .and_then(|n| nic.pci.offset_by(n)),
+            _ => None,
+        };
+        out.insert(format!(
+            "vf address {} PF + sriov_offset + N * sriov_stride",
+            if by_geometry == Some(vf.pci) {
+                "="
+            } else {
+                "!="
+            }
+        ));
         let link = dir.join(format!("virtfn{}", vf.index));
         out.insert(format!(
             "pf/virtfnN {} -> {}",

@@ -138,6 +138,9 @@ pub fn split(
             link_settled: None,
         });
     }
+    // Read before anything is written: going through 0 resets an igb PF too, so its link
+    // may already be down when the new count is written.
+    let pf_was_up = pf_operstate(fs, nic).as_deref() == Some("up");
     if previous != 0 {
         write_numvfs(fs, nic, 0)?;
     }
@@ -151,7 +154,6 @@ pub fn split(
         })?;
     }
     let autoprobe = opts.autoprobe.or(current_probe).unwrap_or(true);
-    let pf_was_up = pf_operstate(fs, nic).as_deref() == Some("up");
     write_numvfs(fs, nic, n)?;
     tracing::info!(pf = %nic.name, pci = %nic.pci, vfs = n, "sriov_numvfs written");
 

@@ -7,7 +7,7 @@
 //! links, netdevs under `<function>/net/<ifname>` reached through `sys/class/net/<ifname>`.
 //!
 //! Writes go through [`SimHost`] (an [`AttrWriter`]) and follow the kernel's rules:
-//! `sriov_numvfs` from non-zero to another non-zero is EBUSY, above `sriov_totalvfs` EINVAL;
+//! `sriov_numvfs` from non-zero to another non-zero is EBUSY, above `sriov_totalvfs` ERANGE;
 //! VFs are created with `virtfnN`/`physfn` links and, when `sriov_drivers_autoprobe` is 1,
 //! bound to their VF driver with a netdev; `driver_override` + `drivers_probe` binds a VF
 //! even with autoprobe off, while a plain `bind` then answers ENODEV.
@@ -26,7 +26,7 @@ use nix::errno::Errno;
 use vfpool_host::HostError;
 use vfpool_host::sysfs::{AttrWriter, HostPaths};
 
-use nix::errno::Errno::{EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM};
+use nix::errno::Errno::{EBUSY, EEXIST, EINVAL, ENODEV, ENOENT, ENOMEM, ERANGE};
 
 /// A NIC model the simulator knows: PCI ids, drivers and SR-IOV geometry.
 #[derive(Debug, Clone, Copy)]
@@ -724,7 +724,8 @@ impl SimHost {
             return Ok(());
         }
         if n > total {
-            return Err(io_err(EINVAL));
+            // sriov_numvfs_store (drivers/pci/iov.c): ERANGE, as the real igb guest answers.
+            return Err(io_err(ERANGE));
         }
         if n != 0 && cur != 0 {
             return Err(io_err(EBUSY));
@@ -846,13 +847,15 @@ impl SimHost {
                 .join("speed"),
         )
         .unwrap_or(-1);
+        // Administratively down, as igbvf, ixgbevf and mlx5 register a VF netdev (the real
+        // igb guest's manifest: operstate down, flags 0x1002) until someone brings it up.
         self.add_netdev(
             dir,
             &name,
             mac,
             u32::try_from(speed).unwrap_or(0),
             1500,
-            true,
+            false,
         )
         .map_err(to_io)
     }
@@ -1018,7 +1021,15 @@ impl AttrWriter for SimHost {
             "bind" => {
                 let (dir, pci) = self.device_dir(value)?;
                 let driver = file_name(&parent)?;
-                if dir.join("physfn").exists() {
+                let over = fs::read_to_string(dir.join("driver_override")).unwrap_or_default();
+                let over = over.trim();
+                let over = (over != "(null)" && !over.is_empty()).then_some(over);
+                // pci_match_device: a driver_override names the one driver that may bind;
+                // pci_device_can_probe: a VF with autoprobe off binds only by override.
+                if over.is_some_and(|o| o != driver) {
+                    return Err(io_err(ENODEV));
+                }
+                if over.is_none() && dir.join("physfn").exists() {
                     let pf_dir = fs::canonicalize(dir.join("physfn"))?;
                     if Self::read_num(&pf_dir.join("sriov_drivers_autoprobe"))? == 0 {
                         return Err(io_err(ENODEV));

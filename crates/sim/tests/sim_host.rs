@@ -258,17 +258,40 @@ enum Op {
 }
 
 const PFS: [&str; 4] = ["eno49", "em1", "ens1f0np0", "eno50"];
+/// Their sriov_totalvfs (checked against the inventory in the test).
+const TOTALS: [u32; 4] = [7, 63, 127, 7];
+
+/// A split count for PF `i`: mostly valid (1..=total), sometimes 0 or above the total.
+fn split_op() -> impl Strategy<Value = Op> {
+    (0..PFS.len()).prop_flat_map(|i| {
+        let total = TOTALS[i];
+        prop_oneof![
+            8 => 1..=total,
+            1 => Just(0u32),
+            1 => (total + 1)..=(total + 64),
+        ]
+        .prop_map(move |n| Op::Split(i, n))
+    })
+}
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..PFS.len(), 0u32..140).prop_map(|(i, n)| Op::Split(i, n)),
-        (0..PFS.len()).prop_map(Op::Restore),
-        Just(Op::Apply),
+        3 => split_op(),
+        1 => (0..PFS.len()).prop_map(Op::Restore),
+        1 => Just(Op::Apply),
     ]
 }
 
+/// PROPTEST_CASES when set (as proptest's own default honours it), else 24.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// Whatever split / restore / apply do, the inventory equals the simulator's truth:
     /// the VF count each PF was last successfully set to, and one VF per index.
@@ -281,6 +304,7 @@ proptest! {
             match op {
                 Op::Split(i, n) => {
                     let nic = pf(&fs, PFS[i]);
+                    prop_assert_eq!(nic.total_vfs, TOTALS[i]);
                     let r = split::split(&fs, &nic, n, &fast(), &|_, _| {});
                     if n >= 1 && n <= nic.total_vfs {
                         prop_assert!(r.is_ok());

@@ -83,7 +83,13 @@ fn demo(vfs: &str) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn sixty_four_processes_race_for_sixty_three_vfs() {
     let (_dir, state) = demo("63");
-    let vf62_before = vf_config(&state, "em1", 62);
+    // Every VF as it was before any lease, to compare with after each round's releases.
+    let all_vfs = |state: &Path| {
+        (0..63)
+            .map(|i| vf_config(state, "em1", i))
+            .collect::<Vec<_>>()
+    };
+    let vfs_before = all_vfs(&state);
     for round in 0..3 {
         let children: Vec<_> = (0..64)
             .map(|i| {
@@ -148,7 +154,13 @@ fn sixty_four_processes_race_for_sixty_three_vfs() {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
         assert!(leases(&state).is_empty());
-        assert_eq!(vf_config(&state, "em1", 62), vf62_before);
+        let vfs_after = all_vfs(&state);
+        for (i, (after, before)) in vfs_after.iter().zip(&vfs_before).enumerate() {
+            assert_eq!(
+                after, before,
+                "round {round}: VF {i} not as before its lease"
+            );
+        }
     }
 }
 

@@ -54,3 +54,65 @@ cat /tmp/vf-answers
 vm_data vf-answers </tmp/vf-answers
 must ip link set "$nic" up
 must vfpool nic restore "$nic"
+
+# More layouts, each replayed on the simulator by the host (checks::fidelity, LAYOUTS):
+# autoprobe off, one VF leased to vfio-pci beside six on igbvf, and no VFs at all.
+# The PF's link as it settles after the reset a change of sriov_numvfs causes (the
+# simulator has no such reset).
+manifest_of() { # key
+    settle_carrier "$nic"
+    run vfpool debug sysfs-manifest "$nic" >/tmp/manifest || fail "vfpool debug sysfs-manifest failed (exit $_rc)"
+    [ -s /tmp/manifest ] || fail "the $1 manifest is empty"
+    vm_data "$1" </tmp/manifest
+}
+must vfpool nic split "$nic" --vfs 7 --autoprobe off
+manifest_of manifest-autoprobe-off
+must vfpool nic restore "$nic"
+must vfpool nic split "$nic" --vfs 7 --autoprobe on
+settle_carrier "$nic"
+must vfpool pool create fid --select "$nic"
+must vfpool lease acquire --pool fid --owner v --driver vfio-pci
+manifest_of manifest-vfio
+must vfpool lease release v
+must vfpool pool delete fid
+must vfpool nic restore "$nic"
+manifest_of manifest-zero
+
+# sysfs writes as fidelity-sysfs.txt lists them, each answered ok or with the kernel's errno.
+errno_of() {
+    case $1 in
+        *"Invalid argument"*) echo EINVAL ;;
+        *"Device or resource busy"*) echo EBUSY ;;
+        *"No such device"*) echo ENODEV ;;
+        *"No such file or directory"*) echo ENOENT ;;
+        *"Cannot allocate memory"*) echo ENOMEM ;;
+        *"Numerical result out of range"*) echo ERANGE ;;
+        *"File exists"*) echo EEXIST ;;
+        *"Operation not supported"*) echo EOPNOTSUPP ;;
+        *) echo "other: $1" ;;
+    esac
+}
+vf_addr() { basename "$(readlink "$dir/virtfn${1#VF}")"; }
+sys_path() {
+    case $1 in
+        PF/*) echo "/sys/bus/pci/devices/$pci/${1#PF/}" ;;
+        VF*/*) _v=${1%%/*} && echo "/sys/bus/pci/devices/$(vf_addr "$_v")/${1#*/}" ;;
+        *) echo "/sys/bus/pci/$1" ;;
+    esac
+}
+grep -v '^#' /vmtest/scenarios/fidelity-sysfs.txt | sed 's/ => .*//' | while read -r what arg; do
+    case $what in
+        driver) got=$(driver_of "/sys/bus/pci/devices/$(vf_addr "$arg")") && got=${got:-none} ;;
+        vfs) got=$(virtfn_count "$dir") ;;
+        *)
+            case $arg in VF*) value=$(vf_addr "$arg") ;; *) value=$arg ;; esac
+            path=$(sys_path "$what")
+            if out=$( (echo "$value" >"$path") 2>&1); then got=ok; else got=$(errno_of "$out"); fi
+            # A write's effects (a probe, VFs appearing) may take a moment under TCG.
+            sleep 0.1
+            ;;
+    esac
+    if [ -n "$arg" ]; then echo "$what $arg => $got"; else echo "$what => $got"; fi
+done >/tmp/sysfs-answers
+cat /tmp/sysfs-answers
+vm_data sysfs-answers </tmp/sysfs-answers

@@ -96,5 +96,51 @@ else
     done
 fi
 
+note "acquire with --mtu 9000: the VF netdev's MTU, put back on release"
+run vfpool lease acquire --pool gold --owner vm4 --mtu 9000 -o json >/tmp/lease.json ||
+    fail "lease acquire --mtu 9000 failed (exit $_rc)"
+cat /tmp/lease.json
+i=$(jqf /tmp/lease.json .vf_index)
+vnd=$(jqf /tmp/lease.json .netdev)
+expect_eq "vf $i netdev" "$vnd" "$(ls "$dir/virtfn$i/net")"
+expect_eq "$vnd mtu" "$(ip -j link show "$vnd" | jq -r '.[0].mtu')" 9000
+must vfpool lease release vm4
+expect_eq "$vnd mtu after release" "$(ip -j link show "$vnd" | jq -r '.[0].mtu')" 1500
+
+# `--driver netdevice` on VFs taken away from igbvf: with an IOMMU each VF is put on vfio-pci
+# by hand (driver_override + drivers_probe), without one left unbound. The leased VF comes
+# back on igbvf with a netdev of the asked MTU; release puts it back as it was.
+if [ "$VMTEST_IOMMU" = 1 ]; then away=vfio-pci; else away=none; fi
+note "--driver netdevice --mtu 4000 on VFs on $away"
+for vf in "$dir"/virtfn*; do
+    a=$(basename "$(readlink "$vf")")
+    [ $away = vfio-pci ] && echo vfio-pci >"$vf/driver_override"
+    echo "$a" >/sys/bus/pci/drivers/igbvf/unbind || fail "cannot unbind $a from igbvf"
+    [ $away = vfio-pci ] && echo "$a" >/sys/bus/pci/drivers_probe
+    got=$(driver_of "$vf")
+    expect_eq "$a driver" "${got:-none}" $away
+done
+run vfpool lease acquire --pool gold --owner vm5 --driver netdevice --mtu 4000 -o json \
+    >/tmp/lease.json || fail "lease acquire --driver netdevice --mtu 4000 failed (exit $_rc)"
+cat /tmp/lease.json
+i=$(jqf /tmp/lease.json .vf_index)
+vnd=$(jqf /tmp/lease.json .netdev)
+expect_eq "vf $i driver (--driver netdevice)" "$(driver_of "$dir/virtfn$i")" igbvf
+expect_eq "vf $i netdev" "$vnd" "$(ls "$dir/virtfn$i/net")"
+expect_eq "$vnd mtu" "$(ip -j link show "$vnd" | jq -r '.[0].mtu')" 4000
+must vfpool lease release vm5
+got=$(driver_of "$dir/virtfn$i")
+expect_eq "vf $i driver after release" "${got:-none}" $away
+for vf in "$dir"/virtfn*; do
+    a=$(basename "$(readlink "$vf")")
+    if [ $away = vfio-pci ]; then
+        echo >"$vf/driver_override"
+        echo "$a" >/sys/bus/pci/drivers/vfio-pci/unbind
+    fi
+    echo "$a" >/sys/bus/pci/drivers_probe
+    expect_eq "$a driver (given back to igbvf)" "$(driver_of "$vf")" igbvf
+done
+expect_eq "leases" "$(lease_count)" 0
+
 must vfpool pool delete gold
 must vfpool nic restore "$nic"

@@ -71,6 +71,16 @@ pub const SCENARIOS: &[Scenario] = &[
         host_check: None,
     },
     Scenario {
+        name: "split-race",
+        about: "`nic split` (7 <-> 6) started beside `lease acquire --mac`, 6 rounds: the split is refused for the lease or runs first; a leased VF always carries its MAC",
+        host_check: None,
+    },
+    Scenario {
+        name: "pf-down",
+        about: "a PF left down (`split --keep-link`): acquire fails with exit 6 naming \"administratively down\"; `nic split` brings the PF up and acquire works",
+        host_check: None,
+    },
+    Scenario {
         name: "persist-before-reboot",
         about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk; a VM and a container lease, one acquired and released; then a power cut",
         host_check: None,
@@ -137,6 +147,8 @@ pub const CONFIGS: &[Config] = &[
             "bad-input",
             "lease",
             "traffic",
+            "pf-down",
+            "split-race",
         ]],
     },
     Config {

@@ -27,7 +27,7 @@ are in target/vmtest/run/<config>/boot<N>/.
 options:
   --config NAME             run only this configuration (repeatable)
   --scenario NAME           run only this scenario (repeatable)
-  --timeout SECS            deadline for each boot (default 240)
+  --timeout SECS            deadline for each boot (default 420)
   --scenario-timeout SECS   deadline for each scenario inside the guest (default 90)
   --static gnu|musl         how vfpool is linked statically (default gnu: glibc +crt-static)
   --no-install              never run apt-get or rustup; fail if something is missing
@@ -54,7 +54,7 @@ impl Options {
         let mut opts = Options {
             configs: Vec::new(),
             scenarios: Vec::new(),
-            timeout: Duration::from_secs(240),
+            timeout: Duration::from_secs(420),
             scenario_timeout: 90,
             flavor: Flavor::GnuStatic,
             no_install: false,
