@@ -22,7 +22,7 @@ use crate::lease::{Applied, DriverChoice, Lease, LeaseState, Original, OwnerKind
 use crate::ledger::{Durability, VfLock, is_unique_violation, lock_vf};
 use crate::lock::{Hold, PfLocks};
 use crate::owner::this_process;
-use crate::pfcache::{PfRead, pool_pfs};
+use crate::pfcache::{PfRead, pool_pf_addrs, pool_pfs};
 use crate::pool::{self, Candidate, Pool, owner_of, rank, validate_pool_name};
 use crate::pools::find_pool;
 
@@ -438,16 +438,7 @@ impl Engine {
     fn lock_pool_pfs(&mut self, name: &str) -> Result<PfLocks, EngineError> {
         let pools = self.ledger.read(|tx| tx.pools())?;
         let pool = find_pool(&pools, name)?;
-        let (host, _) = pool_pfs(&mut self.pfs, &self.fs, &pool.selectors, PfRead::MayKeep)?;
-        let pfs: Vec<PciAddr> = host
-            .pfs
-            .iter()
-            .filter(|p| {
-                let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
-                (0..n).any(|i| crate::selector::selects(&pool.selectors, &p.facts, i))
-            })
-            .map(|p| p.pci)
-            .collect();
+        let pfs = pool_pf_addrs(&mut self.pfs, &self.fs, &pool.selectors)?;
         self.lock_pfs(pfs, Hold::Shared)
     }
 }

@@ -62,13 +62,22 @@ impl PfLocks {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
+        let open = || {
+            File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let f = match open() {
+            Ok(f) => f,
+            // The first lock of this state directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir).map_err(err)?;
+                open().map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
         match hold {
             Hold::Shared => f.lock_shared(),
             Hold::Exclusive => f.lock(),

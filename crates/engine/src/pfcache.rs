@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use vfpool_host::Sysfs;
-use vfpool_model::PciAddr;
+use vfpool_model::{PciAddr, PfRef};
 
 use crate::error::EngineError;
 use crate::hostview::HostView;
@@ -43,32 +43,9 @@ pub(crate) fn pool_pfs<'c>(
     read: PfRead,
 ) -> Result<(&'c HostView, bool), EngineError> {
     let named = crate::selector::named_pfs(selectors);
-    let mut kept = read == PfRead::MayKeep
-        && cache.as_ref().is_some_and(|c| {
-            c.at.elapsed() < PF_SET_MAX_AGE
-                && match (&c.named, &named) {
-                    (None, _) => true,
-                    (Some(have), Some(refs)) => refs.iter().all(|r| {
-                        c.view
-                            .pfs
-                            .iter()
-                            .any(|p| have.contains(&p.pci) && p.facts.is(r))
-                    }),
-                    (Some(_), None) => false,
-                }
-        });
+    let mut kept = read == PfRead::MayKeep && fits(cache.as_ref(), named.as_deref());
     if kept && let Some(c) = cache.as_mut() {
-        let mine: Vec<PciAddr> = c
-            .view
-            .pfs
-            .iter()
-            .filter(|p| {
-                let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
-                (0..n).any(|i| crate::selector::selects(selectors, &p.facts, i))
-            })
-            .map(|p| p.pci)
-            .collect();
-        for pci in mine {
+        for pci in selected(&c.view, selectors) {
             kept &= c.view.refresh_pf(fs, pci)?;
         }
     }
@@ -88,4 +65,52 @@ pub(crate) fn pool_pfs<'c>(
         }
     };
     Ok((&cache.insert(entry).view, kept))
+}
+
+/// Whether `cache` may serve a pool that names `named` PFs (or all PFs: `None`): not too
+/// old, and holding every PF the pool names.
+fn fits(cache: Option<&PfCache>, named: Option<&[&PfRef]>) -> bool {
+    cache.is_some_and(|c| {
+        c.at.elapsed() < PF_SET_MAX_AGE
+            && match (&c.named, named) {
+                (None, _) => true,
+                (Some(have), Some(refs)) => refs.iter().all(|r| {
+                    c.view
+                        .pfs
+                        .iter()
+                        .any(|p| have.contains(&p.pci) && p.facts.is(r))
+                }),
+                (Some(_), None) => false,
+            }
+    })
+}
+
+/// The PFs of `view` that `selectors` take a VF of.
+fn selected(view: &HostView, selectors: &[PoolSelector]) -> Vec<PciAddr> {
+    view.pfs
+        .iter()
+        .filter(|p| {
+            let n = u16::try_from(p.total_vfs).unwrap_or(u16::MAX);
+            (0..n).any(|i| crate::selector::selects(selectors, &p.facts, i))
+        })
+        .map(|p| p.pci)
+        .collect()
+}
+
+/// The addresses of the PFs a pool with `selectors` takes VFs of, for locking them before
+/// they are read: from PFs read earlier when they may serve (the acquire reads the pool's
+/// PFs again under their locks), else read now.
+pub(crate) fn pool_pf_addrs(
+    cache: &mut Option<PfCache>,
+    fs: &Sysfs,
+    selectors: &[PoolSelector],
+) -> Result<Vec<PciAddr>, EngineError> {
+    let named = crate::selector::named_pfs(selectors);
+    if let Some(c) = cache.as_ref()
+        && fits(Some(c), named.as_deref())
+    {
+        return Ok(selected(&c.view, selectors));
+    }
+    let (view, _) = pool_pfs(cache, fs, selectors, PfRead::MayKeep)?;
+    Ok(selected(view, selectors))
 }

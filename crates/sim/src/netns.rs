@@ -159,13 +159,20 @@ impl SimNetOps {
         let not_found = || NetlinkError::LinkNotFound {
             name: name.to_string(),
         };
-        if name.is_empty() || name.contains('/') {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(not_found());
         }
-        let devs = self.devs_in(ns)?;
-        if let Some((_, d)) = devs.iter().find(|(n, _)| n == name) {
-            return Ok(d.clone());
+        // By name: the one entry, as the kernel's name hash finds it (no walk of every
+        // netdev: an acquire asks for a few dozen).
+        let dir = match ns {
+            None => self.root().join("sys/class/net"),
+            Some(k) => self.ns_dir(k).join("dev"),
+        };
+        if let Ok(d) = kfile::real_path(&dir.join(name)) {
+            return Ok(d);
         }
+        // By altname: the rarer case.
+        let devs = self.devs_in(ns)?;
         let extra = self.load_extra()?;
         devs.into_iter()
             .find(|(_, d)| {
