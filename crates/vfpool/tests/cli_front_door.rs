@@ -4,39 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 use vfpool_netlink::NetOps;
 use vfpool_sim::SimNetOps;
 
-fn vfpool(state: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vfpool"));
-    c.arg("--demo")
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .env_remove("VFPOOL_FAULT")
-        .env_remove("VFPOOL_STATE")
-        .env_remove("VFPOOL_SYSFS_ROOT")
-        .env("VFPOOL_LOG", "error");
-    c
-}
-
-fn run(state: &Path, args: &[&str]) -> Output {
-    vfpool(state, args).output().unwrap()
-}
-
-fn ok(state: &Path, args: &[&str]) -> String {
-    let o = run(state, args);
-    assert!(
-        o.status.success(),
-        "vfpool {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::{json, ok, run, vfpool};
 
 /// A command that must fail with exit status `code` and one line on stderr.
 fn err(state: &Path, args: &[&str], code: i32) -> String {
@@ -45,12 +22,6 @@ fn err(state: &Path, args: &[&str], code: i32) -> String {
     assert_eq!(o.status.code(), Some(code), "vfpool {args:?}: {e}");
     assert_eq!(e.lines().count(), 1, "not one line: {e}");
     e.trim_end().to_owned()
-}
-
-fn json(state: &Path, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    serde_json::from_str(&ok(state, &a)).unwrap()
 }
 
 fn num_vfs(state: &Path, nic: &str) -> u64 {

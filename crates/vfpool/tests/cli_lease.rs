@@ -2,46 +2,19 @@
 //! many processes at once, crashes at every step, and bad input.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::collections::HashSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 use vfpool_model::VfConfig;
 use vfpool_netlink::NetOps;
 use vfpool_sim::SimNetOps;
 
-fn vfpool(state: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vfpool"));
-    c.arg("--demo")
-        .arg("--state")
-        .arg(state)
-        .args(args)
-        .env_remove("VFPOOL_FAULT")
-        .env("VFPOOL_LOG", "error");
-    c
-}
-
-fn run(state: &Path, args: &[&str]) -> Output {
-    vfpool(state, args).output().unwrap()
-}
-
-fn ok(state: &Path, args: &[&str]) -> String {
-    let o = run(state, args);
-    assert!(
-        o.status.success(),
-        "vfpool {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn json(state: &Path, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend(["-o", "json"]);
-    serde_json::from_str(&ok(state, &a)).unwrap()
-}
+use common::{json, ok, run, vfpool};
 
 fn leases(state: &Path) -> Vec<Value> {
     json(state, &["lease", "list"]).as_array().unwrap().clone()
