@@ -173,6 +173,25 @@ pub struct VfConfig {
     pub max_tx_rate: u32,
 }
 
+impl VfConfig {
+    /// A VF as the kernel creates it (`sriov_numvfs` just written) and as igb, ixgbe and
+    /// mlx5 report it: no MAC, no VLAN, spoof checking on, not trusted, link state auto, no
+    /// rate limits. The real-kernel tier checks this against a real igb.
+    pub fn kernel_default() -> Self {
+        Self {
+            mac: MacAddr::ZERO,
+            vlan: 0,
+            qos: 0,
+            vlan_proto: VlanProto::Dot1Q,
+            spoofchk: Some(true),
+            trust: Some(false),
+            link_state: Some(LinkState::Auto),
+            min_tx_rate: 0,
+            max_tx_rate: 0,
+        }
+    }
+}
+
 /// A requested VF configuration: each `Some` is a change to make, each `None` is left alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

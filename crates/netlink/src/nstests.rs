@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::libc;
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::Uid;
-use vfpool_model::{LinkState, MacAddr, VfConfig, VfSettings, VlanProto};
+use vfpool_model::{LinkState, MacAddr, VfConfig, VfSettings};
 
 use crate::{NetOps, NetlinkError, OperState, RtNetlink, VfKnob, current_netns, run_in_netns};
 
@@ -173,17 +173,7 @@ fn vf_ops_on_a_veth_fail_cleanly() {
         assert_eq!((pf.as_str(), *vf, *setting), ("vfp0", 3, "link-state"));
         // Every knob goes through the kernel and comes back as an error, not a panic.
         // A fresh VF's configuration: every knob `restoring` knows.
-        let fresh = VfConfig {
-            mac: MacAddr::ZERO,
-            vlan: 0,
-            qos: 0,
-            vlan_proto: VlanProto::Dot1Q,
-            spoofchk: Some(true),
-            trust: Some(false),
-            link_state: Some(LinkState::Auto),
-            min_tx_rate: 0,
-            max_tx_rate: 0,
-        };
+        let fresh = VfConfig::kernel_default();
         for k in VfKnob::restoring(&fresh) {
             let e = nl.set_vf_knob("vfp0", 0, &k).unwrap_err();
             assert!(

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::libc;
 use serde::{Deserialize, Serialize};
-use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
+use vfpool_model::{MacAddr, VfConfig, VlanProto};
 
 use vfpool_host::kfile;
 use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, NetnsId, OperState, VfKnob};
@@ -124,17 +124,7 @@ fn refusal(pf: &PfView, knob: &VfKnob) -> Option<i32> {
 
 /// A VF as a freshly created one reports itself (`sriov_numvfs` just written).
 pub(crate) fn kernel_default_vf() -> VfConfig {
-    VfConfig {
-        mac: MacAddr::ZERO,
-        vlan: 0,
-        qos: 0,
-        vlan_proto: VlanProto::Dot1Q,
-        spoofchk: Some(true),
-        trust: Some(false),
-        link_state: Some(LinkState::Auto),
-        min_tx_rate: 0,
-        max_tx_rate: 0,
-    }
+    VfConfig::kernel_default()
 }
 
 /// The content of `SIMROOT/netlink/PF.json`: only VFs that were changed.

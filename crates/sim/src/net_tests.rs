@@ -4,7 +4,7 @@ use std::os::unix::fs::symlink;
 use std::sync::Arc;
 
 use nix::libc;
-use vfpool_model::VfSettings;
+use vfpool_model::{LinkState, VfSettings};
 
 use super::*;
 
