@@ -307,10 +307,10 @@ impl EngineError {
         use EngineError as E;
         match self {
             E::Invalid(_) | E::NoVfDriver { .. } => ErrorKind::InvalidInput,
-            E::Host(h) => host_kind(h),
+            E::Host(h) => Self::kind_of_host(h),
             E::Driver(DriverError::Bind { .. }) => ErrorKind::Io,
             E::Driver(DriverError::NotBound { .. }) => ErrorKind::Refused,
-            E::Driver(DriverError::Sysfs(h)) => host_kind(h),
+            E::Driver(DriverError::Sysfs(h)) => Self::kind_of_host(h),
             E::UnknownPool { .. }
             | E::UnknownOwner { .. }
             | E::VfNotLeased { .. }
@@ -359,22 +359,20 @@ impl EngineError {
 
     /// The kind of a host error (see [`ErrorKind`]).
     pub fn kind_of_host(h: &HostError) -> ErrorKind {
-        host_kind(h)
+        match h {
+            HostError::Invalid(_)
+            | HostError::VfCountOutOfRange { .. }
+            | HostError::NotSriov { .. }
+            | HostError::IsVf { .. } => ErrorKind::InvalidInput,
+            HostError::UnknownNic { .. } => ErrorKind::NotFound,
+            HostError::NumVfs { .. } | HostError::SplitTimeout { .. } => ErrorKind::Refused,
+            HostError::Corrupt { .. } => ErrorKind::CorruptState,
+            _ => ErrorKind::Io,
+        }
     }
 
     pub(crate) fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> EngineError {
         move |source| EngineError::Db { op, source }
-    }
-}
-
-fn host_kind(h: &HostError) -> ErrorKind {
-    match h {
-        HostError::Invalid(_) | HostError::VfCountOutOfRange { .. } => ErrorKind::InvalidInput,
-        HostError::UnknownNic { .. } => ErrorKind::NotFound,
-        HostError::NotSriov { .. } | HostError::IsVf { .. } => ErrorKind::InvalidInput,
-        HostError::NumVfs { .. } | HostError::SplitTimeout { .. } => ErrorKind::Refused,
-        HostError::Corrupt { .. } => ErrorKind::CorruptState,
-        _ => ErrorKind::Io,
     }
 }
 

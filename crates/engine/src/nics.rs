@@ -8,7 +8,6 @@
 //! back at boot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,8 +46,8 @@ pub struct SplitRequest {
     pub keep_link: bool,
 }
 
-/// What a split, restore or apply did to one NIC.
-#[derive(Debug, Clone, Serialize)]
+/// What a split, restore or apply did to one NIC (shown as `view::NicChangeView`).
+#[derive(Debug, Clone)]
 pub struct NicChange {
     pub nic: String,
     pub pci: PciAddr,
@@ -56,19 +55,12 @@ pub struct NicChange {
     pub previous: u32,
     pub changed: bool,
     pub millis: u128,
-    /// Whether the PF's link was up and stable at the end (absent: not waited for).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Whether the PF's link was up and stable at the end (`None`: not waited for).
     pub link_settled: Option<bool>,
     /// The PF was down and was brought up.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub link_brought_up: bool,
     /// Leases made stale by `--force`.
-    #[serde(skip_serializing_if = "is_zero")]
     pub stale_leases: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// One NIC that failed; the others went on.
@@ -99,7 +91,8 @@ pub enum BootHook {
     Udev,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What `host persist` did (shown as `view::PersistView`).
+#[derive(Debug, Clone)]
 pub struct PersistReport {
     pub desired: Vec<DesiredNic>,
     pub hook: BootHook,
@@ -529,12 +522,6 @@ impl Engine {
             .map_err(|source| EngineError::Install { path: from, source })?;
         tracing::info!(to = %to.display(), "desired.json imported into the ledger");
         Ok(())
-    }
-
-    /// The arguments the boot hook passes to select this host (see
-    /// [`crate::backend::Host::boot_args`]).
-    pub fn boot_args(&self) -> &[OsString] {
-        &self.boot_args
     }
 }
 
