@@ -158,6 +158,75 @@ pub trait NetOps: Send + Sync {
     /// `ip addr del ADDR/PREFIX dev NAME` (RTM_DELADDR).
     fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError>;
 
+    /// The routes of the main table whose output device is `dev` (`ip route show dev DEV`
+    /// and `ip -6 route show dev DEV`), unicast ones only, both families, including those
+    /// the kernel adds for an address's prefix (`proto kernel`).
+    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError> {
+        let _ = dev;
+        Err(NetlinkError::Unsupported {
+            op: "routes",
+            backend: "this",
+        })
+    }
+
+    /// `ip route add DST [via GW] dev DEV [src SRC] [onlink]` in the main table
+    /// (RTM_NEWROUTE with NLM_F_CREATE | NLM_F_EXCL). EEXIST if the route is there.
+    fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let _ = route;
+        Err(NetlinkError::Unsupported {
+            op: "add_route",
+            backend: "this",
+        })
+    }
+
+    /// `ip route del DST [via GW] dev DEV` (RTM_DELROUTE). ESRCH if there is none.
+    fn del_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let _ = route;
+        Err(NetlinkError::Unsupported {
+            op: "del_route",
+            backend: "this",
+        })
+    }
+
+    /// `ip link add NAME type veth peer name PEER netns NSFD`: a veth pair whose end
+    /// `name` is in this backend's namespace and whose end `peer` is created directly in
+    /// the namespace `peer_netns` (IFLA_NET_NS_FD in the peer's info). Both ends down.
+    /// EEXIST when either name is taken on its side.
+    fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_netns: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        let _ = (name, peer, peer_netns);
+        Err(NetlinkError::Unsupported {
+            op: "add_veth",
+            backend: "this",
+        })
+    }
+
+    /// `ip link del NAME` (RTM_DELLINK). [`NetlinkError::LinkNotFound`] when there is
+    /// none. Deleting one end of a veth deletes both.
+    fn del_link(&self, name: &str) -> Result<(), NetlinkError> {
+        let _ = name;
+        Err(NetlinkError::Unsupported {
+            op: "del_link",
+            backend: "this",
+        })
+    }
+
+    /// Writes a sysctl of this backend's network namespace: `key` is relative to
+    /// `/proc/sys/net/` (`ipv4/conf/eth0/arp_notify`), as `sysctl -w net.KEY=VALUE` run
+    /// inside the namespace would. Only keys under `ipv4/conf/`, `ipv6/conf/` and
+    /// `ipv4/neigh/`, `ipv6/neigh/` are accepted.
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError> {
+        let _ = (key, value);
+        Err(NetlinkError::Unsupported {
+            op: "set_sysctl",
+            backend: "this",
+        })
+    }
+
     /// `ip link set NAME name NEW_NAME`, first dropping `NEW_NAME` from the netdev's own
     /// altnames if it is one (`ip link property del dev NAME altname NEW_NAME`): a name
     /// kept as an altname (by udev, or left from an earlier rename) blocks a rename to it
@@ -213,6 +282,38 @@ impl std::str::FromStr for IfAddr {
             return Err(bad());
         }
         Ok(IfAddr { addr, prefix_len })
+    }
+}
+
+/// One route of the main table: `DST [via GATEWAY] dev DEV [src SRC] [onlink]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Route {
+    /// The destination prefix, host bits zero (`0.0.0.0/0`, `::/0` for a default route).
+    pub dst: IfAddr,
+    pub gateway: Option<IpAddr>,
+    pub dev: String,
+    /// The preferred source address (RTA_PREFSRC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpAddr>,
+    /// RTNH_F_ONLINK: the gateway is on the link even if no address's prefix covers it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub onlink: bool,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.dst)?;
+        if let Some(gw) = self.gateway {
+            write!(f, " via {gw}")?;
+        }
+        write!(f, " dev {}", self.dev)?;
+        if let Some(src) = self.src {
+            write!(f, " src {src}")?;
+        }
+        if self.onlink {
+            f.write_str(" onlink")?;
+        }
+        Ok(())
     }
 }
 
