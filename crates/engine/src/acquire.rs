@@ -23,8 +23,8 @@ use crate::ledger::{Durability, VfLock, is_unique_violation, lock_vf};
 use crate::lock::{Hold, PfLocks};
 use crate::owner::this_process;
 use crate::pfcache::{PfRead, pool_pf_addrs, pool_pfs};
-use crate::pool::{self, Candidate, Pool, owner_of, rank, validate_pool_name};
-use crate::pools::find_pool;
+use crate::pool::{self, Candidate, Pool, owner_of, rank};
+use crate::pools::{find_pool, with_pf_pool};
 
 /// What `lease acquire` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub struct AcquireRequest {
     /// With `netns`: the VF netdev is attached there under this name as part of the
     /// acquire (see [`Engine::attach`]); the lease is rolled back if that fails.
     pub ifname: Option<String>,
+    /// With `ifname`: a VF that has no netdev (bound to vfio-pci for a userspace driver) is
+    /// leased without being attached, instead of failing.
+    pub attach_if_netdev: bool,
 }
 
 impl AcquireRequest {
@@ -57,6 +60,7 @@ impl AcquireRequest {
             numa: None,
             netns: None,
             ifname: None,
+            attach_if_netdev: false,
         }
     }
 }
@@ -88,7 +92,7 @@ impl Engine {
     /// Checks a request; returns the identity of its netns, if it names one.
     fn validate(&self, req: &AcquireRequest) -> Result<Option<NetnsId>, EngineError> {
         validate_owner(&req.owner)?;
-        validate_pool_name(&req.pool)?;
+        crate::pools::validate_pool_ref(&req.pool)?;
         req.settings.validate()?;
         if let (Some(mtu), Some(DriverChoice::VfioPci)) = (req.settings.mtu, req.driver) {
             return Err(InvalidValue::new(
@@ -235,6 +239,7 @@ impl Engine {
             let (pools, leases, counts) = self
                 .ledger
                 .read(|tx| Ok((tx.pools()?, tx.leases()?, tx.vf_gens()?)))?;
+            let pools = with_pf_pool(pools, &req.pool)?;
             let pool = find_pool(&pools, &req.pool)?.clone();
             // Other acquires under way: they are likely after the same first choice. (A row
             // left by a crashed acquire counts too until `gc`: that only spreads the picks.)
@@ -298,10 +303,10 @@ impl Engine {
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
-            let original = snapshot(&*net, &fs, &slot)?;
+            let original = snapshot(&*net, &fs, &slot, !req.settings.pf_side_is_empty())?;
             let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             let outcome = self.ledger.write(Durability::Unsynced, |tx| {
-                let pools_now = tx.pools()?;
+                let pools_now = with_pf_pool(tx.pools()?, &req.pool)?;
                 if pools_now != pools || tx.lease_by_owner(&req.owner)?.is_some() {
                     return Ok(Optimistic::Changed);
                 }
@@ -342,7 +347,7 @@ impl Engine {
         // Not synced: the row must survive this process (a crash leaves it for `gc`), which
         // a commit does; a power cut resets the VF as well, so the row need not outlive it.
         self.ledger.write(Durability::Unsynced, |tx| {
-            let pools = tx.pools()?;
+            let pools = with_pf_pool(tx.pools()?, &req.pool)?;
             let pool = find_pool(&pools, &req.pool)?;
             // Only PFs are read here (the pool's again); the VF picked is read below.
             let (host, kept) = pool_pfs(cache, &fs, &pool.selectors, read)?;
@@ -426,7 +431,7 @@ impl Engine {
             if let Some(mtu) = req.settings.mtu {
                 check_mtu(&*net, &slot, mtu, req.driver)?;
             }
-            let original = snapshot(&*net, &fs, &slot)?;
+            let original = snapshot(&*net, &fs, &slot, !req.settings.pf_side_is_empty())?;
             let mut lease = new_lease(req, ns, &pool.name, &slot, original, me);
             lease.id = tx.insert_lease(&lease)?;
             Ok(Picked::Lease(Box::new(lease), lock))
@@ -436,7 +441,7 @@ impl Engine {
     /// Takes the shared locks of the PFs that pool `name` selects (as the PF cache knows
     /// them; an acquire that picks a VF of another PF locks that one too).
     fn lock_pool_pfs(&mut self, name: &str) -> Result<PfLocks, EngineError> {
-        let pools = self.ledger.read(|tx| tx.pools())?;
+        let pools = with_pf_pool(self.ledger.read(|tx| tx.pools())?, name)?;
         let pool = find_pool(&pools, name)?;
         let pfs = pool_pf_addrs(&mut self.pfs, &self.fs, &pool.selectors)?;
         self.lock_pfs(pfs, Hold::Shared)

@@ -75,6 +75,51 @@ pub enum Mismatch {
     },
     /// The PF does not report the VF.
     VfNotReported,
+    /// An address the attachment should have (CHECK's expected result).
+    AddressMissing {
+        ifname: String,
+        address: vfpool_netlink::IfAddr,
+    },
+    /// A route the attachment should have.
+    RouteMissing {
+        route: String,
+    },
+    /// The service path is not whole.
+    ServicePath {
+        what: String,
+    },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::NotActive { state } => write!(f, "the lease is {state}, not active"),
+            Mismatch::NotAttached => f.write_str("the VF is not attached to a namespace"),
+            Mismatch::NetnsGone { netns } => write!(f, "namespace {netns} cannot be opened"),
+            Mismatch::NetdevMissing { ifname } => write!(f, "no netdev {ifname} in the namespace"),
+            Mismatch::WrongDevice { ifname, parent } => {
+                write!(f, "{ifname} is not the leased VF (its device is {parent})")
+            }
+            Mismatch::NotUp { ifname } => write!(f, "{ifname} is down"),
+            Mismatch::Mac { want, found } => match found {
+                Some(m) => write!(f, "mac is {m}, want {want}"),
+                None => write!(f, "no mac, want {want}"),
+            },
+            Mismatch::Mtu { want, found } => write!(f, "mtu is {found}, want {want}"),
+            Mismatch::Promisc { ifname } => write!(f, "{ifname} is in promiscuous mode"),
+            Mismatch::PfSetting {
+                setting,
+                want,
+                found,
+            } => write!(f, "{setting} is {found} on the PF, want {want}"),
+            Mismatch::VfNotReported => f.write_str("the PF does not report the VF"),
+            Mismatch::AddressMissing { ifname, address } => {
+                write!(f, "{ifname} lacks address {address}")
+            }
+            Mismatch::RouteMissing { route } => write!(f, "route {route} is missing"),
+            Mismatch::ServicePath { what } => write!(f, "service path: {what}"),
+        }
+    }
 }
 
 /// A netdev name the kernel accepts and keeps as given: `dev_valid_name` (1 to 15 bytes,
@@ -138,6 +183,10 @@ impl Engine {
     ) -> Result<Option<String>, EngineError> {
         let netdev = self.configurator().apply(lease)?;
         if let (Some(ifname), Some(netns)) = (&req.ifname, &req.netns) {
+            if netdev.is_none() && req.attach_if_netdev {
+                tracing::info!(vf = %lease.vf_pci, owner = %lease.owner, "no netdev (userspace driver): leased, not moved");
+                return Ok(None);
+            }
             lease.netdev = netdev.clone();
             self.attach_lease(lease, netns, ifname)?;
         }

@@ -264,6 +264,13 @@ impl Configurator<'_> {
             .instance(&self.fs.path(format!("bus/pci/devices/{vf}")))?)
     }
 
+    /// The driver VF `vf` is bound to, if any.
+    pub(crate) fn vf_driver(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .fs
+            .link_name(&self.fs.path(format!("bus/pci/devices/{vf}/driver")))?)
+    }
+
     pub(crate) fn vf_netdev(&self, vf: PciAddr) -> Result<Option<String>, EngineError> {
         Ok(self
             .fs
@@ -311,13 +318,17 @@ impl Configurator<'_> {
     }
 }
 
-/// The VF as it is before the lease touches it.
+/// The VF as it is before the lease touches it. With `pf_side` false (the lease sets no
+/// PF-side knob), a PF that does not report the VF (no IFLA_VFINFO_LIST: a driver without
+/// VF info, or a veth standing in for a VF in tests) gives the kernel's defaults: nothing
+/// on the PF side will be changed or restored.
 pub(crate) fn snapshot(
     net: &dyn NetOps,
     fs: &Sysfs,
     slot: &VfSlot,
+    pf_side: bool,
 ) -> Result<Original, EngineError> {
-    let vf = net
+    let reported = net
         .vf_configs(&slot.pf.name)
         .map_err(|source| EngineError::ReadVf {
             pf: slot.pf.name.clone(),
@@ -325,11 +336,17 @@ pub(crate) fn snapshot(
         })?
         .into_iter()
         .find(|(i, _)| *i == slot.index)
-        .map(|(_, c)| c)
-        .ok_or_else(|| EngineError::VfNotReported {
-            pf: slot.pf.name.clone(),
-            vf: slot.pci,
-        })?;
+        .map(|(_, c)| c);
+    let vf = match reported {
+        Some(c) => c,
+        None if !pf_side => VfConfig::kernel_default(),
+        None => {
+            return Err(EngineError::VfNotReported {
+                pf: slot.pf.name.clone(),
+                vf: slot.pci,
+            });
+        }
+    };
     let dev = fs.path(format!("bus/pci/devices/{}", slot.pci));
     let driver_override = driver::driver_override(fs, slot.pci)?;
     let instance = fs.instance(&dev)?;

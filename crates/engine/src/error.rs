@@ -198,6 +198,16 @@ pub enum EngineError {
         driver: String,
     },
 
+    /// A pod's network step failed (addresses, routes, the service path): everything that
+    /// step added was taken away again.
+    #[error("cannot set up the network of '{owner}': {what}")]
+    PodNet {
+        owner: String,
+        what: String,
+        #[source]
+        source: Box<vfpool_netlink::NetlinkError>,
+    },
+
     /// The lease is attached elsewhere already.
     #[error(
         "the lease of '{owner}' on {vf} is attached to {netns} as {ifname} already; release it first"
@@ -334,6 +344,13 @@ impl EngineError {
             | E::Restore { .. }
             | E::Attach { .. }
             | E::NoNetdev { .. } => ErrorKind::Refused,
+            E::PodNet { source, .. } => match source.errno() {
+                Some(e) if e == nix::libc::EEXIST => ErrorKind::Conflict,
+                Some(e) if e == nix::libc::EINVAL || e == nix::libc::ENETUNREACH => {
+                    ErrorKind::InvalidInput
+                }
+                _ => ErrorKind::Refused,
+            },
             E::CorruptRow { .. } | E::CorruptLedger { .. } => ErrorKind::CorruptState,
             E::ReadOnlyLedger { .. } | E::LockVf { .. } => ErrorKind::Io,
             E::OpenDb { source, .. } | E::Db { source, .. } => match source {

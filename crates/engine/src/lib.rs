@@ -41,6 +41,7 @@ pub mod ledger;
 pub mod lock;
 pub mod nics;
 pub mod owner;
+pub mod pod;
 pub mod pfcache;
 pub mod pool;
 pub mod pools;
@@ -58,6 +59,10 @@ pub use lease::{Applied, DesiredNic, DriverChoice, Lease, LeaseState, Original, 
 pub use ledger::{Durability, Ledger, SCHEMA_VERSION, VfLock};
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
+};
+pub use pod::{
+    PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest, SERVICE_GATEWAY, ServiceEnds,
+    ServicePath, VfSource, service_host_ifname, service_pod_ifname,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};

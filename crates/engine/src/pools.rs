@@ -124,6 +124,57 @@ impl Engine {
     }
 }
 
+/// The prefix of a pool that is not stored: every VF of one PF that no named pool holds
+/// (`pf:eno49`, `pf:0000:03:00.0`), for a front end given a PF (`master` in a CNI config)
+/// or a VF (a device plugin's `deviceID`) rather than a pool. A named pool cannot contain
+/// `:`, so the two never meet.
+pub const PF_POOL_PREFIX: &str = "pf:";
+
+/// The name of the PF pool of `pf` (a netdev name or a PCI address).
+pub fn pf_pool_name(pf: &str) -> String {
+    format!("{PF_POOL_PREFIX}{pf}")
+}
+
+/// Checks a pool reference: a named pool's name or a PF pool (`pf:NIC`).
+pub(crate) fn validate_pool_ref(name: &str) -> Result<(), EngineError> {
+    match name.strip_prefix(PF_POOL_PREFIX) {
+        Some(_) => pf_pool(name).map(drop),
+        None => Ok(validate_pool_name(name)?),
+    }
+}
+
+/// The PF pool `name` names (`pf:NIC`): the NIC's VFs, first fit.
+fn pf_pool(name: &str) -> Result<Pool, EngineError> {
+    let nic = name.strip_prefix(PF_POOL_PREFIX).unwrap_or(name);
+    let bad = || {
+        InvalidValue::new(
+            "pool",
+            name,
+            "a pool name, or pf:NIC with NIC a PF's netdev name or PCI address",
+        )
+    };
+    let sel: vfpool_model::VfSelector = nic.parse().map_err(|_| bad())?;
+    if sel.vfs.is_some() {
+        return Err(bad().into());
+    }
+    Ok(Pool {
+        name: name.to_owned(),
+        selectors: vec![PoolSelector::Vfs(sel)],
+        policy: Policy::FirstFit,
+        // The youngest of all: a VF a named pool selects stays that pool's.
+        created: i64::MAX,
+    })
+}
+
+/// `pools` (the stored ones, oldest first) and, when `name` is a PF pool, that pool last,
+/// so that it holds only the VFs of its PF that no named pool holds.
+pub(crate) fn with_pf_pool(mut pools: Vec<Pool>, name: &str) -> Result<Vec<Pool>, EngineError> {
+    if name.starts_with(PF_POOL_PREFIX) {
+        pools.push(pf_pool(name)?);
+    }
+    Ok(pools)
+}
+
 pub(crate) fn find_pool<'a>(pools: &'a [Pool], name: &str) -> Result<&'a Pool, EngineError> {
     pools
         .iter()

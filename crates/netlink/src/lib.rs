@@ -227,6 +227,19 @@ pub trait NetOps: Send + Sync {
         })
     }
 
+    /// Announces `addrs` of netdev `name` (which is up) to its link: a gratuitous ARP
+    /// (a broadcast ARP request from and for the address, RFC 5227's announcement) for
+    /// each IPv4 address, an unsolicited Neighbour Advertisement to all nodes (RFC 4861
+    /// 7.2.6, override flag set) for each IPv6 one. What `arping -U` and `ndisend` do; the
+    /// neighbours' caches learn the MAC now rather than after their entries expire.
+    fn announce(&self, name: &str, addrs: &[IfAddr]) -> Result<(), NetlinkError> {
+        let _ = (name, addrs);
+        Err(NetlinkError::Unsupported {
+            op: "announce",
+            backend: "this",
+        })
+    }
+
     /// `ip link set NAME name NEW_NAME`, first dropping `NEW_NAME` from the netdev's own
     /// altnames if it is one (`ip link property del dev NAME altname NEW_NAME`): a name
     /// kept as an altname (by udev, or left from an earlier rename) blocks a rename to it
