@@ -41,8 +41,8 @@ pub mod ledger;
 pub mod lock;
 pub mod nics;
 pub mod owner;
-pub mod pod;
 pub mod pfcache;
+pub mod pod;
 pub mod pool;
 pub mod pools;
 pub mod recover;
@@ -60,11 +60,11 @@ pub use ledger::{Durability, Ledger, SCHEMA_VERSION, VfLock};
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
 };
+pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pod::{
     PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest, SERVICE_GATEWAY, ServiceEnds,
     ServicePath, VfSource, service_host_ifname, service_pod_ifname,
 };
-pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};
 pub use recover::{
     GcAction, GcKind, GcReport, ReapplyAction, ReapplyKind, ReapplyReport, ReleaseTarget,

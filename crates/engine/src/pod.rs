@@ -154,7 +154,10 @@ fn net_err(owner: &str, what: String) -> impl FnOnce(NetlinkError) -> EngineErro
 impl Engine {
     /// The pool an ADD leases from and the VF it names, if it names one. A device
     /// plugin's VF is leased in the pool that holds it, or in its PF's pool when none does.
-    fn resolve_source(&mut self, source: &VfSource) -> Result<(String, Option<PciAddr>), EngineError> {
+    fn resolve_source(
+        &mut self,
+        source: &VfSource,
+    ) -> Result<(String, Option<PciAddr>), EngineError> {
         match source {
             VfSource::Pool(p) => Ok((p.clone(), None)),
             VfSource::Pf(pf) => {
@@ -249,9 +252,8 @@ impl Engine {
         let driver = self.configurator().vf_driver(lease.vf_pci)?;
         let (mut mac, mut mtu) = (None, None);
         if let (Some(ifname), Some(ns)) = (&lease.ifname, &lease.netns) {
-            let f = File::open(ns).map_err(|e| {
-                InvalidValue::new("netns", ns, format!("cannot open it ({e})"))
-            })?;
+            let f = File::open(ns)
+                .map_err(|e| InvalidValue::new("netns", ns, format!("cannot open it ({e})")))?;
             let inside = self
                 .net()
                 .enter_netns(f.as_fd())
@@ -388,7 +390,11 @@ impl Engine {
         let Some(src) = sp.pod_addrs.first().copied() else {
             return Err(InvalidValue::new(
                 "serviceRoute",
-                sp.cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+                sp.cidrs
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 "only with an IPv4 address on the VF (from IPAM) to send from",
             )
             .into());
@@ -399,12 +405,19 @@ impl Engine {
         };
         let net = self.net().clone();
         match net.del_link(&ends.host) {
-            Ok(()) => tracing::info!(owner, host = ends.host, "replaced a service path left by an earlier try"),
+            Ok(()) => tracing::info!(
+                owner,
+                host = ends.host,
+                "replaced a service path left by an earlier try"
+            ),
             Err(NetlinkError::LinkNotFound { .. }) => {}
             Err(e) => return Err(net_err(owner, format!("deleting an old {}", ends.host))(e)),
         }
         net.add_veth(&ends.host, &ends.pod, f.as_fd())
-            .map_err(net_err(owner, format!("adding veth {} / {}", ends.host, ends.pod)))?;
+            .map_err(net_err(
+                owner,
+                format!("adding veth {} / {}", ends.host, ends.pod),
+            ))?;
         let r = (|| -> Result<(), EngineError> {
             let gw = IfAddr {
                 addr: IpAddr::V4(SERVICE_GATEWAY),
@@ -448,7 +461,12 @@ impl Engine {
             }
             return Err(e);
         }
-        tracing::info!(owner, host = ends.host, pod = ends.pod, "service path added");
+        tracing::info!(
+            owner,
+            host = ends.host,
+            pod = ends.pod,
+            "service path added"
+        );
         Ok(ends)
     }
 
@@ -472,7 +490,11 @@ impl Engine {
 
     /// GC: releases (as [`Self::pod_del`]) every lease whose owner starts with `prefix`
     /// and is not in `keep`, going on past failures (each is one line of the report).
-    pub fn pod_gc(&mut self, prefix: &str, keep: &HashSet<String>) -> Result<PodGcReport, EngineError> {
+    pub fn pod_gc(
+        &mut self,
+        prefix: &str,
+        keep: &HashSet<String>,
+    ) -> Result<PodGcReport, EngineError> {
         let leases = self.leases()?;
         let mut report = PodGcReport::default();
         for l in leases
@@ -484,7 +506,12 @@ impl Engine {
                 Err(e) => report.errors.push(format!("{}: {}", l.owner, chain(&e))),
             }
         }
-        tracing::info!(prefix, released = report.released.len(), errors = report.errors.len(), "pod gc");
+        tracing::info!(
+            prefix,
+            released = report.released.len(),
+            errors = report.errors.len(),
+            "pod gc"
+        );
         Ok(report)
     }
 
@@ -571,7 +598,11 @@ impl Engine {
                     what: format!("pod end {} missing", ends.pod),
                 }),
                 Ok(have) => {
-                    let src = sp.pod_addrs.first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    let src = sp
+                        .pod_addrs
+                        .first()
+                        .copied()
+                        .unwrap_or(Ipv4Addr::UNSPECIFIED);
                     for c in &sp.cidrs {
                         let want = service_route(c, &ends.pod, src);
                         if !have.iter().any(|h| same_route(h, &want)) {

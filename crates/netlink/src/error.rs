@@ -138,6 +138,15 @@ pub enum NetlinkError {
         source: io::Error,
     },
 
+    /// A gratuitous ARP could not be sent.
+    #[error("cannot announce {addr} on {name}")]
+    Announce {
+        name: String,
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+
     /// `setns` into a network namespace (by fd) failed, or `/proc/thread-self/ns/net`
     /// could not be opened.
     #[error("cannot enter network namespace")]
@@ -186,6 +195,7 @@ impl NetlinkError {
             | NetlinkError::AltName { source, .. }
             | NetlinkError::SetPromisc { source, .. }
             | NetlinkError::Address { source, .. }
+            | NetlinkError::Announce { source, .. }
             | NetlinkError::EnterNetns { source }
             | NetlinkError::SimIo { source, .. } => source.raw_os_error(),
             NetlinkError::LinkNotFound { .. } => Some(nix::libc::ENODEV),

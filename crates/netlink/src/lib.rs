@@ -10,7 +10,9 @@
 //! Namespaces are always addressed by file descriptor, never by pid; [`run_in_netns`] runs a
 //! closure inside one on a dedicated thread.
 
-#![forbid(unsafe_code)]
+// One `unsafe` block in the crate: the `sockaddr_ll` of a gratuitous ARP (`announce.rs`),
+// which nix has no safe constructor for.
+#![deny(unsafe_code)]
 
 use std::fmt;
 use std::net::IpAddr;
@@ -19,6 +21,7 @@ use std::os::fd::BorrowedFd;
 use serde::Serialize;
 use vfpool_model::{MacAddr, VfConfig, VfSettings};
 
+pub mod announce;
 mod error;
 mod knob;
 mod netns;

@@ -461,4 +461,17 @@ impl NetOps for RtNetlink {
             source,
         })
     }
+
+    fn announce(&self, name: &str, addrs: &[IfAddr]) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        let Some(mac) = link.mac else {
+            return Ok(());
+        };
+        match self.netns() {
+            Some(ns) => crate::run_in_netns(ns, || {
+                crate::announce::announce_here(name, link.ifindex, mac, addrs)
+            })?,
+            None => crate::announce::announce_here(name, link.ifindex, mac, addrs),
+        }
+    }
 }
