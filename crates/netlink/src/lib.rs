@@ -32,6 +32,8 @@ pub mod wire;
 mod nstests;
 #[cfg(test)]
 mod nstests_netdev;
+#[cfg(test)]
+mod nstests_announce;
 
 pub use error::NetlinkError;
 pub use knob::VfKnob;
