@@ -1,0 +1,282 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! What the CNI plugin asks of the engine (`pod.rs`), over the simulated host: where a VF
+//! comes from (pool, master PF, a device plugin's VF), ADD again, DEL whatever is left,
+//! GC by valid attachments, STATUS.
+
+mod common;
+
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use common::{Lab, sel};
+use vfpool_engine::{
+    Engine, EngineError, ErrorKind, LeaseState, Policy, PodRequest, VfSource,
+    service_host_ifname, service_pod_ifname,
+};
+use vfpool_model::{PciAddr, VfSettings};
+use vfpool_netlink::NetOps;
+
+fn netns(lab: &Lab, name: &str) -> PathBuf {
+    let p = lab.dir.path().join("netns").join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, "").unwrap();
+    p
+}
+
+fn inside(lab: &Lab, ns: &Path) -> Box<dyn NetOps> {
+    let f = std::fs::File::open(ns).unwrap();
+    lab.net.enter_netns(f.as_fd()).unwrap()
+}
+
+fn pod(owner: &str, source: VfSource, ns: &Path, ifname: &str) -> PodRequest {
+    PodRequest {
+        owner: owner.to_owned(),
+        source,
+        settings: VfSettings::default(),
+        netns: ns.to_owned(),
+        ifname: ifname.to_owned(),
+    }
+}
+
+fn setup() -> (Lab, Engine) {
+    let lab = Lab::new();
+    lab.split("eno49", 4);
+    lab.split("eno50", 2);
+    let mut e = lab.engine();
+    e.pool_create("p", sel(&["eno49#0-1"]), Policy::FirstFit)
+        .unwrap();
+    (lab, e)
+}
+
+/// The PCI address of VF `index` of `pf`, from sysfs.
+fn vf_of(lab: &Lab, pf: &str, index: u16) -> PciAddr {
+    let link = lab
+        .fs
+        .path(format!("class/net/{pf}/device/virtfn{index}"));
+    std::fs::read_link(link)
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn add_from_a_pool_moves_the_vf_and_del_gives_it_back() {
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "a");
+    let a = e
+        .pod_add(&pod("cni/n/c1/net1", VfSource::Pool("p".into()), &ns, "net1"))
+        .unwrap();
+    assert!(a.moved());
+    assert_eq!(a.lease.pool, "p");
+    let link = inside(&lab, &ns).link("net1").unwrap();
+    assert_eq!(a.mac, link.mac);
+    assert_eq!(a.mtu, Some(link.mtu));
+    assert!(a.driver.is_some());
+    let host_name = a.lease.netdev.clone().unwrap();
+    assert!(lab.net.link(&host_name).is_err(), "no longer in the host");
+
+    let r = e.pod_del("cni/n/c1/net1").unwrap();
+    assert_eq!(r.lease.unwrap().vf_pci, a.lease.vf_pci);
+    assert!(!r.service_path);
+    assert!(lab.net.link(&host_name).is_ok(), "back under its host name");
+    // DEL again: nothing to do, success.
+    let again = e.pod_del("cni/n/c1/net1").unwrap();
+    assert!(again.lease.is_none());
+}
+
+#[test]
+fn add_again_for_the_same_attachment_is_a_no_op_and_a_new_namespace_replaces_the_old() {
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "a");
+    let req = pod("cni/n/c1/net1", VfSource::Pool("p".into()), &ns, "net1");
+    let first = e.pod_add(&req).unwrap();
+    let second = e.pod_add(&req).unwrap();
+    assert_eq!(first.lease.id, second.lease.id, "the same lease");
+    assert_eq!(e.leases().unwrap().len(), 1);
+
+    // The namespace of the attachment was deleted and made again (a DEL was skipped):
+    // the old lease goes, a new one takes its place; the VF is never held twice.
+    std::fs::remove_file(&ns).unwrap();
+    let ns2 = netns(&lab, "a");
+    let third = e
+        .pod_add(&pod("cni/n/c1/net1", VfSource::Pool("p".into()), &ns2, "net1"))
+        .unwrap();
+    let leases = e.leases().unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_ne!(third.lease.netns_id, first.lease.netns_id, "leased for the new namespace");
+    assert_eq!(leases[0].state, LeaseState::Active);
+}
+
+#[test]
+fn master_leases_only_vfs_no_pool_holds() {
+    let (lab, mut e) = setup();
+    // eno49's VFs 0-1 are pool p's: master eno49 gets VF 2, then 3, then none.
+    let mut got = Vec::new();
+    for i in 0..2 {
+        let ns = netns(&lab, &format!("m{i}"));
+        let a = e
+            .pod_add(&pod(
+                &format!("cni/n/m{i}/net1"),
+                VfSource::Pf("eno49".into()),
+                &ns,
+                "net1",
+            ))
+            .unwrap();
+        assert_eq!(a.lease.pool, "pf:eno49");
+        got.push(a.lease.vf_index);
+    }
+    assert_eq!(got, [2, 3]);
+    let ns = netns(&lab, "m2");
+    let err = e
+        .pod_add(&pod("cni/n/m2/net1", VfSource::Pf("eno49".into()), &ns, "net1"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
+    assert!(e.pod_status(&VfSource::Pf("eno49".into())).is_err());
+    assert!(e.pod_status(&VfSource::Pf("eno50".into())).is_ok());
+    // Not a PF of this host.
+    let err = e
+        .pod_add(&pod("cni/n/x/net1", VfSource::Pf("nope0".into()), &ns, "net1"))
+        .unwrap_err();
+    assert!(err.to_string().contains("master"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_device_plugins_vf_is_leased_in_the_pool_that_holds_it_or_its_pf_pool() {
+    let (lab, mut e) = setup();
+    let in_pool = vf_of(&lab, "eno49", 1);
+    let loose = vf_of(&lab, "eno50", 1);
+    let ns = netns(&lab, "d1");
+    let a = e
+        .pod_add(&pod("cni/n/d1/net1", VfSource::Device(in_pool), &ns, "net1"))
+        .unwrap();
+    assert_eq!((a.lease.pool.as_str(), a.lease.vf_pci), ("p", in_pool));
+    let ns2 = netns(&lab, "d2");
+    let b = e
+        .pod_add(&pod("cni/n/d2/net1", VfSource::Device(loose), &ns2, "net1"))
+        .unwrap();
+    assert_eq!(b.lease.vf_pci, loose);
+    assert!(b.lease.pool.starts_with("pf:"), "{}", b.lease.pool);
+
+    // The same VF for another attachment: refused, and the first one untouched.
+    let ns3 = netns(&lab, "d3");
+    let err = e
+        .pod_add(&pod("cni/n/d3/net1", VfSource::Device(in_pool), &ns3, "net1"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(matches!(err, EngineError::VfLeased { .. }), "{err:?}");
+    assert!(inside(&lab, &ns).link("net1").is_ok());
+    // DEL of that other attachment touches nothing.
+    assert!(e.pod_del("cni/n/d3/net1").unwrap().lease.is_none());
+    assert!(inside(&lab, &ns).link("net1").is_ok());
+
+    // A PF, or an address that is no device, is not a VF.
+    let pf = lab
+        .fs
+        .path("class/net/eno49/device")
+        .canonicalize()
+        .unwrap();
+    let pf: PciAddr = pf.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    for bad in [pf, "0000:ff:1f.7".parse().unwrap()] {
+        let err = e
+            .pod_add(&pod("cni/n/d4/net1", VfSource::Device(bad), &ns3, "net1"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{bad}: {err}");
+    }
+    assert_eq!(e.leases().unwrap().len(), 2, "nothing leased by the refusals");
+}
+
+#[test]
+fn del_after_the_namespace_is_gone_brings_the_vf_back() {
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "gone");
+    let a = e
+        .pod_add(&pod("cni/n/g/net1", VfSource::Pool("p".into()), &ns, "net1"))
+        .unwrap();
+    std::fs::remove_file(&ns).unwrap();
+    let r = e.pod_del("cni/n/g/net1").unwrap();
+    assert!(r.lease.is_some());
+    let host_name = a.lease.netdev.unwrap();
+    assert!(lab.net.link(&host_name).is_ok(), "back in the host as {host_name}");
+    assert!(e.leases().unwrap().is_empty());
+}
+
+#[test]
+fn gc_releases_every_attachment_of_the_network_not_valid_and_nothing_else() {
+    let (lab, mut e) = setup();
+    let owners = ["cni/n/c1/net1", "cni/n/c2/net1", "cni/other/c3/net1"];
+    for (i, o) in owners.iter().enumerate() {
+        let ns = netns(&lab, &format!("g{i}"));
+        let src = if i == 2 {
+            VfSource::Pf("eno50".into())
+        } else {
+            VfSource::Pool("p".into())
+        };
+        e.pod_add(&pod(o, src, &ns, "net1")).unwrap();
+    }
+    let keep: HashSet<String> = ["cni/n/c2/net1".to_owned()].into();
+    let r = e.pod_gc("cni/n/", &keep).unwrap();
+    assert_eq!(r.released, ["cni/n/c1/net1"]);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let mut left: Vec<String> = e.leases().unwrap().into_iter().map(|l| l.owner).collect();
+    left.sort();
+    assert_eq!(left, ["cni/n/c2/net1", "cni/other/c3/net1"]);
+}
+
+#[test]
+fn status_says_whether_an_add_could_succeed() {
+    let (lab, mut e) = setup();
+    assert!(e.pod_status(&VfSource::Pool("p".into())).is_ok());
+    for i in 0..2 {
+        let ns = netns(&lab, &format!("s{i}"));
+        e.pod_add(&pod(
+            &format!("cni/n/s{i}/net1"),
+            VfSource::Pool("p".into()),
+            &ns,
+            "net1",
+        ))
+        .unwrap();
+    }
+    let err = e.pod_status(&VfSource::Pool("p".into())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Exhausted);
+    assert!(err.to_string().contains("'p'") || err.to_string().contains(" p"), "{err}");
+    let err = e.pod_status(&VfSource::Pool("nope".into())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn bad_requests_change_nothing() {
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "b");
+    let cases: Vec<(PodRequest, &str)> = vec![
+        (pod("cni/n/b/net1", VfSource::Pool("p".into()), &ns, "a/b"), "ifname"),
+        (
+            pod("cni/n/b/net1", VfSource::Pool("p".into()), Path::new("/nonexistent/ns"), "net1"),
+            "netns",
+        ),
+        (pod("", VfSource::Pool("p".into()), &ns, "net1"), "owner"),
+        (pod("cni/n/b/net1", VfSource::Pool("pf:eno49#1".into()), &ns, "net1"), "pool"),
+    ];
+    for (r, field) in cases {
+        let err = e.pod_add(&r).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
+    assert!(e.leases().unwrap().is_empty());
+}
+
+#[test]
+fn service_path_names_are_stable_valid_netdev_names() {
+    let a = service_host_ifname("cni/n/c1/net1");
+    assert_eq!(a, service_host_ifname("cni/n/c1/net1"));
+    assert_ne!(a, service_host_ifname("cni/n/c1/net2"));
+    assert_eq!(a.len(), 15);
+    assert!(a.starts_with("vfs"));
+    assert_eq!(service_pod_ifname("net1"), "svc-net1");
+    assert_eq!(service_pod_ifname("abcdefghijklmno").len(), 15);
+}
