@@ -428,7 +428,12 @@ impl Configurator<'_> {
         {
             return Some(l.name);
         }
-        self.vf_netdev(vf).ok().flatten()
+        // Sysfs names the netdev of a host namespace; a simulated tree names it wherever it
+        // is, so it counts only if the host has a netdev of that name now.
+        self.vf_netdev(vf)
+            .ok()
+            .flatten()
+            .filter(|n| self.net.link(n).is_ok())
     }
 }
 

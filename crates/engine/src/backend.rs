@@ -28,6 +28,10 @@ pub struct HostConfig {
     /// The state directory (default `/var/lib/vfpool`; with `demo` and none, a fresh
     /// temporary directory that lives as long as the [`Host`]).
     pub state: Option<PathBuf>,
+    /// The kernel's rtnetlink even on a simulated sysfs tree: for tests where veth pairs
+    /// in real namespaces stand in for the VF netdevs the simulated tree names (this
+    /// machine's kernel has no SR-IOV). Front ends set it from `VFPOOL_NETLINK=kernel`.
+    pub kernel_netlink: bool,
 }
 
 /// The host, opened: its paths, its sysfs (with the kernel's or the simulator's writes),
@@ -41,6 +45,23 @@ pub struct Host {
     config: HostConfig,
     /// Keeps a throw-away demo state directory alive.
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// `VFPOOL_NETLINK` from the environment: unset or `auto` (the backend that goes with the
+/// sysfs tree) or `kernel` (see [`HostConfig::kernel_netlink`]).
+pub fn kernel_netlink_from_env() -> Result<bool, InvalidValue> {
+    match std::env::var_os("VFPOOL_NETLINK") {
+        None => Ok(false),
+        Some(v) => match v.to_str() {
+            Some("" | "auto") => Ok(false),
+            Some("kernel") => Ok(true),
+            _ => Err(InvalidValue::new(
+                "VFPOOL_NETLINK",
+                v.to_string_lossy(),
+                "auto or kernel",
+            )),
+        },
+    }
 }
 
 /// The default state directory on a real host.
@@ -145,8 +166,8 @@ impl Host {
     /// The rtnetlink backend: the simulated one on a simulated host, the kernel otherwise.
     pub fn netops(&self) -> Result<Arc<dyn NetOps>, EngineError> {
         Ok(match &self.sim {
-            Some(s) => Arc::new(SimNetOps::new(s.root())),
-            None => Arc::new(RtNetlink::new().map_err(|e| EngineError::ReadNetdev {
+            Some(s) if !self.config.kernel_netlink => Arc::new(SimNetOps::new(s.root())),
+            _ => Arc::new(RtNetlink::new().map_err(|e| EngineError::ReadNetdev {
                 netdev: "rtnetlink".into(),
                 source: Box::new(e),
             })?),

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use common::{Lab, sel};
 use vfpool_engine::{
-    Engine, EngineError, ErrorKind, LeaseState, Policy, PodRequest, VfSource,
-    service_host_ifname, service_pod_ifname,
+    Engine, EngineError, ErrorKind, LeaseState, PodRequest, Policy, VfSource, service_host_ifname,
+    service_pod_ifname,
 };
 use vfpool_model::{PciAddr, VfSettings};
 use vfpool_netlink::NetOps;
@@ -51,9 +51,7 @@ fn setup() -> (Lab, Engine) {
 
 /// The PCI address of VF `index` of `pf`, from sysfs.
 fn vf_of(lab: &Lab, pf: &str, index: u16) -> PciAddr {
-    let link = lab
-        .fs
-        .path(format!("class/net/{pf}/device/virtfn{index}"));
+    let link = lab.fs.path(format!("class/net/{pf}/device/virtfn{index}"));
     std::fs::read_link(link)
         .unwrap()
         .file_name()
@@ -69,7 +67,12 @@ fn add_from_a_pool_moves_the_vf_and_del_gives_it_back() {
     let (lab, mut e) = setup();
     let ns = netns(&lab, "a");
     let a = e
-        .pod_add(&pod("cni/n/c1/net1", VfSource::Pool("p".into()), &ns, "net1"))
+        .pod_add(&pod(
+            "cni/n/c1/net1",
+            VfSource::Pool("p".into()),
+            &ns,
+            "net1",
+        ))
         .unwrap();
     assert!(a.moved());
     assert_eq!(a.lease.pool, "p");
@@ -104,11 +107,19 @@ fn add_again_for_the_same_attachment_is_a_no_op_and_a_new_namespace_replaces_the
     std::fs::remove_file(&ns).unwrap();
     let ns2 = netns(&lab, "a");
     let third = e
-        .pod_add(&pod("cni/n/c1/net1", VfSource::Pool("p".into()), &ns2, "net1"))
+        .pod_add(&pod(
+            "cni/n/c1/net1",
+            VfSource::Pool("p".into()),
+            &ns2,
+            "net1",
+        ))
         .unwrap();
     let leases = e.leases().unwrap();
     assert_eq!(leases.len(), 1, "{leases:?}");
-    assert_ne!(third.lease.netns_id, first.lease.netns_id, "leased for the new namespace");
+    assert_ne!(
+        third.lease.netns_id, first.lease.netns_id,
+        "leased for the new namespace"
+    );
     assert_eq!(leases[0].state, LeaseState::Active);
 }
 
@@ -133,14 +144,24 @@ fn master_leases_only_vfs_no_pool_holds() {
     assert_eq!(got, [2, 3]);
     let ns = netns(&lab, "m2");
     let err = e
-        .pod_add(&pod("cni/n/m2/net1", VfSource::Pf("eno49".into()), &ns, "net1"))
+        .pod_add(&pod(
+            "cni/n/m2/net1",
+            VfSource::Pf("eno49".into()),
+            &ns,
+            "net1",
+        ))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Exhausted, "{err}");
     assert!(e.pod_status(&VfSource::Pf("eno49".into())).is_err());
     assert!(e.pod_status(&VfSource::Pf("eno50".into())).is_ok());
     // Not a PF of this host.
     let err = e
-        .pod_add(&pod("cni/n/x/net1", VfSource::Pf("nope0".into()), &ns, "net1"))
+        .pod_add(&pod(
+            "cni/n/x/net1",
+            VfSource::Pf("nope0".into()),
+            &ns,
+            "net1",
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("master"), "{err}");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -153,7 +174,12 @@ fn a_device_plugins_vf_is_leased_in_the_pool_that_holds_it_or_its_pf_pool() {
     let loose = vf_of(&lab, "eno50", 1);
     let ns = netns(&lab, "d1");
     let a = e
-        .pod_add(&pod("cni/n/d1/net1", VfSource::Device(in_pool), &ns, "net1"))
+        .pod_add(&pod(
+            "cni/n/d1/net1",
+            VfSource::Device(in_pool),
+            &ns,
+            "net1",
+        ))
         .unwrap();
     assert_eq!((a.lease.pool.as_str(), a.lease.vf_pci), ("p", in_pool));
     let ns2 = netns(&lab, "d2");
@@ -166,7 +192,12 @@ fn a_device_plugins_vf_is_leased_in_the_pool_that_holds_it_or_its_pf_pool() {
     // The same VF for another attachment: refused, and the first one untouched.
     let ns3 = netns(&lab, "d3");
     let err = e
-        .pod_add(&pod("cni/n/d3/net1", VfSource::Device(in_pool), &ns3, "net1"))
+        .pod_add(&pod(
+            "cni/n/d3/net1",
+            VfSource::Device(in_pool),
+            &ns3,
+            "net1",
+        ))
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert!(matches!(err, EngineError::VfLeased { .. }), "{err:?}");
@@ -188,7 +219,11 @@ fn a_device_plugins_vf_is_leased_in_the_pool_that_holds_it_or_its_pf_pool() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{bad}: {err}");
     }
-    assert_eq!(e.leases().unwrap().len(), 2, "nothing leased by the refusals");
+    assert_eq!(
+        e.leases().unwrap().len(),
+        2,
+        "nothing leased by the refusals"
+    );
 }
 
 #[test]
@@ -196,13 +231,21 @@ fn del_after_the_namespace_is_gone_brings_the_vf_back() {
     let (lab, mut e) = setup();
     let ns = netns(&lab, "gone");
     let a = e
-        .pod_add(&pod("cni/n/g/net1", VfSource::Pool("p".into()), &ns, "net1"))
+        .pod_add(&pod(
+            "cni/n/g/net1",
+            VfSource::Pool("p".into()),
+            &ns,
+            "net1",
+        ))
         .unwrap();
     std::fs::remove_file(&ns).unwrap();
     let r = e.pod_del("cni/n/g/net1").unwrap();
     assert!(r.lease.is_some());
     let host_name = a.lease.netdev.unwrap();
-    assert!(lab.net.link(&host_name).is_ok(), "back in the host as {host_name}");
+    assert!(
+        lab.net.link(&host_name).is_ok(),
+        "back in the host as {host_name}"
+    );
     assert!(e.leases().unwrap().is_empty());
 }
 
@@ -244,7 +287,10 @@ fn status_says_whether_an_add_could_succeed() {
     }
     let err = e.pod_status(&VfSource::Pool("p".into())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Exhausted);
-    assert!(err.to_string().contains("'p'") || err.to_string().contains(" p"), "{err}");
+    assert!(
+        err.to_string().contains("'p'") || err.to_string().contains(" p"),
+        "{err}"
+    );
     let err = e.pod_status(&VfSource::Pool("nope".into())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
@@ -254,13 +300,29 @@ fn bad_requests_change_nothing() {
     let (lab, mut e) = setup();
     let ns = netns(&lab, "b");
     let cases: Vec<(PodRequest, &str)> = vec![
-        (pod("cni/n/b/net1", VfSource::Pool("p".into()), &ns, "a/b"), "ifname"),
         (
-            pod("cni/n/b/net1", VfSource::Pool("p".into()), Path::new("/nonexistent/ns"), "net1"),
+            pod("cni/n/b/net1", VfSource::Pool("p".into()), &ns, "a/b"),
+            "ifname",
+        ),
+        (
+            pod(
+                "cni/n/b/net1",
+                VfSource::Pool("p".into()),
+                Path::new("/nonexistent/ns"),
+                "net1",
+            ),
             "netns",
         ),
         (pod("", VfSource::Pool("p".into()), &ns, "net1"), "owner"),
-        (pod("cni/n/b/net1", VfSource::Pool("pf:eno49#1".into()), &ns, "net1"), "pool"),
+        (
+            pod(
+                "cni/n/b/net1",
+                VfSource::Pool("pf:eno49#1".into()),
+                &ns,
+                "net1",
+            ),
+            "pool",
+        ),
     ];
     for (r, field) in cases {
         let err = e.pod_add(&r).unwrap_err();

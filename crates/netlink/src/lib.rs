@@ -31,9 +31,9 @@ pub mod wire;
 #[cfg(test)]
 mod nstests;
 #[cfg(test)]
-mod nstests_netdev;
-#[cfg(test)]
 mod nstests_announce;
+#[cfg(test)]
+mod nstests_netdev;
 
 pub use error::NetlinkError;
 pub use knob::VfKnob;

@@ -22,6 +22,7 @@ impl Context {
                 .state
                 .clone()
                 .or_else(|| std::env::var_os("VFPOOL_STATE").map(Into::into)),
+            kernel_netlink: vfpool_engine::backend::kernel_netlink_from_env()?,
         })?;
         Ok(Self {
             host,

@@ -141,6 +141,7 @@ impl AcquireArgs {
             numa: num("numa", &self.numa, "a NUMA node number like 0")?,
             netns: self.netns.clone(),
             ifname: None,
+            attach_if_netdev: false,
         })
     }
 }
