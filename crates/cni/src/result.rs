@@ -248,6 +248,9 @@ impl CniResult {
         value: &Value,
         version: CniVersion,
     ) -> Result<(Self, CniVersion), CniError> {
+        if !value.is_object() {
+            return Err(CniError::decode(format!("invalid {what}: a JSON object")));
+        }
         let wire = Wire::deserialize(value)
             .map_err(|e| CniError::decode(format!("invalid {what}: {e}")))?;
         let version = match wire.cni_version.as_deref() {
