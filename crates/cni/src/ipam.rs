@@ -145,12 +145,8 @@ fn spawn(
     stdin: &[u8],
 ) -> Result<std::process::Output, CniError> {
     let mut cmd = Process::new(path);
-    // The same CNI_* variables, whatever this process inherited (as libcni's AsEnv).
-    for (k, _) in std::env::vars_os() {
-        if k.to_str().is_some_and(|k| k.starts_with("CNI_")) {
-            cmd.env_remove(k);
-        }
-    }
+    // This process's environment with the six CNI_* variables set over it, empty ones
+    // included (libcni's `Args.AsEnv`).
     cmd.envs(env.delegate_vars(command))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -383,3 +383,34 @@ fn a_config_from_plugin_conf_delegates_whole() {
     let del = env_for(Command::Del, &[&bin]);
     exec(&ipam.plugin, Command::Del, &del, &conf.delegate_stdin()).unwrap();
 }
+
+#[test]
+fn the_fallback_never_asks_a_newer_version_than_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("asked");
+    // Refuses 0.4.0 but claims 0.3.1 and 1.1.0: the retry must be 0.3.1, never 1.1.0.
+    script(
+        dir.path(),
+        "picky",
+        &format!(
+            r#"if [ "$CNI_COMMAND" = VERSION ]; then echo '{{"cniVersion":"1.1.0","supportedVersions":["0.3.1","1.1.0"]}}'; exit 0; fi
+conf=$(cat)
+case "$conf" in *'"0.4.0"'*) echo '{{"code":1,"msg":"incompatible CNI versions"}}'; exit 1;; esac
+echo "$conf" > {0}
+echo '{{"cniVersion":"0.3.1","ips":[{{"version":"4","address":"10.0.0.3/8"}}]}}'"#,
+            seen.display()
+        ),
+    );
+    let conf = r#"{"cniVersion":"0.4.0","name":"n","type":"vfpool-cni","ipam":{"type":"picky"}}"#;
+    let env = env_for(Command::Add, &[dir.path()]);
+    let r = exec("picky", Command::Add, &env, conf.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.0.0.3/8");
+    let asked: Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(asked["cniVersion"], "0.3.1");
+    assert_eq!(
+        asked["ipam"]["type"], "picky",
+        "the rest of the config goes along"
+    );
+}
