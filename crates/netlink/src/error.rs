@@ -138,6 +138,48 @@ pub enum NetlinkError {
         source: io::Error,
     },
 
+    /// A route could not be added or deleted (`ip route add|del ROUTE`).
+    #[error("cannot {} route {route}{}", if *.add { "add" } else { "delete" }, route_hint(.source))]
+    Route {
+        route: crate::Route,
+        add: bool,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A veth pair could not be created (`ip link add NAME type veth peer name PEER netns NS`).
+    #[error("cannot add veth pair {name} (peer {peer}){}", errno_hint(.source))]
+    AddVeth {
+        name: String,
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A netdev could not be deleted (`ip link del NAME`).
+    #[error("cannot delete link {name}{}", errno_hint(.source))]
+    DelLink {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A sysctl key or value that vfpool does not write (see [`crate::NetOps::set_sysctl`]).
+    #[error(transparent)]
+    InvalidSysctl {
+        #[from]
+        source: InvalidValue,
+    },
+
+    /// Writing `/proc/sys/net/KEY` in the backend's network namespace failed.
+    #[error("cannot set sysctl net/{key} to {value}{}", sysctl_hint(.source))]
+    Sysctl {
+        key: String,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+
     /// `setns` into a network namespace (by fd) failed, or `/proc/thread-self/ns/net`
     /// could not be opened.
     #[error("cannot enter network namespace")]
@@ -186,9 +228,14 @@ impl NetlinkError {
             | NetlinkError::AltName { source, .. }
             | NetlinkError::SetPromisc { source, .. }
             | NetlinkError::Address { source, .. }
+            | NetlinkError::Route { source, .. }
+            | NetlinkError::AddVeth { source, .. }
+            | NetlinkError::DelLink { source, .. }
+            | NetlinkError::Sysctl { source, .. }
             | NetlinkError::EnterNetns { source }
             | NetlinkError::SimIo { source, .. } => source.raw_os_error(),
             NetlinkError::LinkNotFound { .. } => Some(nix::libc::ENODEV),
+            NetlinkError::InvalidSysctl { .. } => Some(nix::libc::EINVAL),
             _ => None,
         }
     }
@@ -236,6 +283,31 @@ fn addr_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(nix::libc::EEXIST) => ": the netdev has it already",
         Some(nix::libc::EADDRNOTAVAIL) => ": the netdev has no such address",
+        _ => errno_hint(e),
+    }
+}
+
+/// [`errno_hint`] for a route, with the errnos of `fib_create_info` / `fib6_nh_init`.
+fn route_hint(e: &io::Error) -> &'static str {
+    use nix::libc;
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => ": the table has a route to this destination already",
+        Some(libc::ESRCH) => ": no such route",
+        Some(libc::ENETDOWN) => ": the device is down",
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {
+            ": the gateway is not on the link (no route of the device covers it; add onlink)"
+        }
+        Some(libc::EINVAL) => ": the kernel rejected it (is src an address of the namespace?)",
+        _ => errno_hint(e),
+    }
+}
+
+/// [`errno_hint`] for a sysctl write.
+fn sysctl_hint(e: &io::Error) -> &'static str {
+    use nix::libc;
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => ": no such key (or no such interface) in the namespace",
+        Some(libc::EINVAL) => ": the kernel rejected the value",
         _ => errno_hint(e),
     }
 }

@@ -29,6 +29,8 @@ pub mod wire;
 mod nstests;
 #[cfg(test)]
 mod nstests_netdev;
+#[cfg(test)]
+mod nstests_route;
 
 pub use error::NetlinkError;
 pub use knob::VfKnob;
@@ -256,6 +258,66 @@ pub fn dev_valid_name(name: &str) -> bool {
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0x0b)
 }
 
+/// The sysctl subtrees [`NetOps::set_sysctl`] writes, relative to `/proc/sys/net/`.
+pub const SYSCTL_PREFIXES: [&str; 4] = ["ipv4/conf/", "ipv6/conf/", "ipv4/neigh/", "ipv6/neigh/"];
+
+/// A checked sysctl key of [`NetOps::set_sysctl`]: `FAMILY/conf|neigh/IFACE/LEAF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysctlKey<'a> {
+    /// `ipv4/conf/` and the like.
+    pub prefix: &'static str,
+    /// The interface part: a netdev name, or `all` / `default`.
+    pub iface: &'a str,
+    /// What follows the interface (`arp_notify`).
+    pub leaf: &'a str,
+}
+
+impl<'a> SysctlKey<'a> {
+    /// Checks `key` and `value` as [`NetOps::set_sysctl`] takes them: a key under one of
+    /// [`SYSCTL_PREFIXES`], no `..` or empty part, an interface part that is a valid netdev
+    /// name ([`dev_valid_name`]), a leaf of `[a-z0-9_]`; a value of printable ASCII.
+    pub fn parse(key: &'a str, value: &str) -> Result<Self, vfpool_model::InvalidValue> {
+        let bad = |why: &str| vfpool_model::InvalidValue::new("sysctl key", key, why);
+        let allowed = "a key under ipv4/conf/, ipv6/conf/, ipv4/neigh/ or ipv6/neigh/ like \
+            ipv4/conf/eth0/arp_notify";
+        let prefix = SYSCTL_PREFIXES
+            .into_iter()
+            .find(|p| key.starts_with(p))
+            .ok_or_else(|| bad(allowed))?;
+        let rest = &key[prefix.len()..];
+        let (iface, leaf) = rest.split_once('/').ok_or_else(|| bad(allowed))?;
+        if !dev_valid_name(iface) {
+            return Err(bad(
+                "the interface part is not a valid netdev name (1 to 15 bytes, not . or .., \
+                 no /, : or whitespace)",
+            ));
+        }
+        let leaf_ok = !leaf.is_empty()
+            && leaf.split('/').all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+        if !leaf_ok {
+            return Err(bad(
+                "the setting after the interface must be [a-z0-9_] parts like arp_notify",
+            ));
+        }
+        if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(vfpool_model::InvalidValue::new(
+                "sysctl value",
+                value,
+                format!("a non-empty value of printable ASCII for net/{key}"),
+            ));
+        }
+        Ok(SysctlKey {
+            prefix,
+            iface,
+            leaf,
+        })
+    }
+}
+
 /// One address of a netdev: `ADDR/PREFIX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct IfAddr {
@@ -298,6 +360,27 @@ pub struct Route {
     /// RTNH_F_ONLINK: the gateway is on the link even if no address's prefix covers it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub onlink: bool,
+}
+
+impl Route {
+    /// A route to `dst` through `dev` with no gateway (scope link).
+    pub fn dev(dst: IfAddr, dev: &str) -> Self {
+        Route {
+            dst,
+            gateway: None,
+            dev: dev.to_string(),
+            src: None,
+            onlink: false,
+        }
+    }
+
+    /// A route to `dst` via `gateway` through `dev`.
+    pub fn via(dst: IfAddr, gateway: IpAddr, dev: &str) -> Self {
+        Route {
+            gateway: Some(gateway),
+            ..Route::dev(dst, dev)
+        }
+    }
 }
 
 impl fmt::Display for Route {
