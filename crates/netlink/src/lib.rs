@@ -163,71 +163,67 @@ pub trait NetOps: Send + Sync {
     /// The routes of the main table whose output device is `dev` (`ip route show dev DEV`
     /// and `ip -6 route show dev DEV`), unicast ones only, both families, including those
     /// the kernel adds for an address's prefix (`proto kernel`).
-    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError> {
-        let _ = dev;
-        Err(NetlinkError::Unsupported {
-            op: "routes",
-            backend: "this",
-        })
-    }
+    ///
+    /// Those kernel routes: for an IPv4 address of an up netdev `NET/PLEN dev DEV src ADDR`
+    /// (none for a /32, one per prefix); for an IPv6 one `NET/PLEN dev DEV` (a /128 too),
+    /// and `fe80::/64 dev DEV` once the link has a carrier and a link-local address (not
+    /// with `ipv6/conf/DEV/addr_gen_mode` 1; the simulator has no link-local addresses).
+    /// A netdev going down loses every route and (keep_addr_on_down 0) its IPv6 addresses;
+    /// up again it gets back the prefix routes of the addresses it kept. An IPv6 route the
+    /// user adds beside a kernel one to the same prefix is listed twice (metrics 1024 and
+    /// 256; [`Route`] has no metric). Order: unspecified (sort to compare).
+    /// [`NetlinkError::LinkNotFound`] when `dev` is not there.
+    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError>;
 
     /// `ip route add DST [via GW] dev DEV [src SRC] [onlink]` in the main table
     /// (RTM_NEWROUTE with NLM_F_CREATE | NLM_F_EXCL). EEXIST if the route is there.
-    fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        let _ = route;
-        Err(NetlinkError::Unsupported {
-            op: "add_route",
-            backend: "this",
-        })
-    }
+    ///
+    /// As `ip route add`: proto boot, scope link for an IPv4 route without gateway,
+    /// universe otherwise. Refusals ([`NetlinkError::Route`] with the errno; checked on
+    /// 6.18): no such `dev`: [`NetlinkError::LinkNotFound`] (ENODEV); `dev` down: ENETDOWN
+    /// (but an IPv4 gateway route without onlink is ENETUNREACH, an IPv6 one
+    /// EHOSTUNREACH, since the down netdev has no route to the gateway); a gateway that no
+    /// route of `dev` without gateway covers, without `onlink`: ENETUNREACH for IPv4,
+    /// EHOSTUNREACH for IPv6 (an IPv6 link-local gateway is always taken); a route to the
+    /// same prefix already there: EEXIST (IPv4: whatever its gateway or device, the
+    /// kernel's prefix route included; IPv6: among routes of metric 1024); `src` not an
+    /// address of the namespace, families mixed, IPv4 host bits set: EINVAL.
+    fn add_route(&self, route: &Route) -> Result<(), NetlinkError>;
 
     /// `ip route del DST [via GW] dev DEV` (RTM_DELROUTE). ESRCH if there is none.
-    fn del_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        let _ = route;
-        Err(NetlinkError::Unsupported {
-            op: "del_route",
-            backend: "this",
-        })
-    }
+    ///
+    /// Matches the first route to DST through DEV, via `gateway` and with `src` when they
+    /// are given, whatever its proto or scope (a kernel prefix route too); `onlink` is
+    /// ignored. [`NetlinkError::LinkNotFound`] when `dev` is not there.
+    fn del_route(&self, route: &Route) -> Result<(), NetlinkError>;
 
     /// `ip link add NAME type veth peer name PEER netns NSFD`: a veth pair whose end
     /// `name` is in this backend's namespace and whose end `peer` is created directly in
     /// the namespace `peer_netns` (IFLA_NET_NS_FD in the peer's info). Both ends down.
-    /// EEXIST when either name is taken on its side.
+    /// EEXIST when either name is taken on its side (as a name or an altname), EINVAL
+    /// for an invalid name ([`dev_valid_name`]); [`NetlinkError::AddVeth`] and nothing made.
+    /// When the peer's namespace goes away, the kernel destroys the pair (this end too).
     fn add_veth(
         &self,
         name: &str,
         peer: &str,
         peer_netns: BorrowedFd<'_>,
-    ) -> Result<(), NetlinkError> {
-        let _ = (name, peer, peer_netns);
-        Err(NetlinkError::Unsupported {
-            op: "add_veth",
-            backend: "this",
-        })
-    }
+    ) -> Result<(), NetlinkError>;
 
     /// `ip link del NAME` (RTM_DELLINK). [`NetlinkError::LinkNotFound`] when there is
-    /// none. Deleting one end of a veth deletes both.
-    fn del_link(&self, name: &str) -> Result<(), NetlinkError> {
-        let _ = name;
-        Err(NetlinkError::Unsupported {
-            op: "del_link",
-            backend: "this",
-        })
-    }
+    /// none. Deleting one end of a veth deletes both, wherever the other is, with their
+    /// addresses and routes. A netdev that cannot be deleted (a PCI function's, `lo`):
+    /// [`NetlinkError::DelLink`] with EOPNOTSUPP.
+    fn del_link(&self, name: &str) -> Result<(), NetlinkError>;
 
     /// Writes a sysctl of this backend's network namespace: `key` is relative to
     /// `/proc/sys/net/` (`ipv4/conf/eth0/arp_notify`), as `sysctl -w net.KEY=VALUE` run
     /// inside the namespace would. Only keys under `ipv4/conf/`, `ipv6/conf/` and
-    /// `ipv4/neigh/`, `ipv6/neigh/` are accepted.
-    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError> {
-        let _ = (key, value);
-        Err(NetlinkError::Unsupported {
-            op: "set_sysctl",
-            backend: "this",
-        })
-    }
+    /// `ipv4/neigh/`, `ipv6/neigh/` are accepted ([`SysctlKey::parse`]; anything else is
+    /// [`NetlinkError::InvalidSysctl`], errno EINVAL, before any write). A key of an
+    /// interface that is not in the namespace (by name: not by altname) is
+    /// [`NetlinkError::Sysctl`] with ENOENT; a value the kernel refuses, EINVAL.
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError>;
 
     /// `ip link set NAME name NEW_NAME`, first dropping `NEW_NAME` from the netdev's own
     /// altnames if it is one (`ip link property del dev NAME altname NEW_NAME`): a name

@@ -258,9 +258,19 @@ fn a_veth_with_its_peer_in_another_netns_and_link_deletion() {
             nl.link("vsvc2"),
             Err(NetlinkError::LinkNotFound { .. })
         ));
-        // lo cannot be deleted.
+        // lo cannot be deleted (rtnl_dellink: no rtnl_link_ops dellink).
         let e = nl.del_link("lo").unwrap_err();
         assert!(matches!(e, NetlinkError::DelLink { .. }), "{e:?}");
+        assert_eq!(errno(&e), libc::EOPNOTSUPP);
+        // An altname blocks a new end's name too.
+        nl.veth("x0", "x1").unwrap();
+        nl.add_alt_name("x0", "svc-alt").unwrap();
+        let e = nl.add_veth("svc-alt", "eth7", pod.as_fd()).unwrap_err();
+        assert_eq!(errno(&e), libc::EEXIST);
+        assert!(matches!(
+            there.link("eth7"),
+            Err(NetlinkError::LinkNotFound { .. })
+        ));
 
         // The namespace dies: the host end of a veth whose peer was in it goes too.
         nl.add_veth("vsvc3", "eth9", pod.as_fd()).unwrap();
