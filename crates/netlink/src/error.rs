@@ -157,7 +157,7 @@ pub enum NetlinkError {
     },
 
     /// A netdev could not be deleted (`ip link del NAME`).
-    #[error("cannot delete link {name}{}", errno_hint(.source))]
+    #[error("cannot delete link {name}{}", del_link_hint(.source))]
     DelLink {
         name: String,
         #[source]
@@ -302,6 +302,16 @@ fn route_hint(e: &io::Error) -> &'static str {
     }
 }
 
+/// [`errno_hint`] for a link deletion.
+fn del_link_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(nix::libc::EOPNOTSUPP) => {
+            ": only virtual netdevs (veth, ...) can be deleted, not a device's or lo"
+        }
+        _ => errno_hint(e),
+    }
+}
+
 /// [`errno_hint`] for a sysctl write.
 fn sysctl_hint(e: &io::Error) -> &'static str {
     use nix::libc;
@@ -422,5 +432,68 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::ENOSPC),
         };
         assert_eq!(e.to_string(), "cannot set x down");
+    }
+
+    #[test]
+    fn route_veth_link_and_sysctl_errors_name_what_failed() {
+        let r = crate::Route::via(
+            "10.96.0.0/12".parse().unwrap(),
+            "10.1.2.1".parse().unwrap(),
+            "eth0",
+        );
+        for (errno, hint) in [
+            (
+                libc::EEXIST,
+                ": the table has a route to this destination already",
+            ),
+            (libc::ENETDOWN, ": the device is down"),
+            (
+                libc::ENETUNREACH,
+                ": the gateway is not on the link (no route of the device covers it; add onlink)",
+            ),
+            (
+                libc::EHOSTUNREACH,
+                ": the gateway is not on the link (no route of the device covers it; add onlink)",
+            ),
+            (libc::ENOSPC, ""),
+        ] {
+            let e = NetlinkError::Route {
+                route: r.clone(),
+                add: true,
+                source: io::Error::from_raw_os_error(errno),
+            };
+            assert_eq!(
+                e.to_string(),
+                format!("cannot add route 10.96.0.0/12 via 10.1.2.1 dev eth0{hint}")
+            );
+            assert_eq!(e.errno(), Some(errno));
+        }
+        let e = NetlinkError::Route {
+            route: r,
+            add: false,
+            source: io::Error::from_raw_os_error(libc::ESRCH),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot delete route 10.96.0.0/12 via 10.1.2.1 dev eth0: no such route"
+        );
+        let e = NetlinkError::DelLink {
+            name: "lo".into(),
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot delete link lo: only virtual netdevs (veth, ...) can be deleted, not a device's or lo"
+        );
+        assert_eq!(e.errno(), Some(libc::EOPNOTSUPP));
+        let e = NetlinkError::Sysctl {
+            key: "ipv4/conf/x/arp_notify".into(),
+            value: "1".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        let e = NetlinkError::from(InvalidValue::new("sysctl key", "x", "y"));
+        assert_eq!(e.to_string(), "invalid sysctl key 'x': y");
+        assert_eq!(e.errno(), Some(libc::EINVAL));
     }
 }
