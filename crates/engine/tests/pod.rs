@@ -343,3 +343,146 @@ fn service_path_names_are_stable_valid_netdev_names() {
     assert_eq!(service_pod_ifname("net1"), "svc-net1");
     assert_eq!(service_pod_ifname("abcdefghijklmno").len(), 15);
 }
+
+fn ipv4(s: &str) -> vfpool_netlink::IfAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn ip_addresses_routes_and_the_service_path_are_set_checked_and_removed() {
+    use vfpool_engine::{Mismatch, PodIp, SERVICE_GATEWAY, ServicePath};
+    use vfpool_netlink::Route;
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "ip");
+    let owner = "cni/n/ip/net1";
+    e.pod_add(&pod(owner, VfSource::Pool("p".into()), &ns, "net1"))
+        .unwrap();
+    let default = Route {
+        dst: ipv4("0.0.0.0/0"),
+        gateway: Some("10.1.0.1".parse().unwrap()),
+        dev: String::new(),
+        src: None,
+        onlink: false,
+    };
+    let ip = PodIp {
+        addresses: vec![ipv4("10.1.0.5/24")],
+        routes: vec![default.clone()],
+    };
+    e.pod_ip(owner, &ip).unwrap();
+    // Again (a retried ADD): what is there is kept.
+    e.pod_ip(owner, &ip).unwrap();
+    let i = inside(&lab, &ns);
+    assert_eq!(i.addresses("net1").unwrap(), [ipv4("10.1.0.5/24")]);
+    let routes = i.routes("net1").unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.dst == default.dst && r.gateway == default.gateway),
+        "{routes:?}"
+    );
+
+    let sp = ServicePath {
+        cidrs: vec![ipv4("10.96.0.0/12")],
+        pod_addrs: vec!["10.1.0.5".parse().unwrap()],
+    };
+    let ends = e.pod_service_path(owner, &sp).unwrap();
+    assert_eq!(ends.host, service_host_ifname(owner));
+    assert_eq!(ends.pod, "svc-net1");
+    let host_end = lab.net.link(&ends.host).unwrap();
+    assert!(host_end.admin_up);
+    assert!(
+        lab.net
+            .addresses(&ends.host)
+            .unwrap()
+            .iter()
+            .any(|a| a.addr == std::net::IpAddr::V4(SERVICE_GATEWAY))
+    );
+    let back = lab.net.routes(&ends.host).unwrap();
+    assert!(
+        back.iter().any(|r| r.dst == ipv4("10.1.0.5/32")),
+        "{back:?}"
+    );
+    let svc = i.routes(&ends.pod).unwrap();
+    assert!(
+        svc.iter().any(|r| r.dst == ipv4("10.96.0.0/12")
+            && r.gateway == Some(std::net::IpAddr::V4(SERVICE_GATEWAY))
+            && r.onlink),
+        "{svc:?}"
+    );
+    assert_eq!(e.pod_check(owner, &ip, Some(&sp)).unwrap(), []);
+
+    // CHECK names what is missing.
+    i.del_address("net1", ipv4("10.1.0.5/24")).unwrap();
+    let m = e.pod_check(owner, &ip, Some(&sp)).unwrap();
+    assert!(
+        m.contains(&Mismatch::AddressMissing {
+            ifname: "net1".into(),
+            address: ipv4("10.1.0.5/24")
+        }),
+        "{m:?}"
+    );
+    assert!(
+        m.iter().any(
+            |x| matches!(x, Mismatch::RouteMissing { route } if route.starts_with("0.0.0.0/0"))
+        ),
+        "the default route went with the address: {m:?}"
+    );
+    lab.net.del_link(&ends.host).unwrap();
+    let m = e.pod_check(owner, &ip, Some(&sp)).unwrap();
+    assert!(
+        m.iter().any(|x| matches!(x, Mismatch::ServicePath { .. })),
+        "{m:?}"
+    );
+    assert!(m.iter().all(|x| !x.to_string().is_empty()));
+
+    // The service path is made again over what is left, and DEL removes it.
+    i.add_address("net1", ipv4("10.1.0.5/24")).unwrap();
+    e.pod_service_path(owner, &sp).unwrap();
+    let r = e.pod_del(owner).unwrap();
+    assert!(r.service_path);
+    assert!(lab.net.link(&ends.host).is_err());
+    assert!(
+        i.link(&ends.pod).is_err(),
+        "the pod end went with the host end"
+    );
+}
+
+#[test]
+fn a_failing_route_undoes_the_addresses_added_with_it() {
+    use vfpool_engine::PodIp;
+    use vfpool_netlink::Route;
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "undo");
+    let owner = "cni/n/undo/net1";
+    e.pod_add(&pod(owner, VfSource::Pool("p".into()), &ns, "net1"))
+        .unwrap();
+    // A gateway no address of the netdev covers: the kernel refuses (ENETUNREACH).
+    let ip = PodIp {
+        addresses: vec![ipv4("10.1.0.5/24")],
+        routes: vec![Route {
+            dst: ipv4("0.0.0.0/0"),
+            gateway: Some("192.0.2.1".parse().unwrap()),
+            dev: String::new(),
+            src: None,
+            onlink: false,
+        }],
+    };
+    let err = e.pod_ip(owner, &ip).unwrap_err();
+    assert!(err.to_string().contains("0.0.0.0/0"), "{err}");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(inside(&lab, &ns).addresses("net1").unwrap().is_empty());
+    // A service path needs an IPv4 address to send from, and IPv4 CIDRs.
+    let sp = vfpool_engine::ServicePath {
+        cidrs: vec![ipv4("10.96.0.0/12")],
+        pod_addrs: vec![],
+    };
+    let err = e.pod_service_path(owner, &sp).unwrap_err();
+    assert!(err.to_string().contains("serviceRoute"), "{err}");
+    let sp = vfpool_engine::ServicePath {
+        cidrs: vec!["fd00::/108".parse().unwrap()],
+        pod_addrs: vec!["10.1.0.5".parse().unwrap()],
+    };
+    let err = e.pod_service_path(owner, &sp).unwrap_err();
+    assert!(err.to_string().contains("serviceRoute.cidr"), "{err}");
+    assert!(lab.net.link(&service_host_ifname(owner)).is_err());
+}

@@ -140,14 +140,22 @@ impl SimNetOps {
         ifindex: u32,
         a: IfAddr,
     ) {
-        let Some(r) = prefix_route(ifindex, a) else {
-            return;
-        };
         let others: Vec<IfAddr> = extra
             .addrs
             .get(&ifindex)
             .map(|l| l.iter().filter_map(|s| s.parse().ok()).collect())
             .unwrap_or_default();
+        // fib_inetaddr_event: the last IPv4 address of a netdev gone disables IPv4 on it
+        // (fib_disable_ip), which removes every IPv4 route through it, gateway routes too.
+        if a.addr.is_ipv4()
+            && !others.iter().any(|o| *o != a && o.addr.is_ipv4())
+            && let Some(t) = extra.routes.get_mut(&slot(ns))
+        {
+            t.retain(|x| !(x.ifindex == ifindex && x.dst().addr.is_ipv4()));
+        }
+        let Some(r) = prefix_route(ifindex, a) else {
+            return;
+        };
         let Some(t) = extra.routes.get_mut(&slot(ns)) else {
             return;
         };

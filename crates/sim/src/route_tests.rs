@@ -622,6 +622,14 @@ fn service_path(host: &dyn NetOps, pod: BorrowedFd<'_>) -> Vec<String> {
     out.push(format!("addresses {:?}", inside.addresses("eth9").unwrap()));
     inside.set_up("eth9", true).unwrap();
     out.push(show("up again", &*inside, "eth9"));
+    inside
+        .add_route(&Route::via(a("10.60.0.0/16"), ip("10.1.2.1"), "eth9"))
+        .unwrap();
+    inside.del_address("eth9", a("10.1.2.3/24")).unwrap();
+    out.push(show("one ipv4 address left", &*inside, "eth9"));
+    // The last IPv4 address gone: every IPv4 route through the netdev goes with it.
+    inside.del_address("eth9", a("10.9.9.9/32")).unwrap();
+    out.push(show("no ipv4 address left", &*inside, "eth9"));
     out.push(show("host end", host, "vsvc0"));
     host.del_link("vsvc0").unwrap();
     out.push(format!(
