@@ -1,0 +1,220 @@
+//! IPAM by delegation: run the plugin named in `ipam.type` from `CNI_PATH`, as libcni's
+//! `invoke.DelegateAdd` does, with this plugin's `CNI_*` variables and the whole network
+//! config on stdin.
+//!
+//! Errors: a missing `CNI_PATH` is code 4; a plugin not found in it is code 7 (the config
+//! names a plugin this host does not have; libcni returns a plain error there, which a
+//! `skel` plugin turns into 999, no code of the spec); a plugin that cannot be started is
+//! code 5; the plugin's own error result keeps its code, its `msg` prefixed with
+//! `ipam plugin NAME: `; a plugin that fails without an error result is
+//! [`CniError::DELEGATE_FAILED`], with what it wrote in `details`; a result that does not
+//! decode is code 6.
+//!
+//! Versions: the plugin is asked in the version negotiated for this config. Debian 12's
+//! reference plugins (1.1.1) stop at 1.0.0: when a plugin answers code 1 (incompatible
+//! version; nothing was allocated), it is asked VERSION, and the call is made again once
+//! in the highest version both speak; its result is read in that version.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+
+use serde_json::{Map, Value};
+
+use crate::config::{validate_plugin_name, with_version};
+use crate::result::CniResult;
+use crate::spec::{CniEnv, CniError, Command};
+use crate::version::CniVersion;
+
+/// How much of a plugin's own output an error's `details` keeps.
+const DETAILS_MAX: usize = 2048;
+
+/// Runs the IPAM plugin `plugin_type` for `command` with `stdin` (the whole network
+/// config; its `cniVersion` is the version asked for). ADD returns the plugin's result,
+/// the other verbs `None`.
+pub fn exec_plugin(
+    plugin_type: &str,
+    command: Command,
+    env: &CniEnv,
+    stdin: &[u8],
+) -> Result<Option<CniResult>, CniError> {
+    validate_plugin_name("ipam.type", plugin_type)?;
+    let path = find_plugin(plugin_type, &env.path)?;
+    let conf: Map<String, Value> = match serde_json::from_slice(stdin) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return Err(CniError::decode(format!(
+                "ipam plugin {plugin_type}: its network config is not a JSON object"
+            )));
+        }
+    };
+    let asked = crate::version::negotiate(&conf)?;
+    match run(plugin_type, &path, command, env, stdin, asked) {
+        Err(e) if e.code == CniError::INCOMPATIBLE_VERSION && command != Command::Version => {
+            let Some(v) = common_version(plugin_type, &path, env, asked)? else {
+                return Err(e);
+            };
+            tracing::debug!(plugin = plugin_type, asked = %asked, using = %v, "ipam plugin speaks an older version");
+            let stdin = with_version(stdin, &conf, v);
+            run(plugin_type, &path, command, env, &stdin, v)
+        }
+        other => other,
+    }
+}
+
+/// The first regular file named `plugin_type` in the `CNI_PATH` directories.
+pub fn find_plugin(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if dirs.is_empty() {
+        return Err(CniError::new(
+            CniError::INVALID_ENV,
+            format!(
+                "missing CNI_PATH: the directories where ipam plugin {plugin_type} is looked up"
+            ),
+        ));
+    }
+    dirs.iter()
+        .map(|d| d.join(plugin_type))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file()))
+        .ok_or_else(|| {
+            let searched = std::env::join_paths(dirs)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            CniError::new(
+                CniError::INVALID_CONFIG,
+                format!(
+                    "invalid ipam.type '{plugin_type}': no such plugin in CNI_PATH '{searched}'"
+                ),
+            )
+        })
+}
+
+/// The highest version both this plugin and `path` speak, at most `asked`.
+fn common_version(
+    plugin_type: &str,
+    path: &Path,
+    env: &CniEnv,
+    asked: CniVersion,
+) -> Result<Option<CniVersion>, CniError> {
+    let stdin = format!("{{\"cniVersion\":\"{asked}\"}}");
+    let out = spawn(plugin_type, path, Command::Version, env, stdin.as_bytes())?;
+    if !out.status.success() {
+        return Err(plugin_error(plugin_type, &out));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        CniError::decode(format!(
+            "ipam plugin {plugin_type}: VERSION output does not decode: {e}"
+        ))
+    })?;
+    Ok(v.get("supportedVersions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().and_then(CniVersion::parse))
+        .filter(|&s| s <= asked)
+        .max())
+}
+
+fn run(
+    plugin_type: &str,
+    path: &Path,
+    command: Command,
+    env: &CniEnv,
+    stdin: &[u8],
+    version: CniVersion,
+) -> Result<Option<CniResult>, CniError> {
+    let out = spawn(plugin_type, path, command, env, stdin)?;
+    if !out.status.success() {
+        return Err(plugin_error(plugin_type, &out));
+    }
+    if !out.stderr.is_empty() {
+        tracing::debug!(plugin = plugin_type, stderr = %String::from_utf8_lossy(&out.stderr), "ipam plugin wrote to stderr");
+    }
+    if command != Command::Add {
+        return Ok(None);
+    }
+    let what = format!("ipam plugin {plugin_type} result");
+    let (result, _) = CniResult::from_slice(&what, &out.stdout, version)?;
+    Ok(Some(result))
+}
+
+fn spawn(
+    plugin_type: &str,
+    path: &Path,
+    command: Command,
+    env: &CniEnv,
+    stdin: &[u8],
+) -> Result<std::process::Output, CniError> {
+    let mut cmd = Process::new(path);
+    // This process's environment with the six CNI_* variables set over it, empty ones
+    // included (libcni's `Args.AsEnv`).
+    cmd.envs(env.delegate_vars(command))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let io_err = |e: std::io::Error| {
+        CniError::io(format!(
+            "ipam plugin {plugin_type}: cannot run {}: {e}",
+            path.display()
+        ))
+    };
+    let mut child = cmd.spawn().map_err(io_err)?;
+    if let Some(mut w) = child.stdin.take() {
+        // A plugin that exits without reading its stdin closes the pipe: its exit status
+        // and output say why, so a write error is not the error to report.
+        let _ = w.write_all(stdin);
+    }
+    child.wait_with_output().map_err(io_err)
+}
+
+/// The error a failed plugin reported, or [`CniError::DELEGATE_FAILED`] when it reported
+/// none that decodes.
+fn plugin_error(plugin_type: &str, out: &std::process::Output) -> CniError {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        code: u32,
+        #[serde(default)]
+        msg: String,
+        #[serde(default)]
+        details: String,
+    }
+    if let Ok(w) = serde_json::from_slice::<Wire>(&out.stdout) {
+        return CniError::new(w.code, format!("ipam plugin {plugin_type}: {}", w.msg))
+            .with_details(w.details);
+    }
+    let mut details = String::new();
+    for (name, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(text);
+        let text = text.trim();
+        if !text.is_empty() {
+            if !details.is_empty() {
+                details.push_str("; ");
+            }
+            details.push_str(&format!("{name}: {text}"));
+        }
+    }
+    if details.len() > DETAILS_MAX {
+        let mut cut = DETAILS_MAX;
+        while !details.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        details.truncate(cut);
+        details.push('…');
+    }
+    CniError::new(
+        CniError::DELEGATE_FAILED,
+        format!(
+            "ipam plugin {plugin_type}: {} without an error result",
+            describe(out.status)
+        ),
+    )
+    .with_details(details)
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("was killed by signal {s}"),
+        (None, None) => "failed".to_owned(),
+    }
+}

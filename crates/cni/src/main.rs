@@ -1,0 +1,58 @@
+//! `vfpool-cni`: the CNI plugin binary. Stdout carries only results and error results;
+//! logs go to stderr.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use vfpool_cni::{CniEnv, CniError, Command, SUPPORTED_VERSIONS, version_output};
+
+const USAGE: &str = "\
+vfpool-cni: a CNI plugin that gives a container an SR-IOV VF from vfpool (a lease), with its
+settings, IPAM by delegation and an optional service route.
+
+It is run by a container runtime with CNI_COMMAND set (ADD, DEL, CHECK, STATUS, GC, VERSION)
+and the network config on stdin, for example:
+  {\"cniVersion\": \"1.1.0\", \"name\": \"vf-net\", \"type\": \"vfpool-cni\",
+   \"pool\": \"web\", \"vlan\": 100, \"mtu\": 9000,
+   \"ipam\": {\"type\": \"host-local\", \"ranges\": [[{\"subnet\": \"10.56.0.0/24\"}]]},
+   \"serviceRoute\": {\"cidr\": \"10.96.0.0/12\"}}
+The VF comes from exactly one of: deviceID (a device plugin's VF, as Multus passes it; or
+runtimeConfig.deviceID), pool (a vfpool pool), master (a PF's netdev name or PCI address).
+VF settings: mac, vlan, vlanQoS, vlanProto, spoofchk, trust, link_state, min_tx_rate,
+max_tx_rate, mtu. State: vfpoolState / vfpoolSysfsRoot, else VFPOOL_STATE /
+VFPOOL_SYSFS_ROOT.";
+
+fn main() -> ExitCode {
+    let env = match CniEnv::from_env() {
+        Ok(Some(env)) => env,
+        Ok(None) => {
+            eprintln!("{USAGE}");
+            eprintln!(
+                "CNI protocol versions supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return fail(&e),
+    };
+    match env.command {
+        Command::Version => {
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{}", version_output()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        other => fail(&CniError::plugin(
+            CniError::PLUGIN_BASE,
+            format!("{other} is not implemented yet"),
+        )),
+    }
+}
+
+/// Prints the error result on stdout (where the runtime reads it) and fails.
+fn fail(e: &CniError) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", e.to_json_latest());
+    ExitCode::FAILURE
+}

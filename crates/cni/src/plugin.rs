@@ -1,0 +1,498 @@
+//! The verbs: each checks its input (the spec layer), makes engine calls
+//! (`vfpool_engine::pod`), and builds the result. No host change happens here but through
+//! the engine; the IPAM plugin is the only other actor, by exec.
+//!
+//! An attachment's lease is owned by `cni/NETWORK/CONTAINERID/IFNAME` ([`owner`]): DEL
+//! and CHECK find the VF by it, GC by the network's prefix, and nothing else is cached.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use vfpool_engine::{
+    Engine, EngineError, ErrorKind, Host, HostConfig, Mismatch, PodIp, PodRequest, ServicePath,
+    VfSource as Source, chain,
+};
+use vfpool_netlink::{IfAddr, Route as NetRoute};
+
+use crate::config::{PluginConf, VfSource};
+use crate::devinfo::{self, PciDeviceInfo};
+use crate::ipam;
+use crate::result::{CniResult, Interface};
+use crate::spec::{Attachment, CniEnv, CniError, Command};
+
+/// No free healthy VF for this network (the pool or PF is exhausted, or the VF unhealthy).
+pub const NO_FREE_VF: u32 = 101;
+/// The VF or the attachment is held by another (a device plugin's VF leased to another
+/// attachment).
+pub const IN_USE: u32 = 102;
+/// The kernel or the PF's driver refused a setting (everything was rolled back).
+pub const REFUSED: u32 = 103;
+/// vfpool's state directory holds something it cannot read as its own.
+pub const CORRUPT_STATE: u32 = 104;
+/// CHECK found the attachment not as it was set up.
+pub const CHECK_FAILED: u32 = 105;
+/// GC could not release every attachment it should have (it went on past them).
+pub const GC_INCOMPLETE: u32 = 106;
+
+/// The owner of an attachment's lease.
+pub fn owner(network: &str, a: &Attachment) -> String {
+    format!("cni/{network}/{}/{}", a.container_id, a.ifname)
+}
+
+/// The prefix of every owner of `network`'s attachments.
+pub fn owner_prefix(network: &str) -> String {
+    format!("cni/{network}/")
+}
+
+/// An engine error as the spec's error: the code from its kind, the whole chain as `msg`.
+pub fn cni_error(e: &EngineError) -> CniError {
+    let code = match e.kind() {
+        ErrorKind::InvalidInput => match e {
+            EngineError::Invalid(iv) if iv.field == "netns" || iv.field == "ifname" => {
+                CniError::INVALID_ENV
+            }
+            _ => CniError::INVALID_CONFIG,
+        },
+        // A pool, PF or VF the config names is not there.
+        ErrorKind::NotFound => CniError::INVALID_CONFIG,
+        ErrorKind::Conflict => IN_USE,
+        ErrorKind::Busy => CniError::TRY_AGAIN,
+        ErrorKind::Exhausted => NO_FREE_VF,
+        ErrorKind::Refused => REFUSED,
+        ErrorKind::Io => CniError::IO,
+        ErrorKind::CorruptState => CORRUPT_STATE,
+    };
+    CniError::new(code, chain(e)).with_details(format!("vfpool error kind: {}", e.kind().as_str()))
+}
+
+fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
+    let kernel_netlink = vfpool_engine::backend::kernel_netlink_from_env()
+        .map_err(CniError::invalid_env)?;
+    let host = Host::open(&HostConfig {
+        demo: false,
+        sysfs_root: conf.sysfs_root.clone(),
+        proc_root: conf.proc_root.clone(),
+        state: conf.state_dir.clone(),
+        kernel_netlink,
+    })
+    .map_err(|e| cni_error(&e))?;
+    host.engine().map_err(|e| cni_error(&e))
+}
+
+/// Runs the verb of `env` on the config in `stdin`; `Some(result)` to print.
+pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
+    let conf = PluginConf::parse(stdin, env)?;
+    match env.command {
+        Command::Add => add(env, &conf).map(Some),
+        Command::Del => del(env, &conf).map(|()| None),
+        Command::Check => check(env, &conf).map(|()| None),
+        Command::Status => status(&conf).map(|()| None),
+        Command::Gc => gc(env, &conf).map(|()| None),
+        Command::Version => Ok(Some(crate::version_output())),
+    }
+}
+
+fn attachment(env: &CniEnv) -> Result<&Attachment, CniError> {
+    env.attachment.as_ref().ok_or_else(|| {
+        CniError::new(
+            CniError::INVALID_ENV,
+            "CNI_CONTAINERID and CNI_IFNAME are required",
+        )
+    })
+}
+
+fn netns(env: &CniEnv) -> Result<&Path, CniError> {
+    let ns = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(CniError::INVALID_ENV, "CNI_NETNS is required"))?;
+    if !ns.exists() {
+        return Err(CniError::unknown_container(format!(
+            "invalid CNI_NETNS '{}': no such file (the container's network namespace is gone)",
+            ns.display()
+        )));
+    }
+    Ok(ns)
+}
+
+fn engine_source(s: &VfSource) -> Source {
+    match s {
+        VfSource::DeviceId(pci) => Source::Device(*pci),
+        VfSource::Pool(p) => Source::Pool(p.clone()),
+        VfSource::Master(pf) => Source::Pf(pf.to_string()),
+    }
+}
+
+/// The addresses and routes a result gives interface `index` (routes without a gateway
+/// take the gateway of the first address of their family, as the reference plugins'
+/// `ConfigureIface` does).
+fn pod_ip(r: &CniResult, index: Option<usize>) -> PodIp {
+    let ips: Vec<_> = r
+        .ips
+        .iter()
+        .filter(|ip| index.is_none() || ip.interface.is_none() || ip.interface == index)
+        .collect();
+    let addresses = ips
+        .iter()
+        .map(|ip| IfAddr {
+            addr: ip.address.addr,
+            prefix_len: ip.address.prefix,
+        })
+        .collect();
+    let routes = r
+        .routes
+        .iter()
+        .map(|rt| {
+            let gateway = rt.gw.or_else(|| {
+                ips.iter()
+                    .find(|ip| ip.address.addr.is_ipv4() == rt.dst.addr.is_ipv4())
+                    .and_then(|ip| ip.gateway)
+            });
+            NetRoute {
+                dst: IfAddr {
+                    addr: rt.dst.addr,
+                    prefix_len: rt.dst.prefix,
+                },
+                gateway,
+                dev: String::new(),
+                src: None,
+                onlink: false,
+            }
+        })
+        .collect();
+    PodIp { addresses, routes }
+}
+
+fn service_path(conf: &PluginConf, ip: &PodIp) -> Option<ServicePath> {
+    if conf.service_routes.is_empty() {
+        return None;
+    }
+    Some(ServicePath {
+        cidrs: conf
+            .service_routes
+            .iter()
+            .map(|c| IfAddr {
+                addr: c.addr,
+                prefix_len: c.prefix,
+            })
+            .collect(),
+        pod_addrs: ip
+            .addresses
+            .iter()
+            .filter_map(|a| match a.addr {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+    })
+}
+
+/// ADD: lease and attach, IPAM, addresses and routes, service path, device info. A
+/// failure at any step undoes the steps before it (IPAM DEL, the lease released).
+fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
+    let a = attachment(env)?;
+    let ns = netns(env)?;
+    let source = conf.source.as_ref().ok_or_else(|| {
+        CniError::new(
+            CniError::INVALID_CONFIG,
+            "no VF source in config: give one of deviceID, pool or master",
+        )
+    })?;
+    let mut engine = open_engine(conf)?;
+    let owner = owner(&conf.name, a);
+    let att = engine
+        .pod_add(&PodRequest {
+            owner: owner.clone(),
+            source: engine_source(source),
+            settings: conf.settings.clone(),
+            netns: ns.to_owned(),
+            ifname: a.ifname.clone(),
+        })
+        .map_err(|e| cni_error(&e))?;
+    let mut ipam_done = false;
+    let r = (|| -> Result<CniResult, CniError> {
+        let mut result = conf.prev_result.clone().unwrap_or_default();
+        let index = result.interfaces.len();
+        result.interfaces.push(Interface {
+            name: a.ifname.clone(),
+            mac: att.mac.map(|m| m.to_string()),
+            mtu: att.mtu,
+            sandbox: Some(ns.display().to_string()),
+            socket_path: None,
+            pci_id: Some(att.lease.vf_pci.to_string()),
+        });
+        if let Some(ipam) = &conf.ipam {
+            let got = ipam::exec_plugin(&ipam.plugin, Command::Add, env, &conf.delegate_stdin())?;
+            ipam_done = true;
+            let got = got.ok_or_else(|| {
+                CniError::plugin(
+                    crate::spec::CniError::DELEGATE_FAILED,
+                    format!("ipam plugin {}: no result", ipam.plugin),
+                )
+            })?;
+            for mut ip in got.ips {
+                ip.interface = Some(index);
+                result.ips.push(ip);
+            }
+            result.routes.extend(got.routes);
+            if result.dns.is_empty() {
+                result.dns = got.dns;
+            }
+        }
+        let ip = pod_ip(&result, Some(index));
+        if att.moved() {
+            if !ip.addresses.is_empty() || !ip.routes.is_empty() {
+                engine
+                    .pod_ip(&owner, &ip)
+                    .map_err(|e| cni_error(&e))?;
+            }
+            if let Some(sp) = service_path(conf, &ip) {
+                let ends = engine
+                    .pod_service_path(&owner, &sp)
+                    .map_err(|e| cni_error(&e))?;
+                result.interfaces.push(Interface {
+                    name: ends.host,
+                    ..Interface::default()
+                });
+                result.interfaces.push(Interface {
+                    name: ends.pod,
+                    sandbox: Some(ns.display().to_string()),
+                    ..Interface::default()
+                });
+            }
+        } else if !conf.service_routes.is_empty() {
+            return Err(CniError::new(
+                CniError::INVALID_CONFIG,
+                format!(
+                    "invalid serviceRoute: VF {} has no netdev (driver {}) to route beside",
+                    att.lease.vf_pci,
+                    att.driver.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        if let Some(path) = conf.device_info_path(env) {
+            devinfo::write(
+                &path,
+                &PciDeviceInfo {
+                    pci_address: att.lease.vf_pci,
+                    pf_pci_address: Some(att.lease.pf_pci),
+                    rdma_device: None,
+                },
+            )?;
+        }
+        Ok(result)
+    })();
+    match r {
+        Ok(result) => {
+            tracing::info!(owner, vf = %att.lease.vf_pci, "ADD done");
+            Ok(result.to_json(conf.cni_version))
+        }
+        Err(e) => {
+            tracing::warn!(owner, error = %e, "ADD failed; undoing it");
+            if ipam_done && let Some(ipam) = &conf.ipam {
+                if let Err(u) =
+                    ipam::exec_plugin(&ipam.plugin, Command::Del, env, &conf.delegate_stdin())
+                {
+                    tracing::warn!(owner, error = %u, "undo: IPAM DEL failed");
+                }
+            }
+            if let Err(u) = engine.pod_del(&owner) {
+                tracing::warn!(owner, error = %chain(&u), "undo: releasing the VF failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// DEL: the lease released (VF back in the host, restored) whatever is left, IPAM DEL,
+/// the device-info file removed. Every step is tried; the first error is returned.
+fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
+    let a = attachment(env)?;
+    let owner = owner(&conf.name, a);
+    let mut first: Option<CniError> = None;
+    match open_engine(conf).and_then(|mut e| e.pod_del(&owner).map_err(|e| cni_error(&e))) {
+        Ok(r) => {
+            tracing::info!(owner, released = r.lease.is_some(), service_path = r.service_path, "DEL done")
+        }
+        Err(e) => first = Some(e),
+    }
+    if let Some(ipam) = &conf.ipam
+        && let Err(e) = ipam::exec_plugin(&ipam.plugin, Command::Del, env, &conf.delegate_stdin())
+    {
+        first.get_or_insert(e);
+    }
+    if let Some(path) = conf.device_info_path(env)
+        && let Err(e) = devinfo::remove(&path)
+    {
+        first.get_or_insert(e);
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// CHECK: the attachment is as `prevResult` says and the lease applied: the VF netdev in
+/// the namespace under the ifname, up, with its MAC, MTU, addresses and routes, its
+/// PF-side settings, the service path; IPAM's own CHECK.
+fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
+    let a = attachment(env)?;
+    let ns = netns(env)?;
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::new(
+            CniError::INVALID_CONFIG,
+            "missing prevResult: CHECK compares the attachment with the result of its ADD",
+        )
+    })?;
+    let ns_text = ns.display().to_string();
+    let index = prev
+        .interfaces
+        .iter()
+        .position(|i| i.name == a.ifname && i.sandbox.as_deref() == Some(ns_text.as_str()))
+        .ok_or_else(|| {
+            CniError::new(
+                CHECK_FAILED,
+                format!(
+                    "check failed: prevResult has no interface {} in {ns_text}",
+                    a.ifname
+                ),
+            )
+        })?;
+    if let Some(ipam) = &conf.ipam {
+        ipam::exec_plugin(&ipam.plugin, Command::Check, env, &conf.delegate_stdin())?;
+    }
+    let mut engine = open_engine(conf)?;
+    let owner = owner(&conf.name, a);
+    let ip = pod_ip(prev, Some(index));
+    let sp = service_path(conf, &ip);
+    let mut problems: Vec<String> = match engine.pod_check(&owner, &ip, sp.as_ref()) {
+        Ok(m) => m.iter().map(Mismatch::to_string).collect(),
+        Err(EngineError::UnknownOwner { .. }) => {
+            vec![format!("no lease for {owner}: the VF was released")]
+        }
+        Err(e) => return Err(cni_error(&e)),
+    };
+    if let Some(want) = &prev.interfaces[index].mac
+        && problems.is_empty()
+    {
+        let have = engine
+            .leases()
+            .map_err(|e| cni_error(&e))?
+            .into_iter()
+            .find(|l| l.owner == owner)
+            .and_then(|l| l.applied.settings.mac.map(|m| m.to_string()));
+        if let Some(have) = have
+            && !have.eq_ignore_ascii_case(want)
+        {
+            problems.push(format!("the lease's mac is {have}, prevResult says {want}"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::new(
+        CHECK_FAILED,
+        format!("check failed for {} in {ns_text}: {}", a.ifname, problems.join("; ")),
+    )
+    .with_details(problems.join("\n")))
+}
+
+/// STATUS: the ledger opens and, for a pool or a master PF, a free healthy VF is there.
+fn status(conf: &PluginConf) -> Result<(), CniError> {
+    let mut engine = open_engine(conf).map_err(|e| CniError::not_available(e.msg))?;
+    let Some(source) = &conf.source else {
+        return Ok(());
+    };
+    engine
+        .pod_status(&engine_source(source))
+        .map_err(|e| CniError::not_available(chain(&e)))
+}
+
+/// GC: releases every attachment of this network that is not valid (and its IPAM
+/// allocation, by an IPAM DEL for it), going on past failures.
+fn gc(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
+    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let keep: HashSet<String> = valid.iter().map(|a| owner(&conf.name, a)).collect();
+    let mut engine = open_engine(conf)?;
+    let report = engine
+        .pod_gc(&owner_prefix(&conf.name), &keep)
+        .map_err(|e| cni_error(&e))?;
+    let mut errors = report.errors.clone();
+    if let Some(ipam) = &conf.ipam {
+        for o in &report.released {
+            let Some(a) = attachment_of_owner(&conf.name, o) else {
+                continue;
+            };
+            let mut one = env.clone();
+            one.command = Command::Del;
+            one.attachment = Some(a);
+            one.netns = None::<PathBuf>;
+            let mut stdin: serde_json::Map<String, serde_json::Value> = conf.map.clone();
+            stdin.remove("cni.dev/valid-attachments");
+            stdin.remove("cni.dev/attachments");
+            stdin.insert("cniVersion".into(), conf.cni_version.as_str().into());
+            let bytes = serde_json::Value::Object(stdin).to_string();
+            if let Err(e) = ipam::exec_plugin(&ipam.plugin, Command::Del, &one, bytes.as_bytes()) {
+                errors.push(format!("{o}: ipam DEL: {}", e.msg));
+            }
+        }
+    }
+    tracing::info!(released = report.released.len(), errors = errors.len(), "GC done");
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(CniError::new(
+        GC_INCOMPLETE,
+        format!(
+            "gc released {} attachment(s) but not all: {}",
+            report.released.len(),
+            errors.join("; ")
+        ),
+    ))
+}
+
+/// The attachment of an owner made by [`owner`].
+fn attachment_of_owner(network: &str, o: &str) -> Option<Attachment> {
+    let rest = o.strip_prefix(&owner_prefix(network))?;
+    let (cid, ifname) = rest.rsplit_once('/')?;
+    Some(Attachment {
+        container_id: cid.to_owned(),
+        ifname: ifname.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn owners_round_trip_and_never_mix_networks() {
+        let a = Attachment {
+            container_id: "abc.1-x".into(),
+            ifname: "net1".into(),
+        };
+        let o = owner("sriov-net", &a);
+        assert_eq!(o, "cni/sriov-net/abc.1-x/net1");
+        assert_eq!(attachment_of_owner("sriov-net", &o), Some(a));
+        assert_eq!(attachment_of_owner("sriov", &o), None);
+        assert!(!o.starts_with(&owner_prefix("sriov")));
+    }
+
+    #[test]
+    fn routes_without_a_gateway_take_the_gateway_of_their_family() {
+        let r = CniResult::from_slice(
+            "test",
+            br#"{"cniVersion":"1.0.0","ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1"}],
+                "routes":[{"dst":"0.0.0.0/0"},{"dst":"10.9.0.0/16","gw":"10.1.0.9"}]}"#,
+            crate::CniVersion::V1_0_0,
+        )
+        .unwrap()
+        .0;
+        let ip = pod_ip(&r, Some(0));
+        assert_eq!(ip.addresses, ["10.1.0.5/24".parse().unwrap()]);
+        let gws: Vec<_> = ip.routes.iter().map(|r| r.gateway.unwrap().to_string()).collect();
+        assert_eq!(gws, ["10.1.0.1", "10.1.0.9"]);
+    }
+}
