@@ -8,7 +8,8 @@
 #        `link set net1 name VFDEV`, `link set VFDEV address ORIG mtu 1500`,
 #        `link set VFDEV netns 1`.
 # The floor is two `ip -batch` processes each way; the plugin is one process, plus one exec
-# of the `static` IPAM plugin per ADD and DEL (timed alone too, as is a bare plugin exec).
+# of the `static` IPAM plugin per ADD and DEL with a 1.0.0 config (timed alone too, as is a
+# bare plugin exec), three with a 1.1.0 config (timed too).
 # Rounds alternate plugin and floor; medians over $ROUNDS. Prints `BENCH` lines.
 . /vmtest/lib.sh
 
@@ -47,32 +48,37 @@ orig_vf_mac=$(vf address)
 MAC=02:00:00:00:02:01
 
 cat >/tmp/conf.json <<EOF
-{"cniVersion":"1.1.0","name":"bench-net","type":"vfpool-cni","pool":"bench",
+{"cniVersion":"1.0.0","name":"bench-net","type":"vfpool-cni","pool":"bench",
  "mac":"$MAC","mtu":1400,
  "ipam":{"type":"static","addresses":[{"address":"10.251.0.2/24"}],
          "routes":[{"dst":"10.252.0.0/16","gw":"10.251.0.1"}]}}
 EOF
+# The same at CNI 1.1.0, which Debian's IPAM plugins do not speak: the plugin asks, is
+# refused (code 1), asks VERSION and asks again in 1.0.0, three execs per IPAM call.
+jq '.cniVersion = "1.1.0"' /tmp/conf.json >/tmp/conf11.json
 
 # The plugin and the IPAM plugin as a runtime runs them: one process, config on stdin.
-plugin() { # command
+plugin() { # command config-file
     (
         export CNI_COMMAND=$1 CNI_CONTAINERID=ctr-bench CNI_NETNS=/run/netns/pod-bench \
             CNI_IFNAME=net1 CNI_PATH=$CNI_BIN
-        exec $CNI_BIN/vfpool-cni </tmp/conf.json >/tmp/cni.out 2>/tmp/cni.err
+        exec $CNI_BIN/vfpool-cni <"$2" >/tmp/cni.out 2>/tmp/cni.err
     )
 }
 plugin_version() {
     (
         export CNI_COMMAND=VERSION
+        unset CNI_CONTAINERID CNI_NETNS CNI_IFNAME
         exec $CNI_BIN/vfpool-cni </tmp/conf.json >/dev/null
     )
 }
-jq -c .ipam /tmp/conf.json | jq -c '{cniVersion: "1.1.0", name: "bench-net", ipam: .}' >/tmp/ipam.json
+# Debian 12's reference plugins (1.1.1) speak CNI up to 1.0.0.
+jq -c '{cniVersion: "1.0.0", name: .name, ipam: .ipam}' /tmp/conf.json >/tmp/ipam.json
 ipam_alone() {
     (
         export CNI_COMMAND=ADD CNI_CONTAINERID=ctr-bench CNI_NETNS=/run/netns/pod-bench \
             CNI_IFNAME=net1 CNI_PATH=$CNI_BIN
-        exec $CNI_BIN/static </tmp/ipam.json >/dev/null
+        exec $CNI_BIN/static </tmp/ipam.json >/tmp/ipam.out 2>&1
     )
 }
 
@@ -117,17 +123,23 @@ expect_deleted() { # what
 rm -f /tmp/t-*
 r=0
 while [ $r -lt "$ROUNDS" ]; do
-    timed /tmp/t-plugin-add plugin ADD ||
+    timed /tmp/t-plugin-add plugin ADD /tmp/conf.json ||
         fail "round $r: vfpool-cni ADD failed (exit $_rc): $(cat /tmp/cni.out /tmp/cni.err)"
     [ $r = 0 ] && expect_added "vfpool-cni ADD"
-    timed /tmp/t-plugin-del plugin DEL ||
+    timed /tmp/t-plugin-del plugin DEL /tmp/conf.json ||
         fail "round $r: vfpool-cni DEL failed (exit $_rc): $(cat /tmp/cni.out /tmp/cni.err)"
     [ $r = 0 ] && expect_deleted "vfpool-cni DEL"
+    timed /tmp/t-plugin11-add plugin ADD /tmp/conf11.json ||
+        fail "round $r: vfpool-cni ADD (1.1.0) failed (exit $_rc): $(cat /tmp/cni.out /tmp/cni.err)"
+    [ $r = 0 ] && expect_added "vfpool-cni ADD (1.1.0)"
+    timed /tmp/t-plugin11-del plugin DEL /tmp/conf11.json ||
+        fail "round $r: vfpool-cni DEL (1.1.0) failed (exit $_rc): $(cat /tmp/cni.out /tmp/cni.err)"
+    [ $r = 0 ] && expect_deleted "vfpool-cni DEL (1.1.0)"
     timed /tmp/t-floor-add floor_add || fail "round $r: the floor's ADD batch failed"
     [ $r = 0 ] && expect_added "floor ADD"
     timed /tmp/t-floor-del floor_del || fail "round $r: the floor's DEL batch failed"
     [ $r = 0 ] && expect_deleted "floor DEL"
-    timed /tmp/t-ipam ipam_alone || fail "round $r: the static IPAM plugin alone failed"
+    timed /tmp/t-ipam ipam_alone || fail "round $r: the static IPAM plugin alone failed: $(cat /tmp/ipam.out)"
     timed /tmp/t-version plugin_version || fail "round $r: vfpool-cni VERSION failed"
     r=$((r + 1))
 done
@@ -142,8 +154,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "BENCH cni rounds $ROUNDS (medians, wall clock, ms)"
 echo "BENCH cni ADD plugin $pa floor $fa ratio $(ratio "$pa" "$fa")"
 echo "BENCH cni DEL plugin $pd floor $fd ratio $(ratio "$pd" "$fd")"
+pa11=$(median_ms /tmp/t-plugin11-add)
+pd11=$(median_ms /tmp/t-plugin11-del)
+echo "BENCH cni at 1.1.0 (IPAM 3 execs): ADD plugin $pa11 ratio $(ratio "$pa11" "$fa"), DEL plugin $pd11 ratio $(ratio "$pd11" "$fd")"
 echo "BENCH cni static IPAM exec alone $(median_ms /tmp/t-ipam); vfpool-cni VERSION exec $(median_ms /tmp/t-version)"
-for f in plugin-add plugin-del floor-add floor-del ipam version; do
+for f in plugin-add plugin-del plugin11-add plugin11-del floor-add floor-del ipam version; do
     echo "BENCH cni samples $f (us): $(sort -n /tmp/t-$f | tr '\n' ' ')"
 done
 
