@@ -49,6 +49,16 @@ pub fn exec_plugin(
         }
     };
     let asked = crate::version::negotiate(&conf)?;
+    if conf.contains_key("prevResult") && command != Command::Version {
+        // A plugin that speaks an older version cannot read a newer prevResult (Debian's
+        // 1.0.0 plugins fail on a 1.1.0 one with their own code 999, not code 1): ask it
+        // first, and hand it the config and prevResult in a version it speaks.
+        let v = common_version(plugin_type, &path, env, asked)?.unwrap_or(asked);
+        if v != asked {
+            let stdin = with_prev_result_version(&conf, v)?;
+            return run(plugin_type, &path, command, env, &stdin, v);
+        }
+    }
     match run(plugin_type, &path, command, env, stdin, asked) {
         Err(e) if e.code == CniError::INCOMPATIBLE_VERSION && command != Command::Version => {
             let Some(v) = common_version(plugin_type, &path, env, asked)? else {
@@ -86,6 +96,18 @@ pub fn find_plugin(plugin_type: &str, dirs: &[PathBuf]) -> Result<PathBuf, CniEr
                 ),
             )
         })
+}
+
+/// `conf` with `cniVersion` and its `prevResult` in version `v`.
+fn with_prev_result_version(conf: &Map<String, Value>, v: CniVersion) -> Result<Vec<u8>, CniError> {
+    let mut m = conf.clone();
+    if let Some(prev) = m.get("prevResult") {
+        let asked = crate::version::negotiate(conf)?;
+        let (r, _) = CniResult::from_value("prevResult", prev, asked)?;
+        m.insert("prevResult".into(), r.to_value(v));
+    }
+    m.insert("cniVersion".into(), v.as_str().into());
+    Ok(Value::Object(m).to_string().into_bytes())
 }
 
 /// The highest version both this plugin and `path` speak, at most `asked`.

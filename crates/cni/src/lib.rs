@@ -11,6 +11,7 @@
 pub mod config;
 pub mod devinfo;
 pub mod ipam;
+pub mod plugin;
 pub mod result;
 pub mod spec;
 pub mod version;

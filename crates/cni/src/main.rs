@@ -35,19 +35,45 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&e),
     };
-    match env.command {
-        Command::Version => {
+    init_logging();
+    let mut stdin = Vec::new();
+    if env.command != Command::Version
+        && let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut stdin)
+    {
+        return fail(&CniError::io(format!(
+            "cannot read the network config from stdin: {e}"
+        )));
+    }
+    let out = if env.command == Command::Version {
+        Ok(Some(version_output()))
+    } else {
+        vfpool_cni::plugin::run(&env, &stdin)
+    };
+    match out {
+        Ok(Some(text)) => {
             let mut out = std::io::stdout().lock();
-            if writeln!(out, "{}", version_output()).is_err() {
+            if writeln!(out, "{text}").is_err() {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }
-        other => fail(&CniError::plugin(
-            CniError::PLUGIN_BASE,
-            format!("{other} is not implemented yet"),
-        )),
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::warn!(command = %env.command, code = e.code, error = %e.msg, "failed");
+            fail(&e)
+        }
     }
+}
+
+/// Logs to stderr (the runtime keeps it), at `VFPOOL_LOG` (default `warn`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VFPOOL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Prints the error result on stdout (where the runtime reads it) and fails.

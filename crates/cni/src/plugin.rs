@@ -67,8 +67,8 @@ pub fn cni_error(e: &EngineError) -> CniError {
 }
 
 fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
-    let kernel_netlink = vfpool_engine::backend::kernel_netlink_from_env()
-        .map_err(CniError::invalid_env)?;
+    let kernel_netlink =
+        vfpool_engine::backend::kernel_netlink_from_env().map_err(CniError::invalid_env)?;
     let host = Host::open(&HostConfig {
         demo: false,
         sysfs_root: conf.sysfs_root.clone(),
@@ -243,9 +243,7 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
         let ip = pod_ip(&result, Some(index));
         if att.moved() {
             if !ip.addresses.is_empty() || !ip.routes.is_empty() {
-                engine
-                    .pod_ip(&owner, &ip)
-                    .map_err(|e| cni_error(&e))?;
+                engine.pod_ip(&owner, &ip).map_err(|e| cni_error(&e))?;
             }
             if let Some(sp) = service_path(conf, &ip) {
                 let ends = engine
@@ -290,12 +288,12 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
         }
         Err(e) => {
             tracing::warn!(owner, error = %e, "ADD failed; undoing it");
-            if ipam_done && let Some(ipam) = &conf.ipam {
-                if let Err(u) =
+            if ipam_done
+                && let Some(ipam) = &conf.ipam
+                && let Err(u) =
                     ipam::exec_plugin(&ipam.plugin, Command::Del, env, &conf.delegate_stdin())
-                {
-                    tracing::warn!(owner, error = %u, "undo: IPAM DEL failed");
-                }
+            {
+                tracing::warn!(owner, error = %u, "undo: IPAM DEL failed");
             }
             if let Err(u) = engine.pod_del(&owner) {
                 tracing::warn!(owner, error = %chain(&u), "undo: releasing the VF failed");
@@ -313,7 +311,12 @@ fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
     let mut first: Option<CniError> = None;
     match open_engine(conf).and_then(|mut e| e.pod_del(&owner).map_err(|e| cni_error(&e))) {
         Ok(r) => {
-            tracing::info!(owner, released = r.lease.is_some(), service_path = r.service_path, "DEL done")
+            tracing::info!(
+                owner,
+                released = r.lease.is_some(),
+                service_path = r.service_path,
+                "DEL done"
+            )
         }
         Err(e) => first = Some(e),
     }
@@ -393,7 +396,11 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
     }
     Err(CniError::new(
         CHECK_FAILED,
-        format!("check failed for {} in {ns_text}: {}", a.ifname, problems.join("; ")),
+        format!(
+            "check failed for {} in {ns_text}: {}",
+            a.ifname,
+            problems.join("; ")
+        ),
     )
     .with_details(problems.join("\n")))
 }
@@ -438,7 +445,11 @@ fn gc(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
             }
         }
     }
-    tracing::info!(released = report.released.len(), errors = errors.len(), "GC done");
+    tracing::info!(
+        released = report.released.len(),
+        errors = errors.len(),
+        "GC done"
+    );
     if errors.is_empty() {
         return Ok(());
     }
@@ -492,7 +503,11 @@ mod tests {
         .0;
         let ip = pod_ip(&r, Some(0));
         assert_eq!(ip.addresses, ["10.1.0.5/24".parse().unwrap()]);
-        let gws: Vec<_> = ip.routes.iter().map(|r| r.gateway.unwrap().to_string()).collect();
+        let gws: Vec<_> = ip
+            .routes
+            .iter()
+            .map(|r| r.gateway.unwrap().to_string())
+            .collect();
         assert_eq!(gws, ["10.1.0.1", "10.1.0.9"]);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use common::{Lab, req, sel};
 use vfpool_engine::{Engine, Policy, ReleaseTarget};
 use vfpool_model::{MacAddr, VfConfig};
-use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, VfKnob};
+use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, Route, VfKnob};
 use vfpool_sim::SimNetOps;
 
 type Hook = Box<dyn FnOnce(&SimNetOps) -> Vec<(u16, VfConfig)> + Send>;
@@ -89,6 +89,33 @@ impl NetOps for Meddled {
     }
     fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
         self.inner.del_address(name, addr)
+    }
+    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError> {
+        self.inner.routes(dev)
+    }
+    fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        self.inner.add_route(route)
+    }
+    fn del_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        self.inner.del_route(route)
+    }
+    fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_netns: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        self.inner.add_veth(name, peer, peer_netns)
+    }
+    fn del_link(&self, name: &str) -> Result<(), NetlinkError> {
+        self.inner.del_link(name)
+    }
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError> {
+        self.inner.set_sysctl(key, value)
+    }
+
+    fn announce(&self, name: &str, addrs: &[vfpool_netlink::IfAddr]) -> Result<(), NetlinkError> {
+        self.inner.announce(name, addrs)
     }
 }
 

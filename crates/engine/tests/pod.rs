@@ -102,10 +102,10 @@ fn add_again_for_the_same_attachment_is_a_no_op_and_a_new_namespace_replaces_the
     assert_eq!(first.lease.id, second.lease.id, "the same lease");
     assert_eq!(e.leases().unwrap().len(), 1);
 
-    // The namespace of the attachment was deleted and made again (a DEL was skipped):
-    // the old lease goes, a new one takes its place; the VF is never held twice.
+    // The namespace of the attachment was deleted and another one made (a DEL was
+    // skipped): the old lease goes, a new one takes its place; the VF is never held twice.
     std::fs::remove_file(&ns).unwrap();
-    let ns2 = netns(&lab, "a");
+    let ns2 = netns(&lab, "a2");
     let third = e
         .pod_add(&pod(
             "cni/n/c1/net1",
@@ -116,8 +116,9 @@ fn add_again_for_the_same_attachment_is_a_no_op_and_a_new_namespace_replaces_the
         .unwrap();
     let leases = e.leases().unwrap();
     assert_eq!(leases.len(), 1, "{leases:?}");
-    assert_ne!(
-        third.lease.netns_id, first.lease.netns_id,
+    assert_eq!(
+        third.lease.netns.as_deref(),
+        Some(ns2.to_str().unwrap()),
         "leased for the new namespace"
     );
     assert_eq!(leases[0].state, LeaseState::Active);

@@ -147,6 +147,48 @@ pub enum NetlinkError {
         source: io::Error,
     },
 
+    /// A route could not be added or deleted (`ip route add|del ROUTE`).
+    #[error("cannot {} route {route}{}", if *.add { "add" } else { "delete" }, route_hint(.source))]
+    Route {
+        route: crate::Route,
+        add: bool,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A veth pair could not be created (`ip link add NAME type veth peer name PEER netns NS`).
+    #[error("cannot add veth pair {name} (peer {peer}){}", errno_hint(.source))]
+    AddVeth {
+        name: String,
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A netdev could not be deleted (`ip link del NAME`).
+    #[error("cannot delete link {name}{}", del_link_hint(.source))]
+    DelLink {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A sysctl key or value that vfpool does not write (see [`crate::NetOps::set_sysctl`]).
+    #[error(transparent)]
+    InvalidSysctl {
+        #[from]
+        source: InvalidValue,
+    },
+
+    /// Writing `/proc/sys/net/KEY` in the backend's network namespace failed.
+    #[error("cannot set sysctl net/{key} to {value}{}", sysctl_hint(.source))]
+    Sysctl {
+        key: String,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+
     /// `setns` into a network namespace (by fd) failed, or `/proc/thread-self/ns/net`
     /// could not be opened.
     #[error("cannot enter network namespace")]
@@ -196,9 +238,14 @@ impl NetlinkError {
             | NetlinkError::SetPromisc { source, .. }
             | NetlinkError::Address { source, .. }
             | NetlinkError::Announce { source, .. }
+            | NetlinkError::Route { source, .. }
+            | NetlinkError::AddVeth { source, .. }
+            | NetlinkError::DelLink { source, .. }
+            | NetlinkError::Sysctl { source, .. }
             | NetlinkError::EnterNetns { source }
             | NetlinkError::SimIo { source, .. } => source.raw_os_error(),
             NetlinkError::LinkNotFound { .. } => Some(nix::libc::ENODEV),
+            NetlinkError::InvalidSysctl { .. } => Some(nix::libc::EINVAL),
             _ => None,
         }
     }
@@ -246,6 +293,41 @@ fn addr_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(nix::libc::EEXIST) => ": the netdev has it already",
         Some(nix::libc::EADDRNOTAVAIL) => ": the netdev has no such address",
+        _ => errno_hint(e),
+    }
+}
+
+/// [`errno_hint`] for a route, with the errnos of `fib_create_info` / `fib6_nh_init`.
+fn route_hint(e: &io::Error) -> &'static str {
+    use nix::libc;
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => ": the table has a route to this destination already",
+        Some(libc::ESRCH) => ": no such route",
+        Some(libc::ENETDOWN) => ": the device is down",
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {
+            ": the gateway is not on the link (no route of the device covers it; add onlink)"
+        }
+        Some(libc::EINVAL) => ": the kernel rejected it (is src an address of the namespace?)",
+        _ => errno_hint(e),
+    }
+}
+
+/// [`errno_hint`] for a link deletion.
+fn del_link_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(nix::libc::EOPNOTSUPP) => {
+            ": only virtual netdevs (veth, ...) can be deleted, not a device's or lo"
+        }
+        _ => errno_hint(e),
+    }
+}
+
+/// [`errno_hint`] for a sysctl write.
+fn sysctl_hint(e: &io::Error) -> &'static str {
+    use nix::libc;
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => ": no such key (or no such interface) in the namespace",
+        Some(libc::EINVAL) => ": the kernel rejected the value",
         _ => errno_hint(e),
     }
 }
@@ -360,5 +442,68 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::ENOSPC),
         };
         assert_eq!(e.to_string(), "cannot set x down");
+    }
+
+    #[test]
+    fn route_veth_link_and_sysctl_errors_name_what_failed() {
+        let r = crate::Route::via(
+            "10.96.0.0/12".parse().unwrap(),
+            "10.1.2.1".parse().unwrap(),
+            "eth0",
+        );
+        for (errno, hint) in [
+            (
+                libc::EEXIST,
+                ": the table has a route to this destination already",
+            ),
+            (libc::ENETDOWN, ": the device is down"),
+            (
+                libc::ENETUNREACH,
+                ": the gateway is not on the link (no route of the device covers it; add onlink)",
+            ),
+            (
+                libc::EHOSTUNREACH,
+                ": the gateway is not on the link (no route of the device covers it; add onlink)",
+            ),
+            (libc::ENOSPC, ""),
+        ] {
+            let e = NetlinkError::Route {
+                route: r.clone(),
+                add: true,
+                source: io::Error::from_raw_os_error(errno),
+            };
+            assert_eq!(
+                e.to_string(),
+                format!("cannot add route 10.96.0.0/12 via 10.1.2.1 dev eth0{hint}")
+            );
+            assert_eq!(e.errno(), Some(errno));
+        }
+        let e = NetlinkError::Route {
+            route: r,
+            add: false,
+            source: io::Error::from_raw_os_error(libc::ESRCH),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot delete route 10.96.0.0/12 via 10.1.2.1 dev eth0: no such route"
+        );
+        let e = NetlinkError::DelLink {
+            name: "lo".into(),
+            source: io::Error::from_raw_os_error(libc::EOPNOTSUPP),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot delete link lo: only virtual netdevs (veth, ...) can be deleted, not a device's or lo"
+        );
+        assert_eq!(e.errno(), Some(libc::EOPNOTSUPP));
+        let e = NetlinkError::Sysctl {
+            key: "ipv4/conf/x/arp_notify".into(),
+            value: "1".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        let e = NetlinkError::from(InvalidValue::new("sysctl key", "x", "y"));
+        assert_eq!(e.to_string(), "invalid sysctl key 'x': y");
+        assert_eq!(e.errno(), Some(libc::EINVAL));
     }
 }

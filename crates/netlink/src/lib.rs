@@ -34,6 +34,8 @@ mod nstests;
 mod nstests_announce;
 #[cfg(test)]
 mod nstests_netdev;
+#[cfg(test)]
+mod nstests_route;
 
 pub use error::NetlinkError;
 pub use knob::VfKnob;
@@ -166,84 +168,74 @@ pub trait NetOps: Send + Sync {
     /// The routes of the main table whose output device is `dev` (`ip route show dev DEV`
     /// and `ip -6 route show dev DEV`), unicast ones only, both families, including those
     /// the kernel adds for an address's prefix (`proto kernel`).
-    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError> {
-        let _ = dev;
-        Err(NetlinkError::Unsupported {
-            op: "routes",
-            backend: "this",
-        })
-    }
+    ///
+    /// Those kernel routes: for an IPv4 address of an up netdev `NET/PLEN dev DEV src ADDR`
+    /// (none for a /32, one per prefix); for an IPv6 one `NET/PLEN dev DEV` (a /128 too),
+    /// and `fe80::/64 dev DEV` once the link has a carrier and a link-local address (not
+    /// with `ipv6/conf/DEV/addr_gen_mode` 1; the simulator has no link-local addresses).
+    /// A netdev going down loses every route and (keep_addr_on_down 0) its IPv6 addresses;
+    /// up again it gets back the prefix routes of the addresses it kept. An IPv6 route the
+    /// user adds beside a kernel one to the same prefix is listed twice (metrics 1024 and
+    /// 256; [`Route`] has no metric). Order: unspecified (sort to compare).
+    /// [`NetlinkError::LinkNotFound`] when `dev` is not there.
+    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError>;
 
     /// `ip route add DST [via GW] dev DEV [src SRC] [onlink]` in the main table
     /// (RTM_NEWROUTE with NLM_F_CREATE | NLM_F_EXCL). EEXIST if the route is there.
-    fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        let _ = route;
-        Err(NetlinkError::Unsupported {
-            op: "add_route",
-            backend: "this",
-        })
-    }
+    ///
+    /// As `ip route add`: proto boot, scope link for an IPv4 route without gateway,
+    /// universe otherwise. Refusals ([`NetlinkError::Route`] with the errno; checked on
+    /// 6.18): no such `dev`: [`NetlinkError::LinkNotFound`] (ENODEV); `dev` down: ENETDOWN
+    /// (but an IPv4 gateway route without onlink is ENETUNREACH, an IPv6 one
+    /// EHOSTUNREACH, since the down netdev has no route to the gateway); a gateway that no
+    /// route of `dev` without gateway covers, without `onlink`: ENETUNREACH for IPv4,
+    /// EHOSTUNREACH for IPv6 (an IPv6 link-local gateway is always taken); a route to the
+    /// same prefix already there: EEXIST (IPv4: whatever its gateway or device, the
+    /// kernel's prefix route included; IPv6: among routes of metric 1024); `src` not an
+    /// address of the namespace, families mixed, IPv4 host bits set: EINVAL.
+    fn add_route(&self, route: &Route) -> Result<(), NetlinkError>;
 
     /// `ip route del DST [via GW] dev DEV` (RTM_DELROUTE). ESRCH if there is none.
-    fn del_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        let _ = route;
-        Err(NetlinkError::Unsupported {
-            op: "del_route",
-            backend: "this",
-        })
-    }
+    ///
+    /// Matches the first route to DST through DEV, via `gateway` and with `src` when they
+    /// are given, whatever its proto or scope (a kernel prefix route too); `onlink` is
+    /// ignored. [`NetlinkError::LinkNotFound`] when `dev` is not there.
+    fn del_route(&self, route: &Route) -> Result<(), NetlinkError>;
 
     /// `ip link add NAME type veth peer name PEER netns NSFD`: a veth pair whose end
     /// `name` is in this backend's namespace and whose end `peer` is created directly in
     /// the namespace `peer_netns` (IFLA_NET_NS_FD in the peer's info). Both ends down.
-    /// EEXIST when either name is taken on its side.
+    /// EEXIST when either name is taken on its side (as a name or an altname), EINVAL
+    /// for an invalid name ([`dev_valid_name`]); [`NetlinkError::AddVeth`] and nothing made.
+    /// When the peer's namespace goes away, the kernel destroys the pair (this end too).
     fn add_veth(
         &self,
         name: &str,
         peer: &str,
         peer_netns: BorrowedFd<'_>,
-    ) -> Result<(), NetlinkError> {
-        let _ = (name, peer, peer_netns);
-        Err(NetlinkError::Unsupported {
-            op: "add_veth",
-            backend: "this",
-        })
-    }
+    ) -> Result<(), NetlinkError>;
 
     /// `ip link del NAME` (RTM_DELLINK). [`NetlinkError::LinkNotFound`] when there is
-    /// none. Deleting one end of a veth deletes both.
-    fn del_link(&self, name: &str) -> Result<(), NetlinkError> {
-        let _ = name;
-        Err(NetlinkError::Unsupported {
-            op: "del_link",
-            backend: "this",
-        })
-    }
+    /// none. Deleting one end of a veth deletes both, wherever the other is, with their
+    /// addresses and routes. A netdev that cannot be deleted (a PCI function's, `lo`):
+    /// [`NetlinkError::DelLink`] with EOPNOTSUPP.
+    fn del_link(&self, name: &str) -> Result<(), NetlinkError>;
 
     /// Writes a sysctl of this backend's network namespace: `key` is relative to
     /// `/proc/sys/net/` (`ipv4/conf/eth0/arp_notify`), as `sysctl -w net.KEY=VALUE` run
     /// inside the namespace would. Only keys under `ipv4/conf/`, `ipv6/conf/` and
-    /// `ipv4/neigh/`, `ipv6/neigh/` are accepted.
-    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError> {
-        let _ = (key, value);
-        Err(NetlinkError::Unsupported {
-            op: "set_sysctl",
-            backend: "this",
-        })
-    }
+    /// `ipv4/neigh/`, `ipv6/neigh/` are accepted ([`SysctlKey::parse`]; anything else is
+    /// [`NetlinkError::InvalidSysctl`], errno EINVAL, before any write). A key of an
+    /// interface that is not in the namespace (by name: not by altname) is
+    /// [`NetlinkError::Sysctl`] with ENOENT; a value the kernel refuses, EINVAL.
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError>;
 
     /// Announces `addrs` of netdev `name` (which is up) to its link: a gratuitous ARP
     /// (a broadcast ARP request from and for the address, RFC 5227's announcement) for
     /// each IPv4 address, an unsolicited Neighbour Advertisement to all nodes (RFC 4861
     /// 7.2.6, override flag set) for each IPv6 one. What `arping -U` and `ndisend` do; the
     /// neighbours' caches learn the MAC now rather than after their entries expire.
-    fn announce(&self, name: &str, addrs: &[IfAddr]) -> Result<(), NetlinkError> {
-        let _ = (name, addrs);
-        Err(NetlinkError::Unsupported {
-            op: "announce",
-            backend: "this",
-        })
-    }
+    fn announce(&self, name: &str, addrs: &[IfAddr]) -> Result<(), NetlinkError>;
 
     /// `ip link set NAME name NEW_NAME`, first dropping `NEW_NAME` from the netdev's own
     /// altnames if it is one (`ip link property del dev NAME altname NEW_NAME`): a name
@@ -272,6 +264,66 @@ pub fn dev_valid_name(name: &str) -> bool {
         && !name
             .bytes()
             .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0x0b)
+}
+
+/// The sysctl subtrees [`NetOps::set_sysctl`] writes, relative to `/proc/sys/net/`.
+pub const SYSCTL_PREFIXES: [&str; 4] = ["ipv4/conf/", "ipv6/conf/", "ipv4/neigh/", "ipv6/neigh/"];
+
+/// A checked sysctl key of [`NetOps::set_sysctl`]: `FAMILY/conf|neigh/IFACE/LEAF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysctlKey<'a> {
+    /// `ipv4/conf/` and the like.
+    pub prefix: &'static str,
+    /// The interface part: a netdev name, or `all` / `default`.
+    pub iface: &'a str,
+    /// What follows the interface (`arp_notify`).
+    pub leaf: &'a str,
+}
+
+impl<'a> SysctlKey<'a> {
+    /// Checks `key` and `value` as [`NetOps::set_sysctl`] takes them: a key under one of
+    /// [`SYSCTL_PREFIXES`], no `..` or empty part, an interface part that is a valid netdev
+    /// name ([`dev_valid_name`]), a leaf of `[a-z0-9_]`; a value of printable ASCII.
+    pub fn parse(key: &'a str, value: &str) -> Result<Self, vfpool_model::InvalidValue> {
+        let bad = |why: &str| vfpool_model::InvalidValue::new("sysctl key", key, why);
+        let allowed = "a key under ipv4/conf/, ipv6/conf/, ipv4/neigh/ or ipv6/neigh/ like \
+            ipv4/conf/eth0/arp_notify";
+        let prefix = SYSCTL_PREFIXES
+            .into_iter()
+            .find(|p| key.starts_with(p))
+            .ok_or_else(|| bad(allowed))?;
+        let rest = &key[prefix.len()..];
+        let (iface, leaf) = rest.split_once('/').ok_or_else(|| bad(allowed))?;
+        if !dev_valid_name(iface) {
+            return Err(bad(
+                "the interface part is not a valid netdev name (1 to 15 bytes, not . or .., \
+                 no /, : or whitespace)",
+            ));
+        }
+        let leaf_ok = !leaf.is_empty()
+            && leaf.split('/').all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+        if !leaf_ok {
+            return Err(bad(
+                "the setting after the interface must be [a-z0-9_] parts like arp_notify",
+            ));
+        }
+        if value.is_empty() || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(vfpool_model::InvalidValue::new(
+                "sysctl value",
+                value,
+                format!("a non-empty value of printable ASCII for net/{key}"),
+            ));
+        }
+        Ok(SysctlKey {
+            prefix,
+            iface,
+            leaf,
+        })
+    }
 }
 
 /// One address of a netdev: `ADDR/PREFIX`.
@@ -316,6 +368,27 @@ pub struct Route {
     /// RTNH_F_ONLINK: the gateway is on the link even if no address's prefix covers it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub onlink: bool,
+}
+
+impl Route {
+    /// A route to `dst` through `dev` with no gateway (scope link).
+    pub fn dev(dst: IfAddr, dev: &str) -> Self {
+        Route {
+            dst,
+            gateway: None,
+            dev: dev.to_string(),
+            src: None,
+            onlink: false,
+        }
+    }
+
+    /// A route to `dst` via `gateway` through `dev`.
+    pub fn via(dst: IfAddr, gateway: IpAddr, dev: &str) -> Self {
+        Route {
+            gateway: Some(gateway),
+            ..Route::dev(dst, dev)
+        }
+    }
 }
 
 impl fmt::Display for Route {

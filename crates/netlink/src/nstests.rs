@@ -64,7 +64,7 @@ fn link_mtu_mac_and_up_on_a_veth() {
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
 
         let l = nl.link("vfp0").unwrap();
         assert_eq!(l.name, "vfp0");
@@ -138,7 +138,7 @@ fn vf_ops_on_a_veth_fail_cleanly() {
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
         assert!(nl.vf_configs("vfp0").unwrap().is_empty());
         assert!(matches!(
             nl.vf_configs("nope0"),
@@ -191,7 +191,7 @@ fn move_a_veth_end_to_another_netns_and_back() {
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
         nl.set_up("vfp1", true).unwrap();
         let target = other_netns();
 
@@ -214,7 +214,7 @@ fn move_a_veth_end_to_another_netns_and_back() {
         assert_eq!(seen.ifindex, l.ifindex);
 
         // A name already taken in the target namespace.
-        there.add_veth("x0", "x1").unwrap();
+        there.veth("x0", "x1").unwrap();
         let e = nl
             .move_to_netns("vfp0", target.as_fd(), Some("x0"))
             .unwrap_err();

@@ -22,7 +22,7 @@ fn announce_sends_one_gratuitous_arp_per_ipv4_address_from_inside_a_namespace() 
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
         nl.set_up("vfp1", true).unwrap();
         let peer_index = nl.link("vfp1").unwrap().ifindex;
         // Everything arriving at vfp1 (this namespace), payload only.

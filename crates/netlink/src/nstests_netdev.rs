@@ -28,7 +28,7 @@ fn rename_and_altnames_on_the_kernel() {
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
         // RTM_NEWLINKPROP, seen by ip.
         nl.add_alt_name("vfp0", "pod-eth0").unwrap();
         assert!(ip(&["link", "show", "vfp0"]).contains("altname pod-eth0"));
@@ -95,7 +95,7 @@ fn promisc_and_addresses_on_the_kernel() {
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
         nl.set_up("vfp0", true).unwrap();
         nl.set_promisc("vfp0", true).unwrap();
         assert!(nl.link("vfp0").unwrap().promisc);
@@ -145,7 +145,7 @@ fn attach_sequence_into_a_netns_and_back_on_the_kernel() {
     }
     in_fresh_netns(|| {
         let nl = RtNetlink::new().unwrap();
-        nl.add_veth("vfp0", "vfp1").unwrap();
+        nl.veth("vfp0", "vfp1").unwrap();
         nl.add_alt_name("vfp1", "net1").unwrap();
         nl.set_promisc("vfp1", true).unwrap();
         ip(&["addr", "add", "10.80.0.1/24", "dev", "vfp1"]);

@@ -17,10 +17,14 @@ use nix::libc;
 use vfpool_model::{MacAddr, VfConfig};
 
 use crate::error::decode_error;
-use crate::{IfAddr, LinkInfo, NetOps, NetlinkError, VfKnob, current_netns, run_in_netns, wire};
+use crate::{
+    IfAddr, LinkInfo, NetOps, NetlinkError, Route, SysctlKey, VfKnob, current_netns, run_in_netns,
+    wire,
+};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
+const RTM_NEWROUTE: u16 = 24;
 
 /// rtnetlink on the real kernel, in the network namespace the socket was opened in.
 ///
@@ -79,23 +83,28 @@ impl RtNetlink {
         self.netns.as_ref().map(|fd| fd.as_fd())
     }
 
-    /// Creates a veth pair (`ip link add A type veth peer name B`). For tests.
+    /// Creates a veth pair in this backend's namespace (`ip link add A type veth peer name
+    /// B`). For tests.
     #[cfg(test)]
-    pub(crate) fn add_veth(&self, a: &str, b: &str) -> io::Result<()> {
-        use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
-        let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName(b.to_string()));
-        let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::IfName(a.to_string()));
-        m.attributes.push(LinkAttribute::LinkInfo(vec![
-            netlink_packet_route::link::LinkInfo::Kind(InfoKind::Veth),
-            netlink_packet_route::link::LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-        ]));
-        self.request_with_flags(
-            RouteNetlinkMessage::NewLink(m),
-            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .map(drop)
+    pub(crate) fn veth(&self, a: &str, b: &str) -> Result<(), NetlinkError> {
+        let here = self.netns().ok_or(NetlinkError::Unsupported {
+            op: "a test veth without knowing the own namespace",
+            backend: "rtnetlink",
+        })?;
+        self.add_veth(a, b, here)
+    }
+
+    /// Whether this backend's namespace is the calling thread's (then a /proc/sys file opened
+    /// here is the namespace's own). Unknown counts as yes.
+    fn netns_is_callers(&self) -> bool {
+        let Some(fd) = self.netns() else { return true };
+        match (
+            nix::sys::stat::fstat(fd),
+            nix::sys::stat::stat("/proc/thread-self/ns/net"),
+        ) {
+            (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+            _ => true,
+        }
     }
 
     fn get_link(&self, name: &str, vfs: bool) -> Result<wire::ParsedLink, NetlinkError> {
@@ -462,16 +471,126 @@ impl NetOps for RtNetlink {
         })
     }
 
+    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError> {
+        let link = self.get_link(dev, false)?.info;
+        let replies = self.dump("routes", || {
+            RouteNetlinkMessage::GetRoute(wire::dump_routes())
+        })?;
+        let mut out = Vec::new();
+        for r in replies.iter().filter(|r| r.kind == RTM_NEWROUTE) {
+            let parsed = wire::parse_route(&r.payload).map_err(|e| NetlinkError::Dump {
+                what: "routes",
+                source: decode_error(e),
+            })?;
+            if let Some((oif, mut route)) = parsed
+                && oif == link.ifindex
+            {
+                route.dev.clone_from(&link.name);
+                out.push(route);
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let link = self.get_link(&route.dev, false)?.info;
+        tracing::debug!(route = %route, "adding route");
+        self.request_with_flags(
+            RouteNetlinkMessage::NewRoute(wire::route(link.ifindex, route, true)),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::Route {
+            route: route.clone(),
+            add: true,
+            source,
+        })
+    }
+
+    fn del_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let link = self.get_link(&route.dev, false)?.info;
+        tracing::debug!(route = %route, "deleting route");
+        self.request(
+            RouteNetlinkMessage::DelRoute(wire::route(link.ifindex, route, false)),
+            false,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::Route {
+            route: route.clone(),
+            add: false,
+            source,
+        })
+    }
+
+    fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_netns: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        tracing::debug!(name, peer, "adding veth pair");
+        self.request_with_flags(
+            RouteNetlinkMessage::NewLink(wire::add_veth(name, peer, peer_netns.as_raw_fd())),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+        .map_err(|source| NetlinkError::AddVeth {
+            name: name.to_string(),
+            peer: peer.to_string(),
+            source,
+        })
+    }
+
+    fn del_link(&self, name: &str) -> Result<(), NetlinkError> {
+        let link = self.get_link(name, false)?.info;
+        tracing::debug!(name, "deleting link");
+        self.request(
+            RouteNetlinkMessage::DelLink(wire::del_link(link.ifindex)),
+            false,
+        )
+        .map(drop)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ENODEV) => NetlinkError::LinkNotFound {
+                name: name.to_string(),
+            },
+            _ => NetlinkError::DelLink {
+                name: name.to_string(),
+                source,
+            },
+        })
+    }
+
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError> {
+        SysctlKey::parse(key, value)?;
+        let path = std::path::Path::new("/proc/sys/net").join(key);
+        let write = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
+        };
+        tracing::debug!(key, value, "setting sysctl");
+        let r = match self.netns() {
+            Some(ns) if !self.netns_is_callers() => run_in_netns(ns, write)?,
+            _ => write(),
+        };
+        r.map_err(|source| NetlinkError::Sysctl {
+            key: key.to_string(),
+            value: value.to_string(),
+            source,
+        })
+    }
+
     fn announce(&self, name: &str, addrs: &[IfAddr]) -> Result<(), NetlinkError> {
         let link = self.get_link(name, false)?.info;
         let Some(mac) = link.mac else {
             return Ok(());
         };
         match self.netns() {
-            Some(ns) => crate::run_in_netns(ns, || {
+            Some(ns) if !self.netns_is_callers() => run_in_netns(ns, || {
                 crate::announce::announce_here(name, link.ifindex, mac, addrs)
             })?,
-            None => crate::announce::announce_here(name, link.ifindex, mac, addrs),
+            _ => crate::announce::announce_here(name, link.ifindex, mac, addrs),
         }
     }
 }

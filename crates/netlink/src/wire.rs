@@ -19,7 +19,12 @@ use netlink_packet_route::link::{
 };
 use vfpool_model::{LinkState, MacAddr, VfConfig, VlanProto};
 
-use crate::{IfAddr, LinkInfo, OperState, VfKnob};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+
+use crate::{IfAddr, LinkInfo, OperState, Route, VfKnob};
 
 /// Size of `struct ifinfomsg`.
 pub(crate) const LINK_HEADER_LEN: usize = 16;
@@ -206,6 +211,135 @@ pub fn parse_address(payload: &[u8]) -> Result<Option<(u32, IfAddr)>, DecodeErro
             },
         )
     }))
+}
+
+/// RTM_GETROUTE with NLM_F_DUMP, both families (`ip route show table all` and `ip -6 ...`);
+/// the reply is filtered by [`parse_route`].
+pub fn dump_routes() -> RouteMessage {
+    RouteMessage::default()
+}
+
+fn family(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// The RTM_NEWROUTE / RTM_DELROUTE body for `route` through netdev `oif` in the main
+/// table, as `ip route add|del` sends it: type unicast; on add, proto boot and scope link
+/// for an IPv4 route without gateway (universe otherwise, and always for IPv6); on delete,
+/// proto unspec and scope nowhere (IPv4) so that any route to DST through DEV (via GW if
+/// given) matches.
+pub fn route(oif: u32, r: &Route, add: bool) -> RouteMessage {
+    let mut m = RouteMessage::default();
+    let v4 = r.dst.addr.is_ipv4();
+    m.header.address_family = family(r.dst.addr);
+    m.header.destination_prefix_length = r.dst.prefix_len;
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.kind = RouteType::Unicast;
+    (m.header.protocol, m.header.scope) = match (add, v4, r.gateway) {
+        (true, true, None) => (RouteProtocol::Boot, RouteScope::Link),
+        (true, _, _) => (RouteProtocol::Boot, RouteScope::Universe),
+        (false, true, _) => (RouteProtocol::Unspec, RouteScope::NoWhere),
+        (false, false, _) => (RouteProtocol::Unspec, RouteScope::Universe),
+    };
+    if r.onlink {
+        m.header.flags = RouteFlags::Onlink;
+    }
+    m.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(r.dst.addr)));
+    if let Some(gw) = r.gateway {
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    if let Some(src) = r.src {
+        m.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::from(src)));
+    }
+    m.attributes.push(RouteAttribute::Oif(oif));
+    m
+}
+
+fn route_ip(a: RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
+        _ => None,
+    }
+}
+
+/// An RTM_NEWROUTE message of a dump as vfpool sees it: `Some((oif, route))` for a unicast
+/// route of the main table with one output device (the route's `dev` left empty, for the
+/// caller to fill in); `None` for any other (local, broadcast, multicast, other tables,
+/// multipath).
+pub fn parse_route(payload: &[u8]) -> Result<Option<(u32, Route)>, DecodeError> {
+    let m = RouteMessage::parse(payload)?;
+    if m.header.kind != RouteType::Unicast {
+        return Ok(None);
+    }
+    let v4 = match m.header.address_family {
+        AddressFamily::Inet => true,
+        AddressFamily::Inet6 => false,
+        _ => return Ok(None),
+    };
+    let mut table = u32::from(m.header.table);
+    let mut dst = None;
+    let mut gateway = None;
+    let mut src = None;
+    let mut oif = None;
+    for a in m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = t,
+            RouteAttribute::Destination(d) => dst = route_ip(d),
+            RouteAttribute::Gateway(g) => gateway = route_ip(g),
+            RouteAttribute::PrefSource(p) => src = route_ip(p),
+            RouteAttribute::Oif(i) => oif = Some(i),
+            _ => {}
+        }
+    }
+    let (Some(oif), true) = (oif, table == u32::from(RouteHeader::RT_TABLE_MAIN)) else {
+        return Ok(None);
+    };
+    let addr = dst.unwrap_or(if v4 {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    });
+    Ok(Some((
+        oif,
+        Route {
+            dst: IfAddr {
+                addr,
+                prefix_len: m.header.destination_prefix_length,
+            },
+            gateway,
+            dev: String::new(),
+            src,
+            onlink: m.header.flags.contains(RouteFlags::Onlink),
+        },
+    )))
+}
+
+/// RTM_NEWLINK for `ip link add NAME type veth peer name PEER netns NSFD`: the peer's
+/// name and namespace (IFLA_NET_NS_FD) in VETH_INFO_PEER.
+pub fn add_veth(name: &str, peer: &str, peer_netns: RawFd) -> LinkMessage {
+    use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+    let mut p = LinkMessage::default();
+    p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+    p.attributes.push(LinkAttribute::NetNsFd(peer_netns));
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        netlink_packet_route::link::LinkInfo::Kind(InfoKind::Veth),
+        netlink_packet_route::link::LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+    ]));
+    m
+}
+
+/// RTM_DELLINK for `ip link del DEV`.
+pub fn del_link(ifindex: u32) -> LinkMessage {
+    set_link(ifindex)
 }
 
 /// An RTM_NEWLINK reply, reduced to what vfpool uses.
@@ -819,6 +953,104 @@ pub(crate) mod tests {
         assert_eq!(
             parse_address(&buf).unwrap().unwrap().1.addr.to_string(),
             "10.0.0.1"
+        );
+    }
+
+    /// Route bodies as `ip route add|del` sends them, emitted and parsed back with the wire
+    /// types and with vfpool's parser; kernel-style replies of other tables and types left
+    /// out.
+    #[test]
+    fn route_bodies_and_replies() {
+        let emit = |m: &RouteMessage| {
+            let mut buf = vec![0; m.buffer_len()];
+            m.emit(&mut buf);
+            buf
+        };
+        let svc = Route::dev("10.96.0.0/12".parse().unwrap(), "x");
+        let m = route(7, &svc, true);
+        assert_eq!(
+            (
+                m.header.protocol,
+                m.header.scope,
+                m.header.kind,
+                m.header.table
+            ),
+            (
+                RouteProtocol::Boot,
+                RouteScope::Link,
+                RouteType::Unicast,
+                254
+            )
+        );
+        let def6 = Route::via("::/0".parse().unwrap(), "fd00::1".parse().unwrap(), "x");
+        assert_eq!(route(7, &def6, true).header.scope, RouteScope::Universe);
+        let onlink = Route {
+            onlink: true,
+            src: Some("10.1.2.3".parse().unwrap()),
+            ..Route::via(
+                "10.98.0.0/16".parse().unwrap(),
+                "10.5.0.1".parse().unwrap(),
+                "x",
+            )
+        };
+        let m = route(7, &onlink, true);
+        assert_eq!(m.header.scope, RouteScope::Universe);
+        assert_eq!(m.header.flags, RouteFlags::Onlink);
+        let d = route(7, &svc, false);
+        assert_eq!(
+            (d.header.protocol, d.header.scope),
+            (RouteProtocol::Unspec, RouteScope::NoWhere)
+        );
+        for r in [&svc, &def6, &onlink] {
+            let m = route(7, r, true);
+            let buf = emit(&m);
+            assert_eq!(RouteMessage::parse(&buf).unwrap(), m, "{r}");
+            let (oif, mut back) = parse_route(&buf).unwrap().unwrap();
+            back.dev = "x".into();
+            assert_eq!((oif, &back), (7, r));
+        }
+        // The kernel leaves RTA_DST out of a default route.
+        let mut m = route(3, &def6, true);
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::Destination(_)));
+        let (_, back) = parse_route(&emit(&m)).unwrap().unwrap();
+        assert_eq!(back.dst, "::/0".parse().unwrap());
+        // Local table, local type, a table number in RTA_TABLE only: not ours.
+        let mut local = route(3, &svc, true);
+        local.header.table = 255;
+        assert_eq!(parse_route(&emit(&local)).unwrap(), None);
+        let mut kind = route(3, &svc, true);
+        kind.header.kind = RouteType::Local;
+        assert_eq!(parse_route(&emit(&kind)).unwrap(), None);
+        let mut big = route(3, &svc, true);
+        big.header.table = 252;
+        big.attributes.push(RouteAttribute::Table(1000));
+        assert_eq!(parse_route(&emit(&big)).unwrap(), None);
+        let mut main = route(3, &svc, true);
+        main.attributes.push(RouteAttribute::Table(254));
+        assert!(parse_route(&emit(&main)).unwrap().is_some());
+
+        // The veth body: the peer's name and namespace inside VETH_INFO_PEER.
+        let m = add_veth("vsvc0", "eth0", 9);
+        let mut buf = vec![0; m.buffer_len()];
+        m.emit(&mut buf);
+        let back = LinkMessage::parse(&buf).unwrap();
+        assert_eq!(back, m);
+        let LinkAttribute::LinkInfo(info) = &back.attributes[1] else {
+            panic!("{back:?}")
+        };
+        let netlink_packet_route::link::LinkInfo::Data(netlink_packet_route::link::InfoData::Veth(
+            netlink_packet_route::link::InfoVeth::Peer(peer),
+        )) = &info[1]
+        else {
+            panic!("{info:?}")
+        };
+        assert_eq!(
+            peer.attributes,
+            vec![
+                LinkAttribute::IfName("eth0".into()),
+                LinkAttribute::NetNsFd(9)
+            ]
         );
     }
 }

@@ -16,9 +16,12 @@
 pub mod host;
 mod net;
 mod netns;
+mod route;
 
 #[cfg(test)]
 mod netns_tests;
+#[cfg(test)]
+mod route_tests;
 
 pub use host::{
     BCM5720, HostSpec, INTEL_82576, INTEL_82599ES, INTEL_I350, MLX_CX5, Model, PortSpec, SimHost,

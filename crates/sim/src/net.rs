@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use vfpool_model::{MacAddr, VfConfig, VlanProto};
 
 use vfpool_host::kfile;
-use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, NetnsId, OperState, VfKnob};
+use vfpool_netlink::{IfAddr, LinkInfo, NetOps, NetlinkError, NetnsId, OperState, Route, VfKnob};
 
 /// The MTU range (min, max) a driver gives its netdevs, as the real drivers do (real sysfs
 /// has no file for it). `None` is a virtual device (veth, lo: 68..=65535); unknown drivers
@@ -320,6 +320,25 @@ impl SimNetOps {
         }
     }
 
+    /// [`NetOps::enter_netns`] with the concrete type (for [`SimNetOps::sysctl`]).
+    pub fn in_netns(&self, netns: BorrowedFd<'_>) -> Result<SimNetOps, NetlinkError> {
+        let ns = Self::ns_key(netns)?;
+        if let Some(k) = &ns {
+            let _lock = self.lock(true)?;
+            self.record_ns(k, netns)?;
+        }
+        Ok(SimNetOps {
+            root: self.root.clone(),
+            parsed: self.parsed.clone(),
+            ns,
+        })
+    }
+
+    /// IFF_UP of the netdev at `dir`.
+    fn link_is_up(&self, dir: &Path) -> bool {
+        Self::flags(dir) & crate::netns::IFF_UP != 0
+    }
+
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
@@ -343,6 +362,8 @@ impl SimNetOps {
             .parent()
             .filter(|p| p.file_name().is_some_and(|n| n == "net"))
             .and_then(Path::parent)
+            // devices/virtual/net/NAME: a virtual netdev, under no device.
+            .filter(|p| p.file_name().is_some_and(|n| n != "virtual"))
         {
             Some(p) => Some(p.to_path_buf()),
             None => kfile::real_path(&dir.join("device")).ok(),
@@ -684,6 +705,7 @@ impl NetOps for SimNetOps {
     fn set_up(&self, name: &str, up: bool) -> Result<(), NetlinkError> {
         let dev = self.dev(name)?;
         let _lock = self.lock(true)?;
+        let was_up = self.link_is_up(&dev.dir);
         self.write_attr(&dev.dir, "operstate", if up { "up" } else { "down" })?;
         self.write_attr(&dev.dir, "carrier", if up { "1" } else { "0" })?;
         // As the kernel: `speed` reads -1 without link, the speed it linked at with it.
@@ -700,7 +722,16 @@ impl NetOps for SimNetOps {
             let f = if up { f | 1 } else { f & !1 };
             self.write_attr(&dev.dir, "flags", &format!("{f:#x}"))?;
         }
-        Ok(())
+        // What the kernel does on NETDEV_UP / NETDEV_DOWN (routes, IPv6 addresses, the
+        // veth peer's carrier): see route.rs.
+        let mut extra = self.load_extra()?;
+        if was_up != up
+            && let Some(i) = Self::ifindex_of(&dev.dir)
+        {
+            Self::link_went(&mut extra, self.ns(), i, up);
+            self.store_extra(&extra)?;
+        }
+        self.veth_carrier(&extra, &dev.dir)
     }
 
     fn move_to_netns(
@@ -725,11 +756,7 @@ impl NetOps for SimNetOps {
     }
 
     fn enter_netns(&self, netns: BorrowedFd<'_>) -> Result<Box<dyn NetOps>, NetlinkError> {
-        Ok(Box::new(SimNetOps {
-            root: self.root.clone(),
-            parsed: self.parsed.clone(),
-            ns: Self::ns_key(netns)?,
-        }))
+        Ok(Box::new(self.in_netns(netns)?))
     }
 
     fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
@@ -765,6 +792,49 @@ impl NetOps for SimNetOps {
 
     fn del_address(&self, name: &str, addr: IfAddr) -> Result<(), NetlinkError> {
         self.sim_address(name, addr, false)
+    }
+
+    fn routes(&self, dev: &str) -> Result<Vec<Route>, NetlinkError> {
+        self.sim_routes(dev)
+    }
+
+    fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        self.sim_route(route, true)
+    }
+
+    fn del_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        self.sim_route(route, false)
+    }
+
+    fn add_veth(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_netns: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        self.sim_add_veth(name, peer, peer_netns)
+    }
+
+    fn del_link(&self, name: &str) -> Result<(), NetlinkError> {
+        self.sim_del_link(name)
+    }
+
+    fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetlinkError> {
+        self.sim_set_sysctl(key, value)
+    }
+
+    /// Nothing goes on a wire here; what the kernel refuses is refused: no such netdev, or
+    /// one that is down (`packet_snd`: ENETDOWN unless IFF_UP).
+    fn announce(&self, name: &str, addrs: &[IfAddr]) -> Result<(), NetlinkError> {
+        let link = self.link(name)?;
+        if !link.admin_up && addrs.iter().any(|a| a.addr.is_ipv4()) {
+            return Err(NetlinkError::Announce {
+                name: name.to_owned(),
+                addr: String::new(),
+                source: std::io::Error::from_raw_os_error(nix::libc::ENETDOWN),
+            });
+        }
+        Ok(())
     }
 }
 

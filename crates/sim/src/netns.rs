@@ -34,42 +34,51 @@ use vfpool_netlink::{IfAddr, NetlinkError, dev_valid_name};
 
 use crate::net::SimNetOps;
 
-const IFF_UP: u32 = 0x1;
+pub(crate) const IFF_UP: u32 = 0x1;
 const IFF_PROMISC: u32 = 0x100;
 
 /// Per-ifindex facts of the simulated kernel that sysfs does not show.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Extra {
+pub(crate) struct Extra {
     #[serde(default)]
-    altnames: BTreeMap<u32, Vec<String>>,
+    pub(crate) altnames: BTreeMap<u32, Vec<String>>,
     #[serde(default)]
-    addrs: BTreeMap<u32, Vec<String>>,
+    pub(crate) addrs: BTreeMap<u32, Vec<String>>,
+    /// The other end of each veth, by ifindex (both directions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) peers: BTreeMap<u32, u32>,
+    /// The main table of each namespace (`""` for the host's), see `route.rs`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) routes: BTreeMap<String, Vec<crate::route::SimRoute>>,
+    /// The sysctls written in each namespace (`""` for the host's), see `route.rs`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) sysctls: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-fn errno(e: i32) -> io::Error {
+pub(crate) fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
 
-fn file_name(p: &Path) -> String {
+pub(crate) fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
 impl SimNetOps {
-    fn sim_io(path: &Path) -> impl FnOnce(io::Error) -> NetlinkError + '_ {
+    pub(crate) fn sim_io(path: &Path) -> impl FnOnce(io::Error) -> NetlinkError + '_ {
         move |source| NetlinkError::SimIo {
             path: path.to_owned(),
             source,
         }
     }
 
-    fn extra_path(&self) -> PathBuf {
+    pub(crate) fn extra_path(&self) -> PathBuf {
         self.root().join("netlink/netdevs.json")
     }
 
-    fn load_extra(&self) -> Result<Extra, NetlinkError> {
+    pub(crate) fn load_extra(&self) -> Result<Extra, NetlinkError> {
         let path = self.extra_path();
         match fs::read(&path) {
             Ok(b) => {
@@ -80,7 +89,7 @@ impl SimNetOps {
         }
     }
 
-    fn store_extra(&self, e: &Extra) -> Result<(), NetlinkError> {
+    pub(crate) fn store_extra(&self, e: &Extra) -> Result<(), NetlinkError> {
         let path = self.extra_path();
         let json = serde_json::to_vec(e).map_err(|source| NetlinkError::SimState {
             path: path.clone(),
@@ -105,17 +114,17 @@ impl SimNetOps {
         Ok(Some(format!("{:x}-{}", st.st_dev, st.st_ino)))
     }
 
-    fn ns_dir(&self, key: &str) -> PathBuf {
+    pub(crate) fn ns_dir(&self, key: &str) -> PathBuf {
         self.root().join("netns").join(key)
     }
 
-    fn sys(&self) -> Result<PathBuf, NetlinkError> {
+    pub(crate) fn sys(&self) -> Result<PathBuf, NetlinkError> {
         let p = self.root().join("sys");
         kfile::real_path(&p).map_err(Self::sim_io(&p))
     }
 
     /// The netdevs of namespace `ns`: (name, directory).
-    fn devs_in(&self, ns: Option<&str>) -> Result<Vec<(String, PathBuf)>, NetlinkError> {
+    pub(crate) fn devs_in(&self, ns: Option<&str>) -> Result<Vec<(String, PathBuf)>, NetlinkError> {
         let dir = match ns {
             None => self.root().join("sys/class/net"),
             Some(k) => self.ns_dir(k).join("dev"),
@@ -137,7 +146,7 @@ impl SimNetOps {
         Ok(out)
     }
 
-    fn ifindex_of(dir: &Path) -> Option<u32> {
+    pub(crate) fn ifindex_of(dir: &Path) -> Option<u32> {
         kfile::read_small(&dir.join("ifindex"))
             .ok()?
             .trim()
@@ -185,7 +194,7 @@ impl SimNetOps {
     }
 
     /// Whether `name` is a name or an altname of a netdev of namespace `ns`.
-    fn name_taken(&self, ns: Option<&str>, name: &str) -> Result<bool, NetlinkError> {
+    pub(crate) fn name_taken(&self, ns: Option<&str>, name: &str) -> Result<bool, NetlinkError> {
         match self.resolve(ns, name) {
             Ok(_) => Ok(true),
             Err(NetlinkError::LinkNotFound { .. }) => Ok(false),
@@ -194,7 +203,7 @@ impl SimNetOps {
     }
 
     /// The netdev's `flags`; without that file, IFF_UP from `operstate` (as `link` reads).
-    fn flags(dir: &Path) -> u32 {
+    pub(crate) fn flags(dir: &Path) -> u32 {
         kfile::read_small(&dir.join("flags"))
             .ok()
             .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
@@ -208,19 +217,19 @@ impl SimNetOps {
             })
     }
 
-    fn write(dir: &Path, attr: &str, value: &str) -> Result<(), NetlinkError> {
+    pub(crate) fn write(dir: &Path, attr: &str, value: &str) -> Result<(), NetlinkError> {
         let p = dir.join(attr);
         fs::write(&p, format!("{value}\n")).map_err(Self::sim_io(&p))
     }
 
-    fn set_flag(dir: &Path, flag: u32, on: bool) -> Result<(), NetlinkError> {
+    pub(crate) fn set_flag(dir: &Path, flag: u32, on: bool) -> Result<(), NetlinkError> {
         let f = Self::flags(dir);
         let f = if on { f | flag } else { f & !flag };
         Self::write(dir, "flags", &format!("{f:#x}"))
     }
 
     /// The PCI function under the netdev at `dir` (its `device` link), if any.
-    fn pci_of(dir: &Path) -> Option<PathBuf> {
+    pub(crate) fn pci_of(dir: &Path) -> Option<PathBuf> {
         kfile::real_path(&dir.join("device")).ok()
     }
 
@@ -294,10 +303,23 @@ impl SimNetOps {
                 continue;
             }
             let mut extra = self.load_extra()?;
+            extra.routes.remove(&key);
+            extra.sysctls.remove(&key);
             for (name, d) in self.devs_in(Some(&key))? {
                 let index = Self::ifindex_of(&d);
                 if let Some(i) = index {
                     extra.addrs.remove(&i);
+                }
+                // A veth end is not given back but destroyed, with its peer wherever that
+                // is (default_device_exit_net skips devices whose rtnl_link_ops have no
+                // netns_refund; default_device_exit_batch calls veth_dellink, which
+                // unregisters the peer too).
+                if let Some(i) = index
+                    && extra.peers.contains_key(&i)
+                {
+                    tracing::debug!(name, "veth of a gone namespace destroyed with its peer");
+                    self.destroy_veth(&mut extra, i)?;
+                    continue;
                 }
                 let live = Self::pci_of(&d).is_some_and(|p| p.join("driver").exists());
                 if !live {
@@ -367,30 +389,35 @@ impl SimNetOps {
             }
         }
         if let Some(k) = to {
-            let nsd = self.ns_dir(k);
-            let rec = nsd.join("path");
-            if !rec.exists() {
-                fs::create_dir_all(&nsd).map_err(Self::sim_io(&nsd))?;
-                let fdlink = format!("/proc/self/fd/{}", to_fd.as_raw_fd());
-                // A file of a real namespace reads `net:[N]`: not a path, never "gone".
-                if let Ok(p) = fs::read_link(&fdlink)
-                    && p.is_absolute()
-                {
-                    fs::write(&rec, p.as_os_str().as_encoded_bytes())
-                        .map_err(Self::sim_io(&rec))?;
-                }
-            }
+            self.record_ns(k, to_fd)?;
         }
-        // Addresses do not survive a change of namespace.
+        // Addresses, routes and sysctls do not survive a change of namespace.
         if let Some(i) = Self::ifindex_of(&dir) {
             let mut extra = self.load_extra()?;
-            if extra.addrs.remove(&i).is_some() {
-                self.store_extra(&extra)?;
-            }
+            extra.addrs.remove(&i);
+            Self::forget_in_ns(&mut extra, from, i);
+            self.store_extra(&extra)?;
         }
         let d = self.relocate(from, &dir, to, &want)?;
         Self::set_down(&d)?;
         tracing::debug!(name, to = ?to, as_name = %want, "simulated netdev moved");
+        Ok(())
+    }
+
+    /// Remembers the file namespace `key` was opened from (see the module doc), once.
+    pub(crate) fn record_ns(&self, key: &str, fd: BorrowedFd<'_>) -> Result<(), NetlinkError> {
+        let nsd = self.ns_dir(key);
+        let rec = nsd.join("path");
+        if !rec.exists() {
+            fs::create_dir_all(&nsd).map_err(Self::sim_io(&nsd))?;
+            let fdlink = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            // A file of a real namespace reads `net:[N]`: not a path, never "gone".
+            if let Ok(p) = fs::read_link(&fdlink)
+                && p.is_absolute()
+            {
+                fs::write(&rec, p.as_os_str().as_encoded_bytes()).map_err(Self::sim_io(&rec))?;
+            }
+        }
         Ok(())
     }
 
@@ -527,6 +554,13 @@ impl SimNetOps {
             (false, false) => return Err(fail(libc::EADDRNOTAVAIL)),
             (true, false) => list.push(s),
             (false, true) => list.retain(|x| *x != s),
+        }
+        if Self::flags(&dir) & IFF_UP != 0 {
+            if add {
+                Self::kernel_route_added(&mut extra, ns, i, a);
+            } else {
+                Self::kernel_route_removed(&mut extra, ns, i, a);
+            }
         }
         self.store_extra(&extra)
     }

@@ -14,15 +14,15 @@ use crate::SimNetOps;
 
 /// igb PF eth0 (0000:01:00.0) with two VFs whose igbvf netdevs are eth0v0 and eth0v1
 /// (down), and a virtual veth0 (up).
-struct Host {
-    dir: tempfile::TempDir,
+pub(crate) struct Host {
+    pub(crate) dir: tempfile::TempDir,
 }
 
-const VF0: &str = "0000:01:10.0";
+pub(crate) const VF0: &str = "0000:01:10.0";
 const VF1: &str = "0000:01:10.1";
 
 impl Host {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let h = Host {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -84,12 +84,12 @@ impl Host {
         symlink(Path::new("../..").join(rel), class.join(name)).unwrap();
     }
 
-    fn ops(&self) -> SimNetOps {
+    pub(crate) fn ops(&self) -> SimNetOps {
         SimNetOps::new(self.dir.path())
     }
 
     /// A "network namespace" of the simulated host: any file, kept open.
-    fn netns(&self, name: &str) -> (PathBuf, OwnedFd) {
+    pub(crate) fn netns(&self, name: &str) -> (PathBuf, OwnedFd) {
         let p = self.dir.path().join("run-netns").join(name);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, "").unwrap();
@@ -111,7 +111,7 @@ impl Host {
         v
     }
 
-    fn class_net(&self) -> Vec<String> {
+    pub(crate) fn class_net(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.sys().join("class/net"))
             .unwrap()
             .flatten()
