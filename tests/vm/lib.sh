@@ -225,3 +225,52 @@ vf() {
     _v=$(jget /tmp/vf.flat "$1")
     echo "${_v:-$2}"
 }
+
+# --- CNI: vfpool-cni and Debian's IPAM plugins are in /opt/cni/bin (CNI_PATH).
+CNI_BIN=/opt/cni/bin
+
+# Runs vfpool-cni as a runtime does: CNI_COMMAND $1, CNI_CONTAINERID $2, CNI_NETNS $3,
+# CNI_IFNAME $4 (each left unset when empty, as for STATUS and GC), the config file $5 on
+# stdin. Its stdout (result or error JSON) lands in /tmp/cni.out, its stderr (logs) in
+# /tmp/cni.err; both are echoed. Returns its exit status (also in $_rc).
+cni() { # command containerid netns ifname config
+    echo "\$ CNI_COMMAND=$1 CNI_CONTAINERID=$2 CNI_NETNS=$3 CNI_IFNAME=$4 vfpool-cni <$5" >&2
+    (
+        export CNI_COMMAND="$1" CNI_PATH=$CNI_BIN
+        [ -z "$2" ] || export CNI_CONTAINERID="$2"
+        [ -z "$3" ] || export CNI_NETNS="$3"
+        [ -z "$4" ] || export CNI_IFNAME="$4"
+        exec $CNI_BIN/vfpool-cni <"$5" >/tmp/cni.out 2>/tmp/cni.err
+    )
+    _rc=$?
+    cat /tmp/cni.out
+    [ -s /tmp/cni.err ] && sed 's/^/  stderr: /' /tmp/cni.err
+    [ $_rc = 0 ] || echo "[exit $_rc]"
+    return $_rc
+}
+
+# cni that must succeed.
+cni_must() {
+    cni "$@" || fail "CNI $1 ${2:+of $2 }failed (exit $_rc): $(jq -r '.msg // empty' /tmp/cni.out 2>/dev/null)"
+}
+
+# cni that must fail (non-zero exit with the spec's error JSON on stdout).
+cni_must_fail() {
+    cni "$@" && fail "CNI $1 ${2:+of $2 }succeeded but should have failed"
+    jq -e '.msg | type == "string"' /tmp/cni.out >/dev/null ||
+        fail "CNI $1 ${2:+of $2 }failed (exit $_rc) without the spec's error JSON on stdout"
+    echo "ok: CNI $1 failed (exit $_rc)"
+}
+
+# The error JSON of the last cni call has code $1 (unless empty) and its msg or details
+# names each further argument.
+expect_cni_error() { # code words...
+    _code=$1
+    shift
+    [ -z "$_code" ] || expect_eq "CNI error code" "$(jq -r .code /tmp/cni.out)" "$_code"
+    _text=$(jq -r '"\(.msg) \(.details // "")"' /tmp/cni.out)
+    for _w in "$@"; do
+        printf '%s\n' "$_text" | grep -qF -- "$_w" || fail "the CNI error does not name '$_w': $_text"
+        echo "ok: the CNI error names '$_w'"
+    done
+}

@@ -1,5 +1,5 @@
-//! vfpool built as a static executable, so the guest needs no libraries for it (and the host
-//! can run the very same file for host-side checks).
+//! vfpool and its CNI plugin built as static executables, so the guest needs no libraries for
+//! them (and the host can run the very same files for host-side checks).
 //!
 //! The build uses its own target directory under `target/vmtest/` so that its flags never
 //! invalidate the normal build.
@@ -41,24 +41,31 @@ impl Flavor {
     }
 }
 
-/// Builds `-p vfpool --release` statically and returns the `vfpool` executable.
-pub fn build_vfpool(root: &Path, cache: &Path, flavor: Flavor, apt: &mut Apt) -> Result<PathBuf> {
+/// The static executables the guest runs.
+#[derive(Debug)]
+pub struct Binaries {
+    /// `vfpool`, the CLI.
+    pub vfpool: PathBuf,
+    /// `vfpool-cni`, the CNI plugin.
+    pub cni: PathBuf,
+}
+
+/// The (package, binary) pairs built, in one cargo run.
+const BINARIES: [(&str, &str); 2] = [("vfpool", "vfpool"), ("vfpool-cni", "vfpool-cni")];
+
+/// Builds [`BINARIES`] with `--release` statically and returns the executables.
+pub fn build(root: &Path, cache: &Path, flavor: Flavor, apt: &mut Apt) -> Result<Binaries> {
     if flavor == Flavor::Musl {
         prepare_musl(apt)?;
     }
     let target_dir = cache.join("cargo-target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "vfpool",
-            "--bin",
-            "vfpool",
-            "--target",
-        ])
+    cmd.current_dir(root).args(["build", "--release"]);
+    for (package, bin) in BINARIES {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    cmd.arg("--target")
         .arg(flavor.triple())
         .arg("--target-dir")
         .arg(&target_dir);
@@ -76,18 +83,22 @@ pub fn build_vfpool(root: &Path, cache: &Path, flavor: Flavor, apt: &mut Apt) ->
         .with_context(|| format!("cannot run `{}`", sh::describe(&cmd)))?;
     if !status.success() {
         bail!(
-            "building vfpool statically ({}) failed ({status})",
+            "building {} statically ({}) failed ({status})",
+            BINARIES.map(|(_, bin)| bin).join(" and "),
             flavor.triple()
         );
     }
-    let binary = target_dir.join(flavor.triple()).join("release/vfpool");
-    if !is_static(&binary)? {
-        bail!(
-            "{} is dynamically linked; the guest has no libraries for it",
-            binary.display()
-        );
+    let release = target_dir.join(flavor.triple()).join("release");
+    let [vfpool, cni] = BINARIES.map(|(_, bin)| release.join(bin));
+    for binary in [&vfpool, &cni] {
+        if !is_static(binary)? {
+            bail!(
+                "{} is dynamically linked; the guest has no libraries for it",
+                binary.display()
+            );
+        }
     }
-    Ok(binary)
+    Ok(Binaries { vfpool, cni })
 }
 
 fn prepare_musl(apt: &mut Apt) -> Result<()> {

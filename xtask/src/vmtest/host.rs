@@ -94,13 +94,26 @@ const TOOLS: &[(&str, &str)] = &[
     ("jq", "jq"),
 ];
 
-/// Installs whichever of [`TOOLS`] is missing.
+/// Where Debian keeps the reference CNI plugins (package containernetworking-plugins).
+pub const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
+
+/// The reference CNI plugins copied into the guest (as IPAM plugins for vfpool-cni), from
+/// [`CNI_PLUGIN_DIR`].
+pub const CNI_PLUGINS: &[&str] = &["host-local", "static"];
+
+/// Installs whichever of [`TOOLS`] and [`CNI_PLUGINS`] is missing.
 pub fn ensure_tools(apt: &mut Apt) -> Result<()> {
-    let missing: Vec<&str> = TOOLS
+    let mut missing: Vec<&str> = TOOLS
         .iter()
         .filter(|(tool, _)| find_tool(tool).is_none())
         .map(|(_, package)| *package)
         .collect();
+    if CNI_PLUGINS
+        .iter()
+        .any(|p| !Path::new(CNI_PLUGIN_DIR).join(p).is_file())
+    {
+        missing.push("containernetworking-plugins");
+    }
     if !missing.is_empty() {
         apt.install(&missing, None)?;
     }

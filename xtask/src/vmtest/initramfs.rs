@@ -1,5 +1,6 @@
 //! The guest's initramfs: busybox, iproute2's `ip` and jq (test setup and checks only), the
-//! kernel modules, vfpool, `/init` and the scenario scripts, as a gzip'ed newc cpio archive.
+//! kernel modules, vfpool, the CNI plugin vfpool-cni beside Debian's reference IPAM plugins
+//! in `/opt/cni/bin`, `/init` and the scenario scripts, as a gzip'ed newc cpio archive.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -12,12 +13,16 @@ use anyhow::{Context, Result, bail};
 use super::kernel::GuestKernel;
 use super::{host, sh};
 
+/// The guest's CNI_PATH: vfpool-cni and the IPAM plugins it executes.
+const GUEST_CNI_BIN: &str = "opt/cni/bin";
+
 /// What goes into the initramfs.
 #[derive(Debug)]
 pub struct Inputs<'a> {
     pub busybox: &'a Path,
     pub kernel: &'a GuestKernel,
     pub vfpool: &'a Path,
+    pub vfpool_cni: &'a Path,
     /// `tests/vm/`: `init`, `lib.sh`, `scenarios/*.sh`.
     pub scripts: &'a Path,
 }
@@ -76,6 +81,18 @@ pub fn build(inputs: &Inputs<'_>, stage: &Path, out: &Path) -> Result<u64> {
     )?;
 
     copy(inputs.vfpool, &stage.join("usr/bin/vfpool"), 0o755)?;
+    copy(
+        inputs.vfpool_cni,
+        &stage.join(GUEST_CNI_BIN).join("vfpool-cni"),
+        0o755,
+    )?;
+    for plugin in host::CNI_PLUGINS {
+        copy_with_libraries(
+            &Path::new(host::CNI_PLUGIN_DIR).join(plugin),
+            stage,
+            &format!("{GUEST_CNI_BIN}/{plugin}"),
+        )?;
+    }
     copy(&inputs.scripts.join("init"), &stage.join("init"), 0o755)?;
     copy(
         &inputs.scripts.join("lib.sh"),

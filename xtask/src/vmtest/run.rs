@@ -29,7 +29,7 @@ options:
   --scenario NAME           run only this scenario (repeatable)
   --timeout SECS            deadline for each boot (default 420)
   --scenario-timeout SECS   deadline for each scenario inside the guest (default 90)
-  --static gnu|musl         how vfpool is linked statically (default gnu: glibc +crt-static)
+  --static gnu|musl         how vfpool and vfpool-cni are linked statically (default gnu: glibc +crt-static)
   --no-install              never run apt-get or rustup; fail if something is missing
   --list                    list configurations and scenarios
 
@@ -163,25 +163,28 @@ pub fn main(args: Vec<String>) -> Result<ExitCode> {
             kernel::unpack_busybox(&debs.busybox, &cache)?,
         ))
     })?;
-    let vfpool = phase("static vfpool", || {
-        binary::build_vfpool(&root, &cache, opts.flavor, &mut apt)
+    let binaries = phase("static vfpool and vfpool-cni", || {
+        binary::build(&root, &cache, opts.flavor, &mut apt)
     })?;
+    let vfpool = &binaries.vfpool;
     let initrd = cache.join("initrd.gz");
     let initrd_bytes = phase("initramfs", || {
         let inputs = initramfs::Inputs {
             busybox: &busybox,
             kernel: &guest_kernel,
-            vfpool: &vfpool,
+            vfpool,
+            vfpool_cni: &binaries.cni,
             scripts: &root.join("tests/vm"),
         };
         initramfs::build(&inputs, &cache.join("initramfs-root"), &initrd)
     })?;
     let versions = format!(
-        "qemu: {qemu_version}\nguest kernel: {}\nbusybox: {}\nvfpool: {} ({:?})\ninitrd.gz: {initrd_bytes} bytes\n",
+        "qemu: {qemu_version}\nguest kernel: {}\nbusybox: {}\nvfpool: {} ({:?})\nvfpool-cni: {}\ninitrd.gz: {initrd_bytes} bytes\n",
         guest_kernel.package,
         busybox.display(),
         vfpool.display(),
         opts.flavor,
+        binaries.cni.display(),
     );
     eprint!(
         "{}",
@@ -212,7 +215,7 @@ pub fn main(args: Vec<String>) -> Result<ExitCode> {
                     cache: &cache,
                     kernel: &guest_kernel.vmlinuz,
                     initrd: &initrd,
-                    vfpool: &vfpool,
+                    vfpool,
                     timeout: opts.timeout,
                     scenario_timeout: opts.scenario_timeout,
                 };
