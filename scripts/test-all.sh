@@ -14,6 +14,11 @@ fi
 need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# The CNI plugin's tests: Debian's reference plugins (IPAM, tuning, host-device for the
+# benchmark), a real runtime (podman, CNI backend) and a busybox root for its container.
+[ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "test-all: installing ${need[*]}" >&2
     apt-get update -qq

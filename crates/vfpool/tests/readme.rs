@@ -123,7 +123,9 @@ fn touches_real_host(text: &str) -> Option<String> {
             *w == "vfpool"
                 && (i == 0 || matches!(words[i - 1], "&&" | "||" | ";" | "|" | "$("))
                 && !words.contains(&"--demo")
-        })
+        }) || (words.iter().any(|w| w.trim_end_matches(';') == "vfpool-cni")
+            // The CNI plugin has no --demo: it must be pointed at a simulated tree.
+            && !words.iter().any(|w| w.starts_with("VFPOOL_SYSFS_ROOT=")))
     })
 }
 
@@ -170,6 +172,19 @@ fn every_readme_example_runs_as_written() {
     let all = blocks(&md).unwrap_or_else(|e| panic!("{e}"));
     let bin = Path::new(env!("CARGO_BIN_EXE_vfpool"));
     let bin_dir = bin.parent().unwrap();
+    // The README runs the CNI plugin too: `cargo test --workspace` builds it beside
+    // `vfpool`; a test run of this package alone builds it here.
+    if md.contains("vfpool-cni") && !bin_dir.join("vfpool-cni").is_file() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "vfpool-cni", "--bin", "vfpool-cni"])
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "cannot build vfpool-cni for the README's examples"
+        );
+    }
     let mut ran = 0;
     let mut failures = Vec::new();
     for b in &all {
@@ -194,6 +209,17 @@ fn every_readme_example_runs_as_written() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // The walkthroughs are there to be run: finding none means the parser lost them.
     assert!(ran >= 2, "only {ran} README blocks found to run: {all:#?}");
+}
+
+#[test]
+fn a_cni_plugin_call_without_a_simulated_sysfs_is_refused() {
+    assert!(touches_real_host("echo {} | CNI_COMMAND=ADD vfpool-cni").is_some());
+    assert!(
+        touches_real_host(
+            "echo {} | VFPOOL_SYSFS_ROOT=$S/demo-host/sys CNI_COMMAND=ADD vfpool-cni"
+        )
+        .is_none()
+    );
 }
 
 #[test]
