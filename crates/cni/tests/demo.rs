@@ -1,0 +1,230 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The plugin binary over the simulated demo host (no root: its namespaces are files):
+//! the device-info file, a userspace (vfio-pci) VF that is leased and not moved, the
+//! result in every version, and DEL/GC/STATUS from the lease alone.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+struct Demo {
+    dir: tempfile::TempDir,
+}
+
+impl Demo {
+    fn new() -> Self {
+        let d = Demo {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        d.vfpool(&["nic", "split", "eno49", "--vfs", "4"]);
+        d.vfpool(&["pool", "create", "web", "--select", "eno49#0-2"]);
+        std::fs::create_dir_all(d.state().join("netns")).unwrap();
+        d
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The CLI beside the plugin (a dev-dependency would not build it: the workspace does).
+    fn vfpool(&self, args: &[&str]) -> Output {
+        let bin = Path::new(env!("CARGO_BIN_EXE_vfpool-cni"))
+            .parent()
+            .unwrap()
+            .join("vfpool");
+        if !bin.is_file() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            assert!(
+                Command::new(cargo)
+                    .args(["build", "-p", "vfpool", "--bin", "vfpool"])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        let o = Command::new(bin)
+            .arg("--demo")
+            .arg("--state")
+            .arg(self.state())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "vfpool {args:?}: {o:?}");
+        o
+    }
+
+    fn leases(&self) -> Vec<Value> {
+        let o = self.vfpool(&["lease", "list", "-o", "json"]);
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    fn netns(&self, name: &str) -> PathBuf {
+        let p = self.state().join("netns").join(name);
+        std::fs::write(&p, "").unwrap();
+        p
+    }
+
+    fn cni(&self, cmd: &str, cid: &str, netns: Option<&Path>, conf: &Value) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vfpool-cni"));
+        c.env_clear()
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_IFNAME", "net1")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .env("VFPOOL_STATE", self.state())
+            .env("VFPOOL_SYSFS_ROOT", self.state().join("demo-host/sys"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(ns) = netns {
+            c.env("CNI_NETNS", ns);
+        }
+        let mut child = c.spawn().unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            conf.to_string().as_bytes(),
+        )
+        .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// The PCI address of VF `i` of eno49 (from the simulated sysfs).
+    fn vf(&self, i: u16) -> String {
+        let link = self
+            .state()
+            .join(format!("demo-host/sys/class/net/eno49/device/virtfn{i}"));
+        std::fs::read_link(link)
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn ok_json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "stdout {} stderr {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn err_json(o: &Output) -> Value {
+    assert!(!o.status.success(), "{o:?}");
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn device_info_is_written_at_add_and_removed_at_del() {
+    let d = Demo::new();
+    let ns = d.netns("p1");
+    let info_dir = d.dir.path().join("devinfo");
+    let conf = json!({"cniVersion": "1.0.0", "name": "sriov-net", "type": "vfpool-cni",
+        "pool": "web", "deviceInfoDir": info_dir});
+    let r = ok_json(&d.cni("ADD", "c1", Some(&ns), &conf));
+    let vf = r["interfaces"][0]["pciID"].as_str();
+    // 1.0.0 has no pciID: the lease says which VF.
+    assert!(vf.is_none(), "{r}");
+    let lease = &d.leases()[0];
+    let files: Vec<_> = std::fs::read_dir(&info_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let info: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(info["type"], "pci");
+    assert_eq!(info["pci"]["pci-address"], lease["vf_pci"], "{info}");
+    assert_eq!(info["pci"]["pf-pci-address"], lease["pf_pci"], "{info}");
+    assert!(d.cni("DEL", "c1", Some(&ns), &conf).status.success());
+    assert!(!files[0].exists(), "removed at DEL");
+    assert!(d.leases().is_empty());
+}
+
+#[test]
+fn a_vfio_vf_from_a_device_plugin_is_leased_not_moved() {
+    let d = Demo::new();
+    let vf = d.vf(1);
+    // The device plugin bound it to vfio-pci (userspace / DPDK mode).
+    let sysfs = d.state().join("demo-host/sys");
+    let host = vfpool_engine::Host::open(&vfpool_engine::HostConfig {
+        sysfs_root: Some(sysfs),
+        state: Some(d.state()),
+        ..Default::default()
+    })
+    .unwrap();
+    vfpool_host::driver::bind(&host.fs, vf.parse().unwrap(), Some("vfio-pci")).unwrap();
+
+    let ns = d.netns("dpdk");
+    let conf = json!({"cniVersion": "1.1.0", "name": "dpdk-net", "type": "vfpool-cni",
+        "deviceID": vf});
+    let r = ok_json(&d.cni("ADD", "c2", Some(&ns), &conf));
+    assert_eq!(r["interfaces"][0]["pciID"], vf, "{r}");
+    assert!(r["interfaces"][0].get("mac").is_none(), "no netdev: {r}");
+    let leases = d.leases();
+    assert_eq!(leases[0]["vf_pci"], vf);
+    assert_eq!(leases[0]["owner"], "cni/dpdk-net/c2/net1");
+    assert!(leases[0]["ifname"].is_null(), "not moved: {}", leases[0]);
+    // A service path needs a netdev: refused, and nothing left leased.
+    let conf2 = json!({"cniVersion": "1.1.0", "name": "dpdk-net", "type": "vfpool-cni",
+        "deviceID": d.vf(2), "serviceRoute": {"cidr": "10.96.0.0/12"}});
+    let e = err_json(&d.cni("ADD", "c3", Some(&d.netns("x")), &conf2));
+    assert_eq!(e["code"], 7, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("serviceRoute"), "{e}");
+    assert_eq!(d.leases().len(), 1);
+    assert!(d.cni("DEL", "c2", None, &conf).status.success());
+    assert!(d.leases().is_empty());
+}
+
+#[test]
+fn the_result_is_written_in_the_version_asked() {
+    let d = Demo::new();
+    for (i, v) in ["0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
+        let ns = d.netns(&format!("v{i}"));
+        let conf = json!({"cniVersion": v, "name": "n", "type": "vfpool-cni", "pool": "web",
+            "ipam": {"type": "static", "addresses": [{"address": format!("10.7.0.{}/24", i + 2)}]}});
+        let r = ok_json(&d.cni("ADD", &format!("v{i}"), Some(&ns), &conf));
+        assert_eq!(r["cniVersion"], *v, "{r}");
+        let ip = &r["ips"][0];
+        assert_eq!(ip["interface"], 0, "{r}");
+        assert_eq!(ip.get("version").is_some(), v.starts_with('0'), "{r}");
+        assert_eq!(
+            r["interfaces"][0].get("pciID").is_some(),
+            *v == "1.1.0",
+            "{r}"
+        );
+        assert!(
+            d.cni("DEL", &format!("v{i}"), Some(&ns), &conf)
+                .status
+                .success()
+        );
+    }
+}
+
+#[test]
+fn status_and_gc_work_from_the_ledger() {
+    let d = Demo::new();
+    let conf = json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni", "pool": "web"});
+    for c in ["a", "b", "c"] {
+        ok_json(&d.cni("ADD", c, Some(&d.netns(c)), &conf));
+    }
+    // Pool web has three VFs, all leased now.
+    let e = err_json(&d.cni("STATUS", "", None, &conf));
+    assert_eq!(e["code"], 50, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("web"), "{e}");
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "b", "ifname": "net1"}]);
+    assert!(d.cni("GC", "", None, &gc).status.success());
+    let owners: Vec<_> = d.leases().iter().map(|l| l["owner"].clone()).collect();
+    assert_eq!(owners, [json!("cni/n/b/net1")]);
+    assert!(d.cni("STATUS", "", None, &conf).status.success());
+    // Another network's GC leaves this one's leases alone.
+    let mut other = gc.clone();
+    other["name"] = json!("other");
+    other["cni.dev/valid-attachments"] = json!([]);
+    assert!(d.cni("GC", "", None, &other).status.success());
+    assert_eq!(d.leases().len(), 1);
+}
