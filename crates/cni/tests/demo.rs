@@ -168,6 +168,11 @@ fn a_vfio_vf_from_a_device_plugin_is_leased_not_moved() {
     assert_eq!(leases[0]["vf_pci"], vf);
     assert_eq!(leases[0]["owner"], "cni/dpdk-net/c2/net1");
     assert!(leases[0]["ifname"].is_null(), "not moved: {}", leases[0]);
+    // CHECK of a userspace VF: its lease and PF side, no netdev to look for.
+    let mut chk = conf.clone();
+    chk["prevResult"] = r.clone();
+    let o = d.cni("CHECK", "c2", Some(&ns), &chk);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     // A service path needs a netdev: refused, and nothing left leased.
     let conf2 = json!({"cniVersion": "1.1.0", "name": "dpdk-net", "type": "vfpool-cni",
         "deviceID": d.vf(2), "serviceRoute": {"cidr": "10.96.0.0/12"}});

@@ -210,9 +210,9 @@ impl Engine {
     /// is leased and not moved. All or nothing.
     ///
     /// The same attachment again (a retried ADD) with its lease active in the same
-    /// namespace returns that lease; a lease of the owner recorded for another namespace
-    /// (one that is gone) is released first, so a skipped DEL never holds a VF (or its
-    /// MAC) twice.
+    /// namespace returns that lease; any other lease of the owner (recorded for another
+    /// namespace, one that is gone; or left half made by a process that died) is released
+    /// first, so a skipped DEL never holds a VF (or its MAC) twice.
     pub fn pod_add(&mut self, req: &PodRequest) -> Result<PodAttachment, EngineError> {
         vfpool_model::validate_owner(&req.owner)?;
         validate_ifname(&req.ifname)?;
@@ -226,14 +226,10 @@ impl Engine {
                 tracing::info!(owner = %req.owner, vf = %l.vf_pci, "already attached; ADD again is a no-op");
                 return self.attachment_of(l);
             }
-            if same_ns {
-                return Err(EngineError::OwnerHasLease {
-                    owner: req.owner.clone(),
-                    vf: l.vf_pci,
-                    pool: l.pool,
-                });
-            }
-            tracing::warn!(owner = %req.owner, vf = %l.vf_pci, old = ?l.netns, "the owner's lease is for another namespace; releasing it first");
+            // Another namespace (the old one is gone: a DEL never came), or a lease a dead
+            // process left half made or half released: give it back first (a lease another
+            // process is working on right now is busy: try again).
+            tracing::warn!(owner = %req.owner, vf = %l.vf_pci, old = ?l.netns, state = l.state.as_str(), "the owner holds a lease that is not this attachment's; releasing it first");
             self.pod_del(&req.owner)?;
         }
         let (pool, vf) = self.resolve_source(&req.source)?;
@@ -550,6 +546,13 @@ impl Engine {
         service: Option<&ServicePath>,
     ) -> Result<Vec<Mismatch>, EngineError> {
         let mut out = self.verify(owner)?;
+        let lease = self.ledger.read(|tx| tx.lease_by_owner(owner))?;
+        if lease.as_ref().is_some_and(|l| l.ifname.is_none()) {
+            // A userspace VF (vfio-pci) is not in the namespace: its lease and PF side are
+            // all there is to check.
+            out.retain(|m| *m != Mismatch::NotAttached);
+            return Ok(out);
+        }
         if !out.is_empty() {
             return Ok(out);
         }

@@ -486,3 +486,25 @@ fn a_failing_route_undoes_the_addresses_added_with_it() {
     assert!(err.to_string().contains("serviceRoute.cidr"), "{err}");
     assert!(lab.net.link(&service_host_ifname(owner)).is_err());
 }
+
+#[test]
+fn a_half_released_lease_of_the_same_attachment_is_finished_before_add() {
+    use vfpool_engine::Durability;
+    let (lab, mut e) = setup();
+    let ns = netns(&lab, "half");
+    let req = pod("cni/n/half/net1", VfSource::Pool("p".into()), &ns, "net1");
+    let first = e.pod_add(&req).unwrap();
+    // A DEL that died half way: the lease is `releasing`, its netdev still in the pod.
+    let id = first.lease.id;
+    e.ledger()
+        .write(Durability::Synced, |tx| {
+            tx.transition(id, &[LeaseState::Active], LeaseState::Releasing, None)
+        })
+        .unwrap();
+    let again = e.pod_add(&req).unwrap();
+    let leases = e.leases().unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].state, LeaseState::Active);
+    assert_eq!(again.lease.ifname.as_deref(), Some("net1"));
+    assert!(inside(&lab, &ns).link("net1").is_ok());
+}
