@@ -67,8 +67,10 @@ pub fn cni_error(e: &EngineError) -> CniError {
 }
 
 fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
-    let kernel_netlink =
-        vfpool_engine::backend::kernel_netlink_from_env().map_err(CniError::invalid_env)?;
+    let kernel_netlink = match conf.kernel_netlink {
+        Some(k) => k,
+        None => vfpool_engine::backend::kernel_netlink_from_env().map_err(CniError::invalid_env)?,
+    };
     let host = Host::open(&HostConfig {
         demo: false,
         sysfs_root: conf.sysfs_root.clone(),
