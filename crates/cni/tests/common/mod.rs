@@ -132,9 +132,10 @@ impl Netns {
 
     /// The IPv4 addresses (`A/N`) of `dev`.
     pub fn addrs4(&self, dev: &str) -> Vec<String> {
-        let v: Vec<Value> =
-            serde_json::from_str(&ip(&["-n", &self.name, "-j", "-4", "addr", "show", "dev", dev]))
-                .unwrap();
+        let v: Vec<Value> = serde_json::from_str(&ip(&[
+            "-n", &self.name, "-j", "-4", "addr", "show", "dev", dev,
+        ]))
+        .unwrap();
         v.iter()
             .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
             .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
@@ -149,7 +150,9 @@ impl Netns {
     /// `busybox ping` from inside: whether one echo came back.
     pub fn ping(&self, to: &str) -> bool {
         Command::new("ip")
-            .args(["netns", "exec", &self.name, "busybox", "ping", "-c", "1", "-W", "2", to])
+            .args([
+                "netns", "exec", &self.name, "busybox", "ping", "-c", "1", "-W", "2", to,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -187,7 +190,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn new(pf: &str, vfs: u32) -> Self {
-        let dir = tempfile::Builder::new().prefix("vfpool-cni-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("vfpool-cni-")
+            .tempdir()
+            .unwrap();
         {
             let host = Host::open(&HostConfig {
                 demo: true,
@@ -306,7 +312,9 @@ impl Lab {
             let l = links
                 .iter()
                 .find(|l| l["ifname"] == s.name.as_str())
-                .unwrap_or_else(|| panic!("{what}: {} is not back in the host: {links:#?}", s.name));
+                .unwrap_or_else(|| {
+                    panic!("{what}: {} is not back in the host: {links:#?}", s.name)
+                });
             assert_eq!(l["address"], s.mac.as_str(), "{what}: {} MAC", s.name);
             assert_eq!(l["promiscuity"], 0, "{what}: {} promiscuous", s.name);
         }
