@@ -95,6 +95,11 @@ pub struct PluginConf {
     pub sysfs_root: Option<PathBuf>,
     /// `VFPOOL_PROC_ROOT`.
     pub proc_root: Option<PathBuf>,
+    /// `vfpoolNetlink`: `Some(true)` for `kernel` (the kernel's rtnetlink even on a
+    /// simulated sysfs tree), `Some(false)` for `auto`; `None` leaves it to
+    /// `VFPOOL_NETLINK`. A field because runtimes do not always pass their environment
+    /// on (podman's cleanup process, which runs DEL, does not).
+    pub kernel_netlink: Option<bool>,
     /// `runtimeConfig.CNIDeviceInfoFile`: where Multus will read the device info.
     pub device_info_file: Option<PathBuf>,
     /// `deviceInfoDir`: write the device info there too when Multus named no file.
@@ -183,6 +188,20 @@ impl PluginConf {
             opt_path(m.get("vfpoolState"), "vfpoolState")?.or_else(|| env.vfpool_state.clone());
         let sysfs_root = opt_path(m.get("vfpoolSysfsRoot"), "vfpoolSysfsRoot")?
             .or_else(|| env.vfpool_sysfs_root.clone());
+        let kernel_netlink = match m.get("vfpoolNetlink").filter(|v| !v.is_null()) {
+            None => None,
+            Some(v) => match string(v, "vfpoolNetlink", NETLINK_ALLOWED)? {
+                "auto" => Some(false),
+                "kernel" => Some(true),
+                s => {
+                    return Err(config_err(InvalidValue::new(
+                        "vfpoolNetlink",
+                        s,
+                        NETLINK_ALLOWED,
+                    )));
+                }
+            },
+        };
         let device_info_dir = opt_path(m.get("deviceInfoDir"), "deviceInfoDir")?;
         let device_info_file =
             opt_path(rt("CNIDeviceInfoFile"), "runtimeConfig.CNIDeviceInfoFile")?;
@@ -217,6 +236,7 @@ impl PluginConf {
             state_dir,
             sysfs_root,
             proc_root: env.vfpool_proc_root.clone(),
+            kernel_netlink,
             device_info_file,
             device_info_dir,
             valid_attachments,
@@ -292,6 +312,8 @@ pub fn validate_plugin_name(field: &'static str, name: &str) -> Result<(), CniEr
 }
 
 const MAC_ALLOWED: &str = "six hex octets like 02:00:00:00:00:01";
+
+const NETLINK_ALLOWED: &str = "auto or kernel";
 
 fn config_err(e: InvalidValue) -> CniError {
     CniError::invalid_config(e)

@@ -19,8 +19,8 @@ and the network config on stdin, for example:
 The VF comes from exactly one of: deviceID (a device plugin's VF, as Multus passes it; or
 runtimeConfig.deviceID), pool (a vfpool pool), master (a PF's netdev name or PCI address).
 VF settings: mac, vlan, vlanQoS, vlanProto, spoofchk, trust, link_state, min_tx_rate,
-max_tx_rate, mtu. State: vfpoolState / vfpoolSysfsRoot, else VFPOOL_STATE /
-VFPOOL_SYSFS_ROOT.";
+max_tx_rate, mtu. State: vfpoolState / vfpoolSysfsRoot / vfpoolNetlink, else VFPOOL_STATE /
+VFPOOL_SYSFS_ROOT / VFPOOL_NETLINK.";
 
 fn main() -> ExitCode {
     let env = match CniEnv::from_env() {

@@ -67,8 +67,10 @@ pub fn cni_error(e: &EngineError) -> CniError {
 }
 
 fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
-    let kernel_netlink =
-        vfpool_engine::backend::kernel_netlink_from_env().map_err(CniError::invalid_env)?;
+    let kernel_netlink = match conf.kernel_netlink {
+        Some(k) => k,
+        None => vfpool_engine::backend::kernel_netlink_from_env().map_err(CniError::invalid_env)?,
+    };
     let host = Host::open(&HostConfig {
         demo: false,
         sysfs_root: conf.sysfs_root.clone(),
@@ -124,15 +126,16 @@ fn engine_source(s: &VfSource) -> Source {
     }
 }
 
-/// The addresses and routes a result gives interface `index` (routes without a gateway
-/// take the gateway of the first address of their family, as the reference plugins'
-/// `ConfigureIface` does).
+/// The addresses and routes a result gives interface `index`. Routes have no interface
+/// in a result: a route is this interface's when its gateway is in one of its networks,
+/// or, without a gateway, when the first address of its family in the result is this
+/// interface's (it then takes that address's gateway, as the reference plugins'
+/// `ConfigureIface` does). An earlier plugin's routes stay with its interface.
 fn pod_ip(r: &CniResult, index: Option<usize>) -> PodIp {
-    let ips: Vec<_> = r
-        .ips
-        .iter()
-        .filter(|ip| index.is_none() || ip.interface.is_none() || ip.interface == index)
-        .collect();
+    let mine = |ip: &&crate::result::IpConfig| {
+        index.is_none() || ip.interface.is_none() || ip.interface == index
+    };
+    let ips: Vec<_> = r.ips.iter().filter(mine).collect();
     let addresses = ips
         .iter()
         .map(|ip| IfAddr {
@@ -143,13 +146,27 @@ fn pod_ip(r: &CniResult, index: Option<usize>) -> PodIp {
     let routes = r
         .routes
         .iter()
-        .map(|rt| {
-            let gateway = rt.gw.or_else(|| {
-                ips.iter()
-                    .find(|ip| ip.address.addr.is_ipv4() == rt.dst.addr.is_ipv4())
-                    .and_then(|ip| ip.gateway)
-            });
-            NetRoute {
+        .filter_map(|rt| {
+            let v4 = rt.dst.addr.is_ipv4();
+            let gateway = match rt.gw {
+                Some(gw) => {
+                    if !ips
+                        .iter()
+                        .any(|ip| in_network(gw, ip.address.addr, ip.address.prefix))
+                    {
+                        return None;
+                    }
+                    Some(gw)
+                }
+                None => {
+                    let first = r.ips.iter().find(|ip| ip.address.addr.is_ipv4() == v4)?;
+                    if !mine(&first) {
+                        return None;
+                    }
+                    first.gateway
+                }
+            };
+            Some(NetRoute {
                 dst: IfAddr {
                     addr: rt.dst.addr,
                     prefix_len: rt.dst.prefix,
@@ -158,10 +175,29 @@ fn pod_ip(r: &CniResult, index: Option<usize>) -> PodIp {
                 dev: String::new(),
                 src: None,
                 onlink: false,
-            }
+            })
         })
         .collect();
     PodIp { addresses, routes }
+}
+
+/// Whether `addr` is in the network of `net`/`prefix`.
+fn in_network(addr: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (addr, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
 }
 
 fn service_path(conf: &PluginConf, ip: &PodIp) -> Option<ServicePath> {
@@ -213,6 +249,7 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
     let mut ipam_done = false;
     let r = (|| -> Result<CniResult, CniError> {
         let mut result = conf.prev_result.clone().unwrap_or_default();
+        let mut ours = CniResult::default();
         let index = result.interfaces.len();
         result.interfaces.push(Interface {
             name: a.ifname.clone(),
@@ -233,14 +270,17 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
             })?;
             for mut ip in got.ips {
                 ip.interface = Some(index);
-                result.ips.push(ip);
+                result.ips.push(ip.clone());
+                ours.ips.push(ip);
             }
-            result.routes.extend(got.routes);
+            result.routes.extend(got.routes.iter().cloned());
+            ours.routes = got.routes;
             if result.dns.is_empty() {
                 result.dns = got.dns;
             }
         }
-        let ip = pod_ip(&result, Some(index));
+        // IPAM's addresses and routes only: an earlier plugin's are its interface's.
+        let ip = pod_ip(&ours, Some(index));
         if att.moved() {
             if !ip.addresses.is_empty() || !ip.routes.is_empty() {
                 engine.pod_ip(&owner, &ip).map_err(|e| cni_error(&e))?;
@@ -362,9 +402,6 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
                 ),
             )
         })?;
-    if let Some(ipam) = &conf.ipam {
-        ipam::exec_plugin(&ipam.plugin, Command::Check, env, &conf.delegate_stdin())?;
-    }
     let mut engine = open_engine(conf)?;
     let owner = owner(&conf.name, a);
     let ip = pod_ip(prev, Some(index));
@@ -392,6 +429,10 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
         }
     }
     if problems.is_empty() {
+        // Ours first (a released VF is named as such), then IPAM's own CHECK.
+        if let Some(ipam) = &conf.ipam {
+            ipam::exec_plugin(&ipam.plugin, Command::Check, env, &conf.delegate_stdin())?;
+        }
         return Ok(());
     }
     Err(CniError::new(
@@ -509,5 +550,47 @@ mod tests {
             .map(|r| r.gateway.unwrap().to_string())
             .collect();
         assert_eq!(gws, ["10.1.0.1", "10.1.0.9"]);
+    }
+
+    #[test]
+    fn an_earlier_plugins_routes_stay_with_its_interface() {
+        let r = CniResult::from_slice(
+            "test",
+            br#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"},{"name":"net1"}],
+                "ips":[{"address":"10.9.0.2/24","gateway":"10.9.0.1","interface":0},
+                       {"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":1}],
+                "routes":[{"dst":"10.9.0.0/16"},{"dst":"10.8.0.0/16","gw":"10.9.0.7"},
+                          {"dst":"10.7.0.0/16","gw":"10.1.0.9"}]}"#,
+            crate::CniVersion::V1_0_0,
+        )
+        .unwrap()
+        .0;
+        let dsts = |i| {
+            pod_ip(&r, Some(i))
+                .routes
+                .iter()
+                .map(|r| format!("{} via {}", r.dst, r.gateway.unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(dsts(1), ["10.7.0.0/16 via 10.1.0.9"]);
+        assert_eq!(
+            dsts(0),
+            ["10.9.0.0/16 via 10.9.0.1", "10.8.0.0/16 via 10.9.0.7"]
+        );
+        assert!(in_network(
+            "fd00::1".parse().unwrap(),
+            "fd00::".parse().unwrap(),
+            64
+        ));
+        assert!(!in_network(
+            "10.1.1.1".parse().unwrap(),
+            "10.1.0.0".parse().unwrap(),
+            24
+        ));
+        assert!(in_network(
+            "10.1.1.1".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            0
+        ));
     }
 }

@@ -61,7 +61,7 @@ fn a_full_config_is_read() {
         "min_tx_rate": 10, "max_tx_rate": 1000, "mtu": 9000,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.56.0.0/24"}]]},
         "serviceRoute": {"cidr": ["10.96.0.0/12", "fd00:10:96::/108"]},
-        "vfpoolState": "/conf/state", "deviceInfoDir": "/run/devinfo",
+        "vfpoolState": "/conf/state", "vfpoolNetlink": "kernel", "deviceInfoDir": "/run/devinfo",
         "args": {"cni": {"x": 1}}, "dns": {}, "capabilities": {"mac": true},
         "somethingElse": [1, 2]
     });
@@ -97,6 +97,16 @@ fn a_full_config_is_read() {
     // The config's paths win over the environment's; the environment fills the rest.
     assert_eq!(c.state_dir, Some("/conf/state".into()));
     assert_eq!(c.sysfs_root, Some("/env/sys".into()));
+    assert_eq!(c.kernel_netlink, Some(true));
+    assert_eq!(
+        ok(with(json!({"vfpoolNetlink": "auto"}))).kernel_netlink,
+        Some(false)
+    );
+    assert_eq!(
+        ok(base()).kernel_netlink,
+        None,
+        "unset: VFPOOL_NETLINK decides"
+    );
     assert_eq!(
         c.device_info_path(&env("ADD", "")),
         Some("/run/devinfo/vf-net-c0ffee_net1".into())
@@ -465,6 +475,16 @@ fn each_invalid_field_is_named() {
             json!({"vfpoolState": "state"}),
             7,
             "invalid vfpoolState 'state': an absolute path",
+        ),
+        (
+            json!({"vfpoolNetlink": "kernal"}),
+            7,
+            "invalid vfpoolNetlink 'kernal': auto or kernel",
+        ),
+        (
+            json!({"vfpoolNetlink": true}),
+            7,
+            "invalid vfpoolNetlink 'true': auto or kernel",
         ),
         (
             json!({"vfpoolSysfsRoot": 1}),

@@ -358,7 +358,7 @@ impl Configurator<'_> {
                 "{vf}: no host name recorded to give its netdev back"
             )];
         };
-        let mut found = self.find_in_host(vf);
+        let mut found = self.find_in_host(lease, ifname);
         if found.is_none()
             && let Some(ns) = &lease.netns
             && let Ok(f) = File::open(ns)
@@ -385,14 +385,14 @@ impl Configurator<'_> {
                 }
                 Err(e) => errs.push(chain(&e)),
             }
-            found = self.find_in_host(vf);
+            found = self.find_in_host(lease, ifname);
         }
         if found.is_none() {
             // The namespace is gone (or going): the kernel gives the netdev back soon.
             let until = Instant::now() + NETNS_GONE_WAIT;
             while found.is_none() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(20));
-                found = self.find_in_host(vf);
+                found = self.find_in_host(lease, ifname);
             }
         }
         match found {
@@ -418,23 +418,47 @@ impl Configurator<'_> {
 
     /// The VF's netdev in the host, if it is there: by the parent device the kernel reports
     /// (which also lets the simulator give back the netdevs of gone namespaces), else by
-    /// the host's sysfs.
-    fn find_in_host(&self, vf: PciAddr) -> Option<String> {
-        let pci = vf.to_string();
-        if let Ok(links) = self.net.links()
-            && let Some(l) = links
-                .into_iter()
-                .find(|l| l.parent_dev.as_deref() == Some(&pci))
+    /// the host's sysfs, else as the kernel names a netdev it gives back from a namespace
+    /// that is gone (`ifname`, or `devN` when that is taken) with the MAC it had there: a
+    /// netdev whose parent the kernel does not report (the tests' veth stand-ins under a
+    /// simulated tree, whose sysfs does not follow the kernel's renames).
+    fn find_in_host(&self, lease: &Lease, ifname: &str) -> Option<String> {
+        let pci = lease.vf_pci.to_string();
+        let links = self.net.links().ok();
+        if let Some(l) = links
+            .iter()
+            .flatten()
+            .find(|l| l.parent_dev.as_deref() == Some(&pci))
         {
-            return Some(l.name);
+            return Some(l.name.clone());
         }
         // Sysfs names the netdev of a host namespace; a simulated tree names it wherever it
         // is, so it counts only if the host has a netdev of that name now.
-        self.vf_netdev(vf)
+        if let Some(n) = self
+            .vf_netdev(lease.vf_pci)
             .ok()
             .flatten()
             .filter(|n| self.net.link(n).is_ok())
+        {
+            return Some(n);
+        }
+        let mac = lease.applied.settings.mac.or(lease.original.mac)?;
+        links
+            .into_iter()
+            .flatten()
+            .find(|l| {
+                l.parent_dev.is_none()
+                    && l.mac == Some(mac)
+                    && (l.name == ifname || is_kernel_devn(&l.name))
+            })
+            .map(|l| l.name)
     }
+}
+
+/// Whether `name` is one the kernel makes up for a netdev it gives back (`dev%d`).
+fn is_kernel_devn(name: &str) -> bool {
+    name.strip_prefix("dev")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Engine {
@@ -545,7 +569,13 @@ impl Engine {
                 ifname: ifname.clone(),
             });
         }
-        if let Some(mac) = s.mac
+        // The MAC asked for, else the VF's own (attaching keeps it; a driver rebind may
+        // not, so then only an asked-for MAC is checked).
+        let want_mac = s.mac.or(lease
+            .original
+            .mac
+            .filter(|_| lease.applied.driver.is_none()));
+        if let Some(mac) = want_mac
             && link.mac != Some(mac)
         {
             out.push(Mismatch::Mac {

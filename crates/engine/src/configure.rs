@@ -204,20 +204,21 @@ impl Configurator<'_> {
         fault::point("release:after-pf");
         // The VF's netdev now (a driver reload during the lease may have renamed it).
         let now_netdev = self.vf_netdev(lease.vf_pci).ok().flatten();
+        // MTU and MAC are put back whoever changed them: the lease, or the container inside
+        // (a MAC left behind would be the next pod's, a duplicate). A MAC the lease did not
+        // ask for is left alone after a driver rebind (the driver chose it).
         if orig.netdev.is_some()
-            && (s.mtu.is_some() || s.mac.is_some())
             && let Some(nd) = &now_netdev
         {
             match self.net.link(nd) {
                 Ok(link) => {
-                    if s.mtu.is_some()
-                        && let Some(mtu) = orig.mtu
+                    if let Some(mtu) = orig.mtu
                         && link.mtu != mtu
                         && let Err(e) = self.net.set_mtu(nd, mtu)
                     {
                         errs.push(chain(&e));
                     }
-                    if s.mac.is_some()
+                    if (s.mac.is_some() || lease.applied.driver.is_none())
                         && let Some(mac) = orig.mac
                         && !mac.is_zero()
                         && (link.mac != Some(mac) || mac_cleared)
