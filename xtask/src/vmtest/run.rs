@@ -616,7 +616,14 @@ mod tests {
             "{everything:?}"
         );
         assert_eq!(
-            selected(&["--config", "noiommu", "--scenario", "cni", "--scenario", "cni-bench"]),
+            selected(&[
+                "--config",
+                "noiommu",
+                "--scenario",
+                "cni",
+                "--scenario",
+                "cni-bench"
+            ]),
             vec![("noiommu", vec![vec!["cni", "cni-bench"]])]
         );
         assert_eq!(
