@@ -3,7 +3,8 @@
 //!
 //! Adding a scenario: write `tests/vm/scenarios/<name>.sh` (see `tests/vm/lib.sh` for the
 //! helpers and the result protocol), add it to [`SCENARIOS`], and list it in the boots of the
-//! configs it should run in. A host-side check receives the scenario's `vm_data` blocks.
+//! configs it should run in (or in their `on_demand`: run only when named by `--scenario`). A
+//! host-side check receives the scenario's `vm_data` blocks.
 
 use super::checks;
 use super::report::ScenarioReport;
