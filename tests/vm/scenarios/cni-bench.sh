@@ -1,12 +1,17 @@
 # Benchmark (not a timed test: the ratio never fails it; a plugin error does): wall time of
 # vfpool-cni ADD and DEL of one real igb VF (MAC, MTU, a static address and a route) against
 # the floor of the same netlink work done by iproute2's `ip -batch` in this guest:
-#   ADD: in the host `link set PF vf N mac M`, `link set VFDEV netns pod`; in the pod
-#        `link set VFDEV name net1`, `link set net1 address M mtu 1400`, `link set net1 up`,
-#        `addr add`, `route add`;
-#   DEL: in the host `link set PF vf N mac ORIG`; in the pod `link set net1 down`,
-#        `link set net1 name VFDEV`, `link set VFDEV address ORIG mtu 1500`,
-#        `link set VFDEV netns 1`.
+#   ADD: in the host `link set VFDEV address M` (the VF asks its PF, which allows it while
+#        it holds no MAC for the VF), `link set PF vf N mac M` (then pins it),
+#        `link set VFDEV netns pod`; in the pod `link set VFDEV name net1`,
+#        `link set net1 mtu 1400 up`, `addr add`, `route add`;
+#   DEL: in the host `link set PF vf N mac 00:00:00:00:00:00` (igb: "no MAC set by the PF",
+#        as vfpool's release); in the pod `link set net1 down`, `link set net1 name VFDEV`,
+#        `link set VFDEV address ORIG mtu 1500`, `link set VFDEV netns 1`.
+# The order matters on igb: an untrusted VF may not set any MAC (not even the one the PF set)
+# while the PF holds one for it; igbvf then answers EADDRNOTAVAIL. A VF whose igbvf probed
+# while the PF was still resetting (right after `nic split`) never talks to its PF until its
+# first reset and lets its netdev take any MAC: the floor must not depend on that.
 # The floor is two `ip -batch` processes each way; the plugin is one process, plus one exec
 # of the `static` IPAM plugin per ADD and DEL with a 1.0.0 config (timed alone too, as is a
 # bare plugin exec), three with a 1.1.0 config (timed too).
@@ -43,8 +48,6 @@ must ip netns add pod-bench
 host=$(ls "$dir/virtfn0/net")
 [ -n "$host" ] || fail "VF 0 of $nic has no netdev"
 orig_mac=$(cat "/sys/class/net/$host/address")
-vf_info "$nic" 0
-orig_vf_mac=$(vf address)
 MAC=02:00:00:00:02:01
 
 cat >/tmp/conf.json <<EOF
@@ -83,13 +86,13 @@ ipam_alone() {
 }
 
 cat >/tmp/add-host.batch <<EOF
+link set $host address $MAC
 link set $nic vf 0 mac $MAC
 link set $host netns pod-bench
 EOF
 cat >/tmp/add-pod.batch <<EOF
 link set $host name net1
-link set net1 address $MAC mtu 1400
-link set net1 up
+link set net1 mtu 1400 up
 addr add 10.251.0.2/24 dev net1
 route add 10.252.0.0/16 via 10.251.0.1 dev net1
 EOF
@@ -100,10 +103,10 @@ link set $host address $orig_mac mtu 1500
 link set $host netns 1
 EOF
 cat >/tmp/del-host.batch <<EOF
-link set $nic vf 0 mac $orig_vf_mac
+link set $nic vf 0 mac 00:00:00:00:00:00
 EOF
 floor_add() { /sbin/ip -batch /tmp/add-host.batch && /sbin/ip -n pod-bench -batch /tmp/add-pod.batch; }
-# The PF-side MAC first: an untrusted VF may not change an administratively set MAC.
+# The PF-side MAC cleared first: an untrusted VF may not change an administratively set MAC.
 floor_del() { /sbin/ip -batch /tmp/del-host.batch && /sbin/ip -n pod-bench -batch /tmp/del-pod.batch; }
 
 # What an ADD (either way) must leave: net1 in the pod with the MAC, MTU 1400, the address
@@ -117,7 +120,10 @@ expect_added() { # what
 }
 expect_deleted() { # what
     expect_eq "$1: VF 0 netdev in the host" "$(ls "$dir/virtfn0/net")" "$host"
-    expect_eq "$1: $host MTU" "$(cat "/sys/class/net/$host/mtu")" 1500
+    expect_eq "$1: $host MTU and MAC" \
+        "$(cat "/sys/class/net/$host/mtu") $(cat "/sys/class/net/$host/address")" "1500 $orig_mac"
+    vf_info "$nic" 0
+    [ "$(vf address)" != "$MAC" ] || fail "$1: the PF still holds the pod's MAC for VF 0"
 }
 
 rm -f /tmp/t-*

@@ -86,6 +86,15 @@ expect_given_back() { # pod vf-index host-name what
     expect_eq "$4: VF $2 VLAN (PF side)" "$(vf vlan_list.0.vlan 0)" 0
     case $(vf address) in 02:00:00:00:01:*) fail "$4: VF $2 kept the pod's MAC $(vf address)" ;; esac
     echo "ok: $4: VF $2 MAC $(vf address), VLAN 0"
+    # The VF owns its MAC again: igb refuses an untrusted VF's own MAC change (EADDRNOTAVAIL)
+    # while the PF holds an administrative MAC for it, so the netdev in the host must be able
+    # to take another MAC, which the PF then reports, and its old one back.
+    _old=$(cat "/sys/class/net/$3/address")
+    run ip link set "$3" address "02:00:00:00:0f:0$2" ||
+        fail "$4: $3 (VF $2) cannot set its own MAC (the PF still pins one?): exit $_rc"
+    vf_info "$nic" "$2"
+    expect_eq "$4: VF $2 MAC (PF side) after $3 set its own" "$(vf address)" "02:00:00:00:0f:0$2"
+    must ip link set "$3" address "$_old"
 }
 
 note "ADD pod a (with the service path) and pod b"

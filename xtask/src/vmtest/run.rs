@@ -26,7 +26,7 @@ are in target/vmtest/run/<config>/boot<N>/.
 
 options:
   --config NAME             run only this configuration (repeatable)
-  --scenario NAME           run only this scenario (repeatable)
+  --scenario NAME           run only this scenario (repeatable); on-demand ones (--list) only so
   --timeout SECS            deadline for each boot (default 420)
   --scenario-timeout SECS   deadline for each scenario inside the guest (default 90)
   --static gnu|musl         how vfpool and vfpool-cni are linked statically (default gnu: glibc +crt-static)
@@ -112,18 +112,21 @@ impl Options {
             .iter()
             .filter(|c| self.configs.is_empty() || self.configs.iter().any(|n| n == c.name))
             .map(|c| {
-                let boots = c
+                let named = |s: &&str| self.scenarios.iter().any(|n| n == s);
+                let mut boots = c
                     .boots
                     .iter()
                     .map(|boot| {
                         boot.iter()
                             .copied()
-                            .filter(|s| {
-                                self.scenarios.is_empty() || self.scenarios.iter().any(|n| n == s)
-                            })
+                            .filter(|s| self.scenarios.is_empty() || named(s))
                             .collect::<Vec<_>>()
                     })
                     .collect::<Vec<_>>();
+                // On-demand scenarios only when named, after the last boot's others.
+                if let Some(last) = boots.last_mut() {
+                    last.extend(c.on_demand.iter().copied().filter(named));
+                }
                 (c, boots)
             })
             .filter(|(_, boots)| boots.iter().any(|b| !b.is_empty()))
@@ -287,6 +290,13 @@ fn list() {
         println!("  {:<10} {}", c.name, c.about);
         for (i, boot) in c.boots.iter().enumerate() {
             println!("  {:<10}   boot {}: {}", "", i + 1, boot.join(" "));
+        }
+        if !c.on_demand.is_empty() {
+            println!(
+                "  {:<10}   only with --scenario: {}",
+                "",
+                c.on_demand.join(" ")
+            );
         }
     }
     println!("scenarios:");
@@ -584,6 +594,42 @@ mod tests {
             .iter()
             .find(|c| c.power_cut_between_boots)
             .expect("a config with a power cut")
+    }
+
+    fn selected(args: &[&str]) -> Vec<(&'static str, Vec<Vec<&'static str>>)> {
+        let opts = Options::parse(args.iter().map(|a| a.to_string()).collect())
+            .unwrap()
+            .unwrap();
+        opts.selection()
+            .into_iter()
+            .map(|(c, boots)| (c.name, boots))
+            .collect()
+    }
+
+    #[test]
+    fn on_demand_scenarios_run_only_when_named() {
+        let everything = selected(&[]);
+        assert!(
+            everything
+                .iter()
+                .all(|(_, boots)| boots.iter().flatten().all(|s| *s != "cni-bench")),
+            "{everything:?}"
+        );
+        assert_eq!(
+            selected(&[
+                "--config",
+                "noiommu",
+                "--scenario",
+                "cni",
+                "--scenario",
+                "cni-bench"
+            ]),
+            vec![("noiommu", vec![vec!["cni", "cni-bench"]])]
+        );
+        assert_eq!(
+            selected(&["--scenario", "cni-bench"]),
+            vec![("noiommu", vec![vec!["cni-bench"]])]
+        );
     }
 
     #[test]
