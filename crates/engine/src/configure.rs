@@ -64,6 +64,20 @@ impl Configurator<'_> {
     pub(crate) fn apply(&self, lease: &Lease) -> Result<Option<String>, EngineError> {
         let s = &lease.applied.settings;
         let pf_driver = self.pf_driver(lease.pf_pci);
+        // A MAC is given to the VF's own netdev first, then pinned on the PF side. The other
+        // order costs a VF driver reload: once the PF holds a MAC for it, igb refuses the
+        // VF's own change even to that MAC ("VF N attempted to override administratively
+        // set MAC address"), and the netdev takes the PF's MAC only when its driver starts
+        // again. Not when the lease binds a driver (the netdev is made again then).
+        if let Some(mac) = s.mac
+            && lease.applied.driver.is_none()
+            && let Some(nd) = self.vf_netdev(lease.vf_pci)?
+            && self.net.link(&nd).ok().and_then(|l| l.mac) != Some(mac)
+            && let Err(e) = self.net.set_mac(&nd, mac)
+        {
+            // The PF holds a MAC for it already: the PF side and a reload will do.
+            tracing::debug!(vf = %lease.vf_pci, netdev = %nd, error = %e, "the VF did not take the MAC itself");
+        }
         for (i, knob) in VfKnob::plan(s, Some(&lease.original.vf)).iter().enumerate() {
             self.net
                 .set_vf_knob(&lease.pf, lease.vf_index, knob)

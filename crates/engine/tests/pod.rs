@@ -508,3 +508,49 @@ fn a_half_released_lease_of_the_same_attachment_is_finished_before_add() {
     assert_eq!(again.lease.ifname.as_deref(), Some("net1"));
     assert!(inside(&lab, &ns).link("net1").is_ok());
 }
+
+/// Counts the writes that unbind a driver (a VF driver reload).
+#[derive(Debug)]
+struct CountUnbinds {
+    inner: vfpool_sim::SimHost,
+    unbinds: std::sync::atomic::AtomicUsize,
+}
+
+impl vfpool_host::AttrWriter for CountUnbinds {
+    fn write(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        if path.ends_with("unbind") {
+            self.unbinds
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        vfpool_host::AttrWriter::write(&self.inner, path, value)
+    }
+}
+
+#[test]
+fn a_mac_is_set_without_reloading_the_vf_driver() {
+    let lab = Lab::new();
+    lab.split("eno49", 2);
+    let counter = std::sync::Arc::new(CountUnbinds {
+        inner: lab.sim.clone(),
+        unbinds: Default::default(),
+    });
+    let fs = vfpool_host::Sysfs::new(lab.sim.paths().sys, counter.clone());
+    let mut e = Engine::open(&lab.state(), fs, lab.net.clone()).unwrap();
+    e.pool_create("p", sel(&["eno49"]), Policy::FirstFit)
+        .unwrap();
+    let ns = netns(&lab, "mac");
+    let mut req = pod("cni/n/mac/net1", VfSource::Pool("p".into()), &ns, "net1");
+    let mac = "02:aa:bb:00:00:01".parse().unwrap();
+    req.settings.mac = Some(mac);
+    let a = e.pod_add(&req).unwrap();
+    assert_eq!(a.mac, Some(mac));
+    // The PF holds the MAC too (pinned: spoofchk lets only it out).
+    assert_eq!(lab.vf_config("eno49", a.lease.vf_index).mac, mac);
+    assert_eq!(
+        counter.unbinds.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the VF's own driver took the MAC; no reload (igb refuses it once the PF pinned one)"
+    );
+    e.pod_del("cni/n/mac/net1").unwrap();
+    lab.assert_pristine("eno49", a.lease.vf_index, "after DEL");
+}
