@@ -317,7 +317,11 @@ impl Engine {
             .enter_netns(netns.as_fd())
             .map_err(|e| ("entering the namespace", e))?;
         let s = &lease.applied.settings;
-        if let Some(mac) = s.mac {
+        // Only a MAC that differs: the VF asks its PF even for the MAC it has, and igb
+        // refuses that once the PF pinned it (the netdev took it before it was pinned).
+        if let Some(mac) = s.mac
+            && inside.link(ifname).ok().and_then(|l| l.mac) != Some(mac)
+        {
             inside
                 .set_mac(ifname, mac)
                 .map_err(|e| ("setting the mac", e))?;

@@ -840,6 +840,10 @@ impl SimHost {
             }
             None => MacAddr::ZERO,
         };
+        if let Some(pf) = &pf_name {
+            crate::net::vf_driver_started(&self.root, pf, index as u16, mac)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
         let speed = Self::read_num(
             &pf_dir
                 .join("net")

@@ -139,6 +139,11 @@ struct PfState {
     /// clears it.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     admin_mac: std::collections::BTreeSet<u16>,
+    /// The MAC each VF's driver came up with (igbvf's `perm_addr`, read from the PF at its
+    /// last reset). While the PF pins a MAC, the VF's own change is refused by the PF, and
+    /// igbvf then answers success only if the MAC asked for is this one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    started_with: BTreeMap<u16, MacAddr>,
 }
 
 /// The VFs of a state file, each with only what differs from [`kernel_default_vf`]
@@ -278,6 +283,20 @@ pub fn vf_chose_mac(
         return Ok(());
     }
     state.vfs.entry(index).or_insert_with(kernel_default_vf).mac = mac;
+    ops.store(pf, &state)
+}
+
+/// The driver of VF `index` of `pf` started (probe, reload) with `mac` on its netdev.
+pub(crate) fn vf_driver_started(
+    simroot: &Path,
+    pf: &str,
+    index: u16,
+    mac: MacAddr,
+) -> Result<(), NetlinkError> {
+    let ops = SimNetOps::new(simroot);
+    let _lock = ops.lock(true)?;
+    let mut state = ops.load(pf)?;
+    state.started_with.insert(index, mac);
     ops.store(pf, &state)
 }
 
@@ -683,13 +702,16 @@ impl NetOps for SimNetOps {
             });
         }
         let _lock = self.lock(true)?;
-        // A VF asks its PF: refused while the PF set its MAC and does not trust it (igb:
-        // "VF N attempted to override administratively set MAC address").
+        // A VF asks its PF, even for the MAC it has (no check for "unchanged" on the way):
+        // refused while the PF set its MAC and does not trust it (igb_set_vf_mac_addr: "VF
+        // N attempted to override administratively set MAC address"). igbvf then reads
+        // back the MAC it started with (e1000_read_mac_addr_vf) and answers success only
+        // if that is the MAC asked for (igbvf_set_mac).
         if let Some((pf, index)) = self.vf_of(&dev) {
             let mut state = self.load(&pf)?;
-            let cur = self.read_attr(&dev, "address")?.parse::<MacAddr>().ok();
+            let started = state.started_with.get(&index).copied();
             let cfg = state.vfs.entry(index).or_insert_with(kernel_default_vf);
-            if state.admin_mac.contains(&index) && cfg.trust != Some(true) && cur != Some(mac) {
+            if state.admin_mac.contains(&index) && cfg.trust != Some(true) && started != Some(mac) {
                 return Err(NetlinkError::SetMac {
                     name: name.to_string(),
                     mac,
