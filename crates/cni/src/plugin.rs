@@ -66,6 +66,12 @@ pub fn cni_error(e: &EngineError) -> CniError {
     CniError::new(code, chain(e)).with_details(format!("vfpool error kind: {}", e.kind().as_str()))
 }
 
+/// The WAL pages after which the plugin's commits checkpoint (SQLite's default is 1000).
+/// Every plugin call is a process that opens the ledger, and a process that opens it while
+/// no other has it open reads and checksums the whole WAL since its last restart: at 1000
+/// pages (4 MiB) that was a third of an ADD's CPU time (BENCHMARKS.md, "CNI plugin").
+pub const WAL_AUTOCHECKPOINT: u32 = 100;
+
 fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
     let kernel_netlink = match conf.kernel_netlink {
         Some(k) => k,
@@ -79,7 +85,12 @@ fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
         kernel_netlink,
     })
     .map_err(|e| cni_error(&e))?;
-    host.engine().map_err(|e| cni_error(&e))
+    let mut engine = host.engine().map_err(|e| cni_error(&e))?;
+    engine
+        .ledger()
+        .set_autocheckpoint(WAL_AUTOCHECKPOINT)
+        .map_err(|e| cni_error(&e))?;
+    Ok(engine)
 }
 
 /// Runs the verb of `env` on the config in `stdin`; `Some(result)` to print.

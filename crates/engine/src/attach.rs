@@ -362,14 +362,23 @@ impl Configurator<'_> {
                 "{vf}: no host name recorded to give its netdev back"
             )];
         };
-        let mut found = self.find_in_host(lease, ifname);
-        if found.is_none()
-            && let Some(ns) = &lease.netns
+        // Where a DEL nearly always finds it: in the recorded namespace (a few netdevs), so
+        // that is looked at first; the host (all of its netdevs) only when it is not there.
+        let mut found = None;
+        let mut enter_err = None;
+        if let Some(ns) = &lease.netns
             && let Ok(f) = File::open(ns)
         {
             match net.enter_netns(f.as_fd()) {
                 Ok(inside) => {
-                    if let Some(name) = find_vf(&*inside, vf, ifname) {
+                    if let Some((name, by_parent)) = find_vf(&*inside, vf, ifname)
+                        // A netdev found by its name only (no parent device: a stand-in) is
+                        // the VF's only if the VF is not back in the host already.
+                        && (by_parent || {
+                            found = self.find_in_host(lease, ifname);
+                            found.is_none()
+                        })
+                    {
                         let steps = [
                             inside.set_up(&name, false),
                             inside.set_promisc(&name, false),
@@ -387,9 +396,16 @@ impl Configurator<'_> {
                         }
                     }
                 }
-                Err(e) => errs.push(chain(&e)),
+                Err(e) => enter_err = Some(chain(&e)),
             }
+        }
+        if found.is_none() {
             found = self.find_in_host(lease, ifname);
+        }
+        if found.is_none()
+            && let Some(e) = enter_err
+        {
+            errs.push(e);
         }
         if found.is_none() {
             // The namespace is gone (or going): the kernel gives the netdev back soon.
@@ -420,36 +436,30 @@ impl Configurator<'_> {
         errs
     }
 
-    /// The VF's netdev in the host, if it is there: by the parent device the kernel reports
-    /// (which also lets the simulator give back the netdevs of gone namespaces), else by
-    /// the host's sysfs, else as the kernel names a netdev it gives back from a namespace
-    /// that is gone (`ifname`, or `devN` when that is taken) with the MAC it had there: a
-    /// netdev whose parent the kernel does not report (the tests' veth stand-ins under a
-    /// simulated tree, whose sysfs does not follow the kernel's renames).
+    /// The VF's netdev in the host, if it is there. First by the name sysfs gives it (one
+    /// lookup: the host's sysfs lists the netdev while it is in the host's namespace; a
+    /// simulated tree names it wherever it is, so it counts only if the host has a netdev
+    /// of that name now, of this VF or of no parent device); else among every netdev of the
+    /// host by the parent device the kernel reports (a netdev given back by a namespace that
+    /// is gone, under another name; which also lets the simulator give those back); else
+    /// as the kernel names a netdev it gives back (`ifname`, or `devN` when that is taken)
+    /// with the MAC it had: a netdev whose parent the kernel does not report (the tests'
+    /// veth stand-ins under a simulated tree, whose sysfs does not follow renames).
     fn find_in_host(&self, lease: &Lease, ifname: &str) -> Option<String> {
         let pci = lease.vf_pci.to_string();
-        let links = self.net.links().ok();
-        if let Some(l) = links
-            .iter()
-            .flatten()
-            .find(|l| l.parent_dev.as_deref() == Some(&pci))
+        if let Some(name) = self.vf_netdev(lease.vf_pci).ok().flatten()
+            && let Ok(l) = self.net.link(&name)
+            && l.parent_dev.as_deref().is_none_or(|p| p == pci)
         {
             return Some(l.name.clone());
         }
-        // Sysfs names the netdev of a host namespace; a simulated tree names it wherever it
-        // is, so it counts only if the host has a netdev of that name now.
-        if let Some(n) = self
-            .vf_netdev(lease.vf_pci)
-            .ok()
-            .flatten()
-            .filter(|n| self.net.link(n).is_ok())
-        {
-            return Some(n);
+        let links = self.net.links().ok()?;
+        if let Some(l) = links.iter().find(|l| l.parent_dev.as_deref() == Some(&pci)) {
+            return Some(l.name.clone());
         }
         let mac = lease.applied.settings.mac.or(lease.original.mac)?;
         links
             .into_iter()
-            .flatten()
             .find(|l| {
                 l.parent_dev.is_none()
                     && l.mac == Some(mac)
@@ -600,17 +610,16 @@ impl Engine {
 }
 
 /// The VF's netdev among the links of a namespace: by parent device, else by the name it
-/// was given there.
-fn find_vf(inside: &dyn NetOps, vf: PciAddr, ifname: &str) -> Option<String> {
+/// was given there (a netdev with no parent device: a stand-in); and whether it was found
+/// by its parent device (then it is certainly the VF's).
+fn find_vf(inside: &dyn NetOps, vf: PciAddr, ifname: &str) -> Option<(String, bool)> {
     let pci = vf.to_string();
     let links = inside.links().ok()?;
+    if let Some(l) = links.iter().find(|l| l.parent_dev.as_deref() == Some(&pci)) {
+        return Some((l.name.clone(), true));
+    }
     links
         .iter()
-        .find(|l| l.parent_dev.as_deref() == Some(&pci))
-        .or_else(|| {
-            links
-                .iter()
-                .find(|l| l.name == ifname && l.parent_dev.is_none())
-        })
-        .map(|l| l.name.clone())
+        .find(|l| l.name == ifname && l.parent_dev.is_none())
+        .map(|l| (l.name.clone(), false))
 }

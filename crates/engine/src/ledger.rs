@@ -719,6 +719,18 @@ impl Ledger {
         Ok(out)
     }
 
+    /// How many WAL pages this connection's commits let accumulate before they checkpoint
+    /// them into the database (SQLite's `wal_autocheckpoint`; 1000 by default). A process
+    /// that opens the ledger while no other has it open reads and checksums every page of
+    /// the WAL since its last restart (SQLite's WAL recovery): for a process per call (the
+    /// CNI plugin), a small WAL is the cheaper trade. Durability is unchanged: a checkpoint
+    /// syncs the WAL before and the database after.
+    pub fn set_autocheckpoint(&mut self, pages: u32) -> Result<(), EngineError> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", pages)
+            .map_err(EngineError::db("set wal_autocheckpoint"))
+    }
+
     /// Makes every commit so far durable (what a `write(Durability::Synced, ..)` does after its commit).
     pub fn sync(&mut self) -> Result<(), EngineError> {
         if self.wal { self.sync_wal() } else { Ok(()) }

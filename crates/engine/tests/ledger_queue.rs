@@ -87,3 +87,39 @@ fn a_writer_outside_the_queue_is_waited_for() {
     raw.execute_batch("COMMIT").unwrap();
     assert!(done.recv_timeout(Duration::from_secs(20)).unwrap());
 }
+
+/// The pages in the WAL since its last restart, as SQLite counts them (a PASSIVE
+/// checkpoint answers busy, WAL pages, pages checkpointed).
+fn wal_pages(db: &std::path::Path) -> i64 {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+        .unwrap()
+}
+
+#[test]
+fn a_small_autocheckpoint_keeps_the_wal_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let churn = |l: &mut Ledger| {
+        for i in 0..150 {
+            let name = format!("p{i}");
+            l.write(Durability::Unsynced, |t| t.insert_pool(&pool(&name)))
+                .unwrap();
+            l.write(Durability::Unsynced, |t| t.delete_pool(&name))
+                .unwrap();
+        }
+    };
+    // SQLite's default (1000 pages): 300 commits stay in the WAL.
+    let mut l = Ledger::open(&db).unwrap();
+    churn(&mut l);
+    drop(l);
+    let default = wal_pages(&db);
+    assert!(default >= 300, "{default} pages with the default");
+    // At 20 pages, the commit that passes 20 checkpoints and the next one restarts the WAL.
+    let mut l = Ledger::open(&db).unwrap();
+    l.set_autocheckpoint(20).unwrap();
+    churn(&mut l);
+    drop(l);
+    let small = wal_pages(&db);
+    assert!(small <= 25, "{small} pages at wal_autocheckpoint 20");
+}
