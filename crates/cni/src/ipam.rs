@@ -13,7 +13,9 @@
 //! Versions: the plugin is asked in the version negotiated for this config. Debian 12's
 //! reference plugins (1.1.1) stop at 1.0.0: when a plugin answers code 1 (incompatible
 //! version; nothing was allocated), it is asked VERSION, and the call is made again once
-//! in the highest version both speak; its result is read in that version.
+//! in the highest version both speak; its result is read in that version. The plugin
+//! calls through [`exec_plugin_cached`] with a [`VersionCache`] in the state directory, so
+//! that this costs three process starts once per plugin file, not per call.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,20 @@ pub fn exec_plugin(
     env: &CniEnv,
     stdin: &[u8],
 ) -> Result<Option<CniResult>, CniError> {
+    exec_plugin_cached(plugin_type, command, env, stdin, None)
+}
+
+/// [`exec_plugin`], with the versions each plugin speaks remembered in `cache` (a file
+/// beside vfpool's ledger): a plugin that speaks an older version than the config asks
+/// (Debian's stop at 1.0.0) is then called once, in its version, instead of refusing,
+/// being asked VERSION and called again (three process starts per call).
+pub fn exec_plugin_cached(
+    plugin_type: &str,
+    command: Command,
+    env: &CniEnv,
+    stdin: &[u8],
+    cache: Option<&VersionCache>,
+) -> Result<Option<CniResult>, CniError> {
     validate_plugin_name("ipam.type", plugin_type)?;
     let path = find_plugin(plugin_type, &env.path)?;
     let conf: Map<String, Value> = match serde_json::from_slice(stdin) {
@@ -49,11 +65,28 @@ pub fn exec_plugin(
         }
     };
     let asked = crate::version::negotiate(&conf)?;
+    if command != Command::Version
+        && let Some(known) = cache.and_then(|c| c.lookup(&path))
+        && let Some(v) = known.iter().copied().filter(|&v| v <= asked).max()
+    {
+        if v == asked {
+            return run(plugin_type, &path, command, env, stdin, v);
+        }
+        let stdin = with_prev_result_version(&conf, v)?;
+        return run(plugin_type, &path, command, env, &stdin, v);
+    }
+    let common = |path: &Path| -> Result<Option<CniVersion>, CniError> {
+        let all = supported_versions(plugin_type, path, env, asked)?;
+        if let Some(c) = cache {
+            c.store(path, &all);
+        }
+        Ok(all.into_iter().filter(|&v| v <= asked).max())
+    };
     if conf.contains_key("prevResult") && command != Command::Version {
         // A plugin that speaks an older version cannot read a newer prevResult (Debian's
         // 1.0.0 plugins fail on a 1.1.0 one with their own code 999, not code 1): ask it
         // first, and hand it the config and prevResult in a version it speaks.
-        let v = common_version(plugin_type, &path, env, asked)?.unwrap_or(asked);
+        let v = common(&path)?.unwrap_or(asked);
         if v != asked {
             let stdin = with_prev_result_version(&conf, v)?;
             return run(plugin_type, &path, command, env, &stdin, v);
@@ -61,7 +94,7 @@ pub fn exec_plugin(
     }
     match run(plugin_type, &path, command, env, stdin, asked) {
         Err(e) if e.code == CniError::INCOMPATIBLE_VERSION && command != Command::Version => {
-            let Some(v) = common_version(plugin_type, &path, env, asked)? else {
+            let Some(v) = common(&path)? else {
                 return Err(e);
             };
             tracing::debug!(plugin = plugin_type, asked = %asked, using = %v, "ipam plugin speaks an older version");
@@ -110,13 +143,13 @@ fn with_prev_result_version(conf: &Map<String, Value>, v: CniVersion) -> Result<
     Ok(Value::Object(m).to_string().into_bytes())
 }
 
-/// The highest version both this plugin and `path` speak, at most `asked`.
-fn common_version(
+/// The versions both this plugin and `path` speak (`path`'s VERSION answer).
+fn supported_versions(
     plugin_type: &str,
     path: &Path,
     env: &CniEnv,
     asked: CniVersion,
-) -> Result<Option<CniVersion>, CniError> {
+) -> Result<Vec<CniVersion>, CniError> {
     let stdin = format!("{{\"cniVersion\":\"{asked}\"}}");
     let out = spawn(plugin_type, path, Command::Version, env, stdin.as_bytes())?;
     if !out.status.success() {
@@ -132,8 +165,98 @@ fn common_version(
         .into_iter()
         .flatten()
         .filter_map(|s| s.as_str().and_then(CniVersion::parse))
-        .filter(|&s| s <= asked)
-        .max())
+        .collect())
+}
+
+/// The versions IPAM plugins speak, remembered across calls in one JSON file: by the
+/// plugin's path, with its size and modification time, so that a plugin replaced by an
+/// upgrade is asked again. Written whole to a temporary file and renamed (concurrent
+/// plugin calls may each write it; the last one wins, and each wrote the truth). A file
+/// that cannot be read or written only costs the VERSION call it would have saved.
+#[derive(Debug, Clone)]
+pub struct VersionCache {
+    file: PathBuf,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct CacheFile {
+    plugins: std::collections::BTreeMap<String, CacheEntry>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, PartialEq, Eq)]
+struct CacheEntry {
+    size: u64,
+    mtime_ns: i128,
+    versions: Vec<String>,
+}
+
+impl VersionCache {
+    /// The cache in `dir` (created on first store).
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            file: dir.join("ipam-versions.json"),
+        }
+    }
+
+    fn stamp(plugin: &Path) -> Option<(u64, i128)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(plugin).ok()?;
+        Some((
+            m.size(),
+            i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        ))
+    }
+
+    fn read(&self) -> CacheFile {
+        std::fs::read(&self.file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The versions `plugin` speaks, if remembered for the file it is now.
+    pub fn lookup(&self, plugin: &Path) -> Option<Vec<CniVersion>> {
+        let (size, mtime_ns) = Self::stamp(plugin)?;
+        let f = self.read();
+        let e = f.plugins.get(&plugin.to_string_lossy().into_owned())?;
+        if e.size != size || e.mtime_ns != mtime_ns {
+            return None;
+        }
+        let v: Vec<CniVersion> = e
+            .versions
+            .iter()
+            .filter_map(|s| CniVersion::parse(s))
+            .collect();
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// Remembers that `plugin` speaks `versions`.
+    pub fn store(&self, plugin: &Path, versions: &[CniVersion]) {
+        let Some((size, mtime_ns)) = Self::stamp(plugin) else {
+            return;
+        };
+        let mut f = self.read();
+        f.plugins.insert(
+            plugin.to_string_lossy().into_owned(),
+            CacheEntry {
+                size,
+                mtime_ns,
+                versions: versions.iter().map(|v| v.as_str().to_owned()).collect(),
+            },
+        );
+        let Some(dir) = self.file.parent() else {
+            return;
+        };
+        let r = std::fs::create_dir_all(dir).and_then(|()| {
+            let mut t = tempfile::NamedTempFile::new_in(dir)?;
+            serde_json::to_writer(&mut t, &f).map_err(std::io::Error::other)?;
+            t.persist(&self.file).map_err(|e| e.error)?;
+            Ok(())
+        });
+        if let Err(e) = r {
+            tracing::debug!(file = %self.file.display(), error = %e, "cannot remember the IPAM plugin's versions");
+        }
+    }
 }
 
 fn run(

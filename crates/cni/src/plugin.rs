@@ -93,6 +93,23 @@ fn open_engine(conf: &PluginConf) -> Result<Engine, CniError> {
     Ok(engine)
 }
 
+/// Runs the IPAM plugin for `command`, with the versions IPAM plugins speak remembered in
+/// the state directory (`STATE/cni/ipam-versions.json`).
+fn ipam_exec(
+    conf: &PluginConf,
+    plugin: &str,
+    command: Command,
+    env: &CniEnv,
+    stdin: &[u8],
+) -> Result<Option<CniResult>, CniError> {
+    let state = conf
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(vfpool_engine::backend::DEFAULT_STATE));
+    let cache = ipam::VersionCache::in_dir(&state.join("cni"));
+    ipam::exec_plugin_cached(plugin, command, env, stdin, Some(&cache))
+}
+
 /// Runs the verb of `env` on the config in `stdin`; `Some(result)` to print.
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     let conf = PluginConf::parse(stdin, env)?;
@@ -271,7 +288,13 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
             pci_id: Some(att.lease.vf_pci.to_string()),
         });
         if let Some(ipam) = &conf.ipam {
-            let got = ipam::exec_plugin(&ipam.plugin, Command::Add, env, &conf.delegate_stdin())?;
+            let got = ipam_exec(
+                conf,
+                &ipam.plugin,
+                Command::Add,
+                env,
+                &conf.delegate_stdin(),
+            )?;
             ipam_done = true;
             let got = got.ok_or_else(|| {
                 CniError::plugin(
@@ -341,8 +364,13 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
             tracing::warn!(owner, error = %e, "ADD failed; undoing it");
             if ipam_done
                 && let Some(ipam) = &conf.ipam
-                && let Err(u) =
-                    ipam::exec_plugin(&ipam.plugin, Command::Del, env, &conf.delegate_stdin())
+                && let Err(u) = ipam_exec(
+                    conf,
+                    &ipam.plugin,
+                    Command::Del,
+                    env,
+                    &conf.delegate_stdin(),
+                )
             {
                 tracing::warn!(owner, error = %u, "undo: IPAM DEL failed");
             }
@@ -372,7 +400,13 @@ fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
         Err(e) => first = Some(e),
     }
     if let Some(ipam) = &conf.ipam
-        && let Err(e) = ipam::exec_plugin(&ipam.plugin, Command::Del, env, &conf.delegate_stdin())
+        && let Err(e) = ipam_exec(
+            conf,
+            &ipam.plugin,
+            Command::Del,
+            env,
+            &conf.delegate_stdin(),
+        )
     {
         first.get_or_insert(e);
     }
@@ -442,7 +476,13 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
     if problems.is_empty() {
         // Ours first (a released VF is named as such), then IPAM's own CHECK.
         if let Some(ipam) = &conf.ipam {
-            ipam::exec_plugin(&ipam.plugin, Command::Check, env, &conf.delegate_stdin())?;
+            ipam_exec(
+                conf,
+                &ipam.plugin,
+                Command::Check,
+                env,
+                &conf.delegate_stdin(),
+            )?;
         }
         return Ok(());
     }
@@ -492,7 +532,7 @@ fn gc(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
             stdin.remove("cni.dev/attachments");
             stdin.insert("cniVersion".into(), conf.cni_version.as_str().into());
             let bytes = serde_json::Value::Object(stdin).to_string();
-            if let Err(e) = ipam::exec_plugin(&ipam.plugin, Command::Del, &one, bytes.as_bytes()) {
+            if let Err(e) = ipam_exec(conf, &ipam.plugin, Command::Del, &one, bytes.as_bytes()) {
                 errors.push(format!("{o}: ipam DEL: {}", e.msg));
             }
         }

@@ -414,3 +414,67 @@ echo '{{"cniVersion":"0.3.1","ips":[{{"version":"4","address":"10.0.0.3/8"}}]}}'
         "the rest of the config goes along"
     );
 }
+
+#[test]
+fn remembered_versions_make_one_exec_of_an_older_plugin_until_it_changes() {
+    use vfpool_cni::ipam::{VersionCache, exec_plugin_cached};
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    // Speaks 1.0.0 only, as Debian's plugins do; logs every call.
+    let body = format!(
+        r#"echo "$CNI_COMMAND" >> {0}
+if [ "$CNI_COMMAND" = VERSION ]; then echo '{{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}}'; exit 0; fi
+conf=$(cat)
+case "$conf" in *'"1.1.0"'*) echo '{{"code":1,"msg":"incompatible CNI versions"}}'; exit 1;; esac
+echo '{{"cniVersion":"1.0.0","ips":[{{"address":"10.0.0.4/8"}}]}}'"#,
+        calls.display()
+    );
+    script(dir.path(), "old", &body);
+    let cache = VersionCache::in_dir(&dir.path().join("state/cni"));
+    let conf = r#"{"cniVersion":"1.1.0","name":"n","type":"vfpool-cni","ipam":{"type":"old"}}"#;
+    let env = env_for(Command::Add, &[dir.path()]);
+    let run = || {
+        for _ in 0..20 {
+            match exec_plugin_cached("old", Command::Add, &env, conf.as_bytes(), Some(&cache)) {
+                Err(e) if e.msg.contains("Text file busy") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.unwrap().unwrap(),
+            }
+        }
+        panic!("text file busy");
+    };
+    let calls_made = || {
+        let n = std::fs::read_to_string(&calls).unwrap_or_default();
+        std::fs::remove_file(&calls).ok();
+        n.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(run().ips[0].address.to_string(), "10.0.0.4/8");
+    assert_eq!(
+        calls_made(),
+        ["ADD", "VERSION", "ADD"],
+        "first call: refused, asked, again"
+    );
+    assert_eq!(run().ips[0].address.to_string(), "10.0.0.4/8");
+    assert_eq!(calls_made(), ["ADD"], "then once, in its version");
+    // An upgrade (another file): asked again.
+    script(dir.path(), "old", &format!("{body}\n# upgraded"));
+    run();
+    assert_eq!(calls_made(), ["ADD", "VERSION", "ADD"]);
+    // The same size, a new modification time (a package reinstalled): asked again.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("old"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(10))
+        .unwrap();
+    drop(f);
+    run();
+    assert_eq!(calls_made(), ["ADD", "VERSION", "ADD"]);
+    // A cache file that is garbage costs the saving, nothing else.
+    std::fs::write(dir.path().join("state/cni/ipam-versions.json"), "{garbage").unwrap();
+    run();
+    assert_eq!(calls_made(), ["ADD", "VERSION", "ADD"]);
+    run();
+    assert_eq!(calls_made(), ["ADD"]);
+}
