@@ -233,3 +233,23 @@ fn status_and_gc_work_from_the_ledger() {
     assert!(d.cni("GC", "", None, &other).status.success());
     assert_eq!(d.leases().len(), 1);
 }
+
+#[test]
+fn a_setting_the_drivers_refuses_names_the_setting_and_the_driver_and_rolls_back() {
+    let d = Demo::new();
+    let ns = d.netns("refused");
+    let before = d.vfpool(&["nic", "show", "eno49", "-o", "json"]);
+    let before: Value = serde_json::from_slice(&before.stdout).unwrap();
+    // igb has no per-VF link state (igb_ndo_set_vf_link_state does not exist): the VLAN
+    // applied before it must be undone.
+    let conf = json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni", "pool": "web",
+        "vlan": 10, "link_state": "enable"});
+    let e = err_json(&d.cni("ADD", "r1", Some(&ns), &conf));
+    assert_eq!(e["code"], 103, "{e}");
+    let msg = e["msg"].as_str().unwrap();
+    assert!(msg.contains("igb") && msg.contains("link-state"), "{msg}");
+    assert!(d.leases().is_empty());
+    let after = d.vfpool(&["nic", "show", "eno49", "-o", "json"]);
+    let after: Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(after["vfs"], before["vfs"], "every VF as it was");
+}
