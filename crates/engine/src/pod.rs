@@ -338,11 +338,7 @@ impl Engine {
             let routes_now = inside
                 .routes(&ifname)
                 .map_err(net_err(owner, format!("reading the routes of {ifname}")))?;
-            for r in &ip.routes {
-                let r = Route {
-                    dev: ifname.clone(),
-                    ..r.clone()
-                };
+            for r in on_dev(&ip.routes, &ifname) {
                 if routes_now.iter().any(|h| same_route(h, &r)) {
                     continue;
                 }
@@ -575,11 +571,7 @@ impl Engine {
         let routes = inside
             .routes(&ifname)
             .map_err(net_err(owner, format!("reading the routes of {ifname}")))?;
-        for r in &ip.routes {
-            let r = Route {
-                dev: ifname.clone(),
-                ..r.clone()
-            };
+        for r in on_dev(&ip.routes, &ifname) {
             if !routes.iter().any(|h| same_route(h, &r)) {
                 out.push(Mismatch::RouteMissing {
                     route: r.to_string(),
@@ -619,6 +611,14 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// `routes` through netdev `dev` (an IPAM result's routes name no device).
+fn on_dev<'a>(routes: &'a [Route], dev: &'a str) -> impl Iterator<Item = Route> + 'a {
+    routes.iter().map(move |r| Route {
+        dev: dev.to_owned(),
+        ..r.clone()
+    })
 }
 
 /// The pod's route to a service CIDR.
