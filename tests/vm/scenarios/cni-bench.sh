@@ -162,7 +162,7 @@ echo "BENCH cni ADD plugin $pa floor $fa ratio $(ratio "$pa" "$fa")"
 echo "BENCH cni DEL plugin $pd floor $fd ratio $(ratio "$pd" "$fd")"
 pa11=$(median_ms /tmp/t-plugin11-add)
 pd11=$(median_ms /tmp/t-plugin11-del)
-echo "BENCH cni at 1.1.0 (IPAM 3 execs): ADD plugin $pa11 ratio $(ratio "$pa11" "$fa"), DEL plugin $pd11 ratio $(ratio "$pd11" "$fd")"
+echo "BENCH cni at 1.1.0 (an IPAM plugin of 1.0.0; its versions remembered after the first call): ADD plugin $pa11 ratio $(ratio "$pa11" "$fa"), DEL plugin $pd11 ratio $(ratio "$pd11" "$fd")"
 echo "BENCH cni static IPAM exec alone $(median_ms /tmp/t-ipam); vfpool-cni VERSION exec $(median_ms /tmp/t-version)"
 for f in plugin-add plugin-del plugin11-add plugin11-del floor-add floor-del ipam version; do
     echo "BENCH cni samples $f (us): $(sort -n /tmp/t-$f | tr '\n' ' ')"
