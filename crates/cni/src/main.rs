@@ -65,14 +65,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr (the runtime keeps it), at `VFPOOL_LOG` (default `warn`).
+/// Logs to stderr (the runtime keeps it), at `VFPOOL_LOG` (default `warn`; `debug`, or
+/// per target like `vfpool_engine=debug,warn`).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VFPOOL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("VFPOOL_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false),
+        )
+        .with(filter)
         .try_init();
 }
 
