@@ -19,6 +19,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# The libvirt XML's tests: libvirt's own schema check (virt-xml-validate runs xmllint).
+command -v virt-xml-validate >/dev/null 2>&1 || need+=(libvirt-clients)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "test-all: installing ${need[*]}" >&2
     apt-get update -qq

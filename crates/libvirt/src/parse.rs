@@ -88,9 +88,13 @@ struct Partial {
 impl Partial {
     fn finish(self, index: usize) -> Result<DomainInterface, ParseError> {
         let kind = match self.kind.as_str() {
-            "hostdev" => InterfaceKind::Hostdev(self.pci.ok_or(ParseError::NoPciAddress { index })?),
+            "hostdev" => {
+                InterfaceKind::Hostdev(self.pci.ok_or(ParseError::NoPciAddress { index })?)
+            }
             "direct" => InterfaceKind::Direct { dev: self.dev },
-            "bridge" => InterfaceKind::Bridge { bridge: self.bridge },
+            "bridge" => InterfaceKind::Bridge {
+                bridge: self.bridge,
+            },
             _ => InterfaceKind::Other(self.kind),
         };
         Ok(DomainInterface {
@@ -215,7 +219,9 @@ fn open(
             partial.dev = attr(e, "dev")?.map(Cow::into_owned);
             partial.bridge = attr(e, "bridge")?.map(Cow::into_owned);
         }
-        (Some("source"), "address") if stack.len() >= 2 && stack[stack.len() - 2] == "interface" => {
+        (Some("source"), "address")
+            if stack.len() >= 2 && stack[stack.len() - 2] == "interface" =>
+        {
             if attr(e, "type")?.as_deref() != Some("pci") {
                 return Ok(());
             }
@@ -223,8 +229,12 @@ fn open(
                 let v = attr(e, key)?.unwrap_or(Cow::Borrowed("0"));
                 parse_c_uint(&v).ok_or_else(|| bad(key, &v))
             };
-            let (domain, bus, slot, function) =
-                (part("domain")?, part("bus")?, part("slot")?, part("function")?);
+            let (domain, bus, slot, function) = (
+                part("domain")?,
+                part("bus")?,
+                part("slot")?,
+                part("function")?,
+            );
             let bus = u8::try_from(bus).map_err(|_| bad("bus", &bus.to_string()))?;
             let slot = u8::try_from(slot)
                 .ok()

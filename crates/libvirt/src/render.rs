@@ -216,14 +216,21 @@ fn write_vf(w: &mut Xml, vf: &VfNic) -> io::Result<()> {
 
 fn write_vnic(w: &mut Xml, vnic: &Vnic) -> io::Result<()> {
     let (kind, key, value, mode) = match &vnic.mode {
-        VnicMode::Macvtap { dev } => ("direct", "dev", macvtap_source(dev, vnic.vlan), Some("bridge")),
+        VnicMode::Macvtap { dev } => (
+            "direct",
+            "dev",
+            macvtap_source(dev, vnic.vlan),
+            Some("bridge"),
+        ),
         VnicMode::Bridge { bridge } => ("bridge", "bridge", bridge.clone(), None),
     };
     w.create_element("interface")
         .with_attribute(("type", kind))
         .write_inner_content(|w| {
             write_mac(w, vnic.mac)?;
-            let source = w.create_element("source").with_attribute((key, value.as_str()));
+            let source = w
+                .create_element("source")
+                .with_attribute((key, value.as_str()));
             match mode {
                 Some(mode) => source.with_attribute(("mode", mode)).write_empty()?,
                 None => source.write_empty()?,
@@ -320,9 +327,8 @@ fn check_disk(disk: &Disk) -> Result<(), InvalidValue> {
         ));
     }
     let t = &disk.target;
-    let ok = t.len() > 2
-        && t.starts_with("vd")
-        && t.bytes().skip(2).all(|b| b.is_ascii_lowercase());
+    let ok =
+        t.len() > 2 && t.starts_with("vd") && t.bytes().skip(2).all(|b| b.is_ascii_lowercase());
     if !ok {
         return Err(InvalidValue::new(
             "disk target",

@@ -1,8 +1,10 @@
 //! The rendered XML, exactly: golden documents, escaping, and every refusal.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
-use common::{bridge, chain, macvtap, mac, vf, vm};
+use common::{bridge, chain, mac, macvtap, vf, vm};
 use vfpool_libvirt::{
     Disk, DiskFormat, Nic, RenderError, VfNic, Vnic, VnicMode, domain_xml, interface_xml,
     network_xml,
@@ -53,7 +55,9 @@ fn vf_address_parts_are_written_in_hex_with_a_wide_domain() {
     });
     let xml = interface_xml(&nic).unwrap();
     assert!(
-        xml.contains(r#"<address type="pci" domain="0x10002" bus="0xaf" slot="0x1f" function="0x7"/>"#),
+        xml.contains(
+            r#"<address type="pci" domain="0x10002" bus="0xaf" slot="0x1f" function="0x7"/>"#
+        ),
         "{xml}"
     );
     assert!(xml.contains(r#"<tag id="4094"/>"#), "{xml}");
@@ -75,7 +79,10 @@ fn macvtap_vnic_is_a_direct_interface_in_bridge_mode() {
 #[test]
 fn macvtap_vnic_with_vlan_sits_on_the_nics_vlan_subinterface() {
     let xml = interface_xml(&macvtap("eno49", 0x20, Some(100))).unwrap();
-    assert!(xml.contains(r#"<source dev="eno49.100" mode="bridge"/>"#), "{xml}");
+    assert!(
+        xml.contains(r#"<source dev="eno49.100" mode="bridge"/>"#),
+        "{xml}"
+    );
     assert!(!xml.contains("<vlan"), "{xml}");
 }
 
@@ -94,8 +101,11 @@ fn bridge_vnic_is_a_bridge_interface() {
 
 #[test]
 fn domain_golden() {
-    let xml = domain_xml(&vm("z-k8s-n-1", vec![vf(0, Some(100)), macvtap("eno49", 0x20, None)]))
-        .unwrap();
+    let xml = domain_xml(&vm(
+        "z-k8s-n-1",
+        vec![vf(0, Some(100)), macvtap("eno49", 0x20, None)],
+    ))
+    .unwrap();
     assert_eq!(
         xml,
         r#"<domain type="kvm">
@@ -185,7 +195,9 @@ fn attr_back(xml: &str, element: &str, key: &str) -> String {
 fn name_back(xml: &str) -> String {
     let start = xml.find("<name>").unwrap() + "<name>".len();
     let end = xml.find("</name>").unwrap();
-    quick_xml::escape::unescape(&xml[start..end]).unwrap().into_owned()
+    quick_xml::escape::unescape(&xml[start..end])
+        .unwrap()
+        .into_owned()
 }
 
 #[test]
@@ -203,9 +215,15 @@ fn names_and_paths_are_escaped() {
         "{xml}"
     );
     assert_eq!(name_back(&xml), nasty);
-    assert_eq!(attr_back(&xml, "source", "file"), r#"/images/x"y'z<&>.qcow2"#);
+    assert_eq!(
+        attr_back(&xml, "source", "file"),
+        r#"/images/x"y'z<&>.qcow2"#
+    );
     let net = network_xml("pool <&'\"> x", "eno49").unwrap();
-    assert!(net.contains("<name>pool &lt;&amp;&apos;&quot;&gt; x</name>"), "{net}");
+    assert!(
+        net.contains("<name>pool &lt;&amp;&apos;&quot;&gt; x</name>"),
+        "{net}"
+    );
     assert_eq!(name_back(&net), "pool <&'\"> x");
 }
 
@@ -219,10 +237,25 @@ fn unicode_names_pass_through() {
 fn the_same_vf_twice_is_refused_naming_it_and_both_nics() {
     let v = vm(
         "z-k8s-n-1",
-        vec![vf(0, None), macvtap("eno49", 0x20, None), vf(1, None), vf(0, Some(100))],
+        vec![
+            vf(0, None),
+            macvtap("eno49", 0x20, None),
+            vf(1, None),
+            vf(0, Some(100)),
+        ],
     );
     let err = domain_xml(&v).unwrap_err();
-    assert!(matches!(err, RenderError::DuplicateVf { first: 0, second: 3, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RenderError::DuplicateVf {
+                first: 0,
+                second: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "VF 0000:03:10.0 is in vm 'z-k8s-n-1' twice (nics 0 and 3); a VF can back one NIC only"
@@ -231,24 +264,51 @@ fn the_same_vf_twice_is_refused_naming_it_and_both_nics() {
 
 #[test]
 fn distinct_vfs_that_differ_only_in_domain_or_function_are_not_duplicates() {
-    let a = Nic::Vf(VfNic { pci: PciAddr::new(0, 3, 0x10, 0), mac: mac(1), vlan: None });
-    let b = Nic::Vf(VfNic { pci: PciAddr::new(1, 3, 0x10, 0), mac: mac(2), vlan: None });
-    let c = Nic::Vf(VfNic { pci: PciAddr::new(0, 3, 0x10, 1), mac: mac(3), vlan: None });
+    let a = Nic::Vf(VfNic {
+        pci: PciAddr::new(0, 3, 0x10, 0),
+        mac: mac(1),
+        vlan: None,
+    });
+    let b = Nic::Vf(VfNic {
+        pci: PciAddr::new(1, 3, 0x10, 0),
+        mac: mac(2),
+        vlan: None,
+    });
+    let c = Nic::Vf(VfNic {
+        pci: PciAddr::new(0, 3, 0x10, 1),
+        mac: mac(3),
+        vlan: None,
+    });
     domain_xml(&vm("ok", vec![a, b, c])).unwrap();
 }
 
 fn nic_err(nic: Nic) -> String {
     let e = domain_xml(&vm("v", vec![vf(5, None), nic])).unwrap_err();
-    assert!(matches!(e, RenderError::InvalidNic { index: 1, .. }), "{e:?}");
+    assert!(
+        matches!(e, RenderError::InvalidNic { index: 1, .. }),
+        "{e:?}"
+    );
     chain(&e)
 }
 
 #[test]
 fn bad_nics_are_refused_naming_the_nic_field_value_and_what_is_allowed() {
-    let vfn = |mac_: vfpool_model::MacAddr, vlan| Nic::Vf(VfNic { pci: PciAddr::new(0, 3, 0x12, 0), mac: mac_, vlan });
+    let vfn = |mac_: vfpool_model::MacAddr, vlan| {
+        Nic::Vf(VfNic {
+            pci: PciAddr::new(0, 3, 0x12, 0),
+            mac: mac_,
+            vlan,
+        })
+    };
     let cases: Vec<(Nic, &str)> = vec![
-        (vfn(mac(1), Some(0)), "nic 1: invalid vlan '0': 1..=4094, or none for untagged"),
-        (vfn(mac(1), Some(4095)), "nic 1: invalid vlan '4095': 1..=4094, or none for untagged"),
+        (
+            vfn(mac(1), Some(0)),
+            "nic 1: invalid vlan '0': 1..=4094, or none for untagged",
+        ),
+        (
+            vfn(mac(1), Some(4095)),
+            "nic 1: invalid vlan '4095': 1..=4094, or none for untagged",
+        ),
         (
             vfn(vfpool_model::MacAddr([1, 0, 0, 0, 0, 1]), None),
             "nic 1: invalid mac '01:00:00:00:00:01': a unicast address (first octet even) that is not 00:00:00:00:00:00",
@@ -286,7 +346,13 @@ fn bad_nics_are_refused_naming_the_nic_field_value_and_what_is_allowed() {
             "nic 1: invalid bridge 'br 0': a netdev name: 1 to 15 ASCII letters, digits, '_', '.' or '-', not '.' or '..'",
         ),
         (
-            Nic::Vnic(Vnic { mode: VnicMode::Bridge { bridge: "br0".into() }, mac: mac(2), vlan: Some(100) }),
+            Nic::Vnic(Vnic {
+                mode: VnicMode::Bridge {
+                    bridge: "br0".into(),
+                },
+                mac: mac(2),
+                vlan: Some(100),
+            }),
             "nic 1: invalid vlan '100': none on a bridge vNIC (a Linux bridge carries a VLAN by being that VLAN's bridge: give its name)",
         ),
     ];
@@ -300,7 +366,8 @@ fn bad_nics_are_refused_naming_the_nic_field_value_and_what_is_allowed() {
 #[test]
 fn bad_vm_fields_are_refused_naming_the_field_value_and_what_is_allowed() {
     let name_allowed = "a non-empty name without '/' or control characters";
-    let cases: Vec<(Box<dyn Fn(&mut vfpool_libvirt::Vm)>, String)> = vec![
+    type Breaker = Box<dyn Fn(&mut vfpool_libvirt::Vm)>;
+    let cases: Vec<(Breaker, String)> = vec![
         (Box::new(|v| v.name = String::new()), format!("invalid vm name '': {name_allowed}")),
         (Box::new(|v| v.name = "a/b".into()), format!("invalid vm name 'a/b': {name_allowed}")),
         (Box::new(|v| v.name = "a\nb".into()), format!("invalid vm name 'a\\nb': {name_allowed}")),
