@@ -10,12 +10,16 @@
 //! - [`interfaces_of`], [`vf_addresses_of`] and [`macs_of`] read a domain's XML back (the
 //!   libvirt hook gets it on stdin).
 //!
-//! Nothing here does I/O or talks to libvirt. Every value is checked before it is written
+//! With the `libvirt-api` feature, [`api`] drives the VM lifecycle through libvirt's C API.
+//!
+//! Without it, nothing here does I/O or talks to libvirt. Every value is checked before it is written
 //! ([`RenderError`] names the field, the value and what is allowed) and every text and
 //! attribute is escaped by quick-xml's writer.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "libvirt-api")]
+pub mod api;
 mod parse;
 mod render;
 mod types;
