@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{chain, mac, macvtap, vf, vm};
+use common::{chain, macvtap, vf, vm};
 use vfpool_libvirt::api::{Libvirt, LibvirtError};
 use vfpool_libvirt::vf_addresses_of;
 use vfpool_model::PciAddr;
