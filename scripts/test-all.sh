@@ -22,6 +22,12 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 # The libvirt XML's tests: libvirt's own schema check (virt-xml-validate runs xmllint).
 command -v virt-xml-validate >/dev/null 2>&1 || need+=(libvirt-clients)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+# vfpool-libvirt's libvirt-api feature: libvirt's C library to build against, and a libvirtd
+# with the QEMU driver that its tests start in a private mount namespace.
+pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkg-config)
+[ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
+[ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "test-all: installing ${need[*]}" >&2
     apt-get update -qq
@@ -32,6 +38,8 @@ fi
 # set here: a root-only test that cannot run fails.
 unset VFPOOL_ALLOW_SKIP
 cargo test --workspace --locked
+# The libvirt API (off by default so that the static builds link): test driver and libvirtd.
+cargo test -p vfpool-libvirt --features libvirt-api --locked
 
 # Tier 3: real VFs from QEMU's emulated igb NIC (installs qemu when missing).
 cargo xtask vmtest
