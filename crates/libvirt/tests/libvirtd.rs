@@ -97,7 +97,8 @@ impl Daemon {
         let mut daemon = Daemon { child, dir };
         let sock = daemon.dir.path().join("run/libvirt/libvirt-sock");
         let start = Instant::now();
-        while !sock.exists() {
+        // The socket file appears at bind(), before listen(): wait until it accepts.
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
             let log =
                 std::fs::read_to_string(daemon.dir.path().join("libvirtd.log")).unwrap_or_default();
             if let Some(status) = daemon.child.try_wait().unwrap() {
@@ -105,7 +106,7 @@ impl Daemon {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "no libvirtd socket after 30 s:\n{log}"
+                "libvirtd not listening after 30 s:\n{log}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
