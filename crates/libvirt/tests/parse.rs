@@ -44,11 +44,12 @@ fn arb_nic() -> impl Strategy<Value = Nic> {
 proptest! {
     #[test]
     fn what_is_rendered_reads_back(nics in prop::collection::vec(arb_nic(), 0..8), name in "[^/\\p{Cc}]{1,20}") {
-        // Distinct VFs: the renderer refuses duplicates (tested in render.rs).
+        // Distinct VFs and MACs: the renderer refuses duplicates (tested in render.rs).
         let mut seen = std::collections::BTreeSet::new();
+        let mut macs = std::collections::BTreeSet::new();
         let nics: Vec<Nic> = nics.into_iter().filter(|n| match n {
-            Nic::Vf(v) => seen.insert(v.pci),
-            Nic::Vnic(_) => true,
+            Nic::Vf(v) => macs.insert(v.mac) && seen.insert(v.pci),
+            Nic::Vnic(v) => macs.insert(v.mac),
         }).collect();
         let xml = domain_xml(&vm(&name, nics.clone())).unwrap();
         let want_vfs: Vec<PciAddr> = nics.iter().filter_map(|n| match n {

@@ -263,6 +263,34 @@ fn the_same_vf_twice_is_refused_naming_it_and_both_nics() {
 }
 
 #[test]
+fn the_same_mac_on_two_nics_is_refused_naming_it_and_both_nics() {
+    let mut twin = macvtap("eno49", 0x10, None);
+    if let Nic::Vnic(v) = &mut twin {
+        v.mac = mac(0x12);
+    }
+    let v = vm(
+        "z-k8s-n-1",
+        vec![vf(0, None), bridge("br0", 0x30), vf(2, None), twin],
+    );
+    let err = domain_xml(&v).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RenderError::DuplicateMac {
+                first: 2,
+                second: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "MAC 52:54:00:6b:00:12 is on two nics of vm 'z-k8s-n-1' (nics 2 and 3); each NIC needs its own"
+    );
+}
+
+#[test]
 fn distinct_vfs_that_differ_only_in_domain_or_function_are_not_duplicates() {
     let a = Nic::Vf(VfNic {
         pci: PciAddr::new(0, 3, 0x10, 0),
