@@ -41,6 +41,17 @@ pub enum RenderError {
         first: usize,
         second: usize,
     },
+    /// The same MAC on two NICs of one domain: libvirt defines it, and then cannot tell the
+    /// two apart to detach either.
+    #[error(
+        "MAC {mac} is on two nics of vm '{vm}' (nics {first} and {second}); each NIC needs its own"
+    )]
+    DuplicateMac {
+        vm: String,
+        mac: MacAddr,
+        first: usize,
+        second: usize,
+    },
     /// Writing to the in-memory buffer failed (it does not; quick-xml's writer is generic
     /// over `io::Write`).
     #[error("writing the XML")]
@@ -268,6 +279,7 @@ fn check_vm(vm: &Vm) -> Result<(), RenderError> {
         check_disk(disk).map_err(|source| RenderError::InvalidDisk { index, source })?;
     }
     let mut seen: BTreeMap<PciAddr, usize> = BTreeMap::new();
+    let mut macs: BTreeMap<MacAddr, usize> = BTreeMap::new();
     for (index, nic) in vm.nics.iter().enumerate() {
         check_nic(nic).map_err(|source| RenderError::InvalidNic { index, source })?;
         if let Nic::Vf(vf) = nic {
@@ -281,6 +293,19 @@ fn check_vm(vm: &Vm) -> Result<(), RenderError> {
             }
             seen.insert(vf.pci, index);
         }
+        let mac = match nic {
+            Nic::Vf(vf) => vf.mac,
+            Nic::Vnic(vnic) => vnic.mac,
+        };
+        if let Some(&first) = macs.get(&mac) {
+            return Err(RenderError::DuplicateMac {
+                vm: vm.name.clone(),
+                mac,
+                first,
+                second: index,
+            });
+        }
+        macs.insert(mac, index);
     }
     Ok(())
 }
