@@ -18,6 +18,7 @@ fn define_read_back_start_destroy_undefine() {
     let lv = Libvirt::open("test:///default").unwrap();
     let mut v = vm("vfpool-api-1", vec![vf(0, Some(100))]);
     v.disks.clear();
+    v.uuid = None; // test:///default is one state per process, shared by the tests
     lv.define(&v).unwrap();
 
     let config = lv.config_xml("vfpool-api-1").unwrap();
@@ -93,6 +94,7 @@ fn refusals_name_the_domain_and_keep_libvirts_reason() {
 
     let mut v = vm("vfpool-api-2", vec![]);
     v.disks.clear();
+    v.uuid = None; // test:///default is one state per process, shared by the tests
     lv.define(&v).unwrap();
     let e = lv
         .detach_nic("vfpool-api-2", &macvtap("eno49", 1, None))
