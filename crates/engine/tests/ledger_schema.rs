@@ -278,7 +278,13 @@ fn a_version_6_ledger_gets_the_vm_tables_and_keeps_its_leases() {
     assert!(!tables(&db).contains(&"vms".to_owned()));
     let mut l = Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), 7);
-    for t in ["l2_networks", "l3_networks", "l3_addresses", "vms", "vm_nics"] {
+    for t in [
+        "l2_networks",
+        "l3_networks",
+        "l3_addresses",
+        "vms",
+        "vm_nics",
+    ] {
         assert!(tables(&db).contains(&t.to_owned()), "{t}");
     }
     assert_eq!(l.read(|tx| tx.leases()).unwrap().len(), 1);
