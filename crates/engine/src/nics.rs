@@ -148,6 +148,10 @@ impl Engine {
             .filter(|(nic, n)| nic.num_vfs != 0 && nic.num_vfs != *n)
             .map(|(nic, _)| nic)
             .collect();
+        // VFs leased to VMs: refused naming the VMs, or (--force) detached from them.
+        let pfs: Vec<(String, PciAddr)> =
+            destroys.iter().map(|n| (n.name.clone(), n.pci)).collect();
+        self.detach_vm_vfs(&pfs, req.force)?;
         let stale = self.guard_leased(&destroys, req.force)?;
         let opts = SplitOptions {
             autoprobe: req.autoprobe,

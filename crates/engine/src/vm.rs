@@ -1387,7 +1387,7 @@ impl Engine {
         self.vm_show(name)
     }
 
-    /// For `nic restore`: the VM leases on `pfs`. Without `force`, refused naming the VMs;
+    /// For `nic restore` and a `nic split` that changes a count: the VM leases on `pfs`. Without `force`, refused naming the VMs;
     /// with it, their rows are removed (the VFs are about to be destroyed) and the VM NICs
     /// marked detached. Called with the PFs' locks held exclusively.
     pub(crate) fn detach_vm_vfs(

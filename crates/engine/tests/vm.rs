@@ -226,6 +226,34 @@ fn restore_refuses_vms_vfs_and_force_detaches_them() {
     let vm = e.vm_start("vm1").unwrap();
     assert!(!vm.nics[0].detached);
     assert!(vm.nics[0].vf.is_some());
+    // A split that changes the count destroys the VFs as well: the same refusal and force.
+    let mut split = vfpool_engine::SplitRequest {
+        nics: vec!["eno49".into()],
+        vfs: "3".into(),
+        autoprobe: None,
+        timeout: Duration::from_secs(5),
+        force: false,
+        keep_link: true,
+    };
+    let err = e.split_nics(&split, &|_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("VMs (vm1)"), "{err}");
+    split.force = true;
+    e.split_nics(&split, &|_, _, _| {}).unwrap();
+    assert!(e.vm_show("vm1").unwrap().nics[0].detached);
+    assert!(e.leases().unwrap().is_empty());
+}
+
+#[test]
+fn more_vf_nics_than_the_nic_has_vfs_cannot_start() {
+    let (_lab, mut e) = setup();
+    let specs = vec![nic("l3=net1,sriov"); 3];
+    e.vm_create("big", &specs).unwrap();
+    let err = e.vm_start("big").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "vm 'big' cannot start: l3 'net1' has 2 free VFs on eno49, 3 needed"
+    );
+    assert!(e.leases().unwrap().is_empty());
 }
 
 #[test]
