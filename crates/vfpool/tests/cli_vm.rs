@@ -408,3 +408,80 @@ fn bad_input_gets_one_line_naming_field_and_value() {
     assert_eq!(vm["nics"].as_array().unwrap().len(), 1);
     assert_eq!(vm["nics"][0]["name"], "nic1");
 }
+
+/// Five VMs of two VF NICs each start at once for seven VFs: whatever the interleaving, a VM
+/// either runs with a VF on every VF NIC or stays stopped holding nothing (a start that
+/// lost a race gives back what it took), and no VF is leased twice.
+#[test]
+fn vms_racing_for_too_few_vfs_start_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path();
+    ok(s, &["nic", "split", "eno50", "--vfs", "7"]);
+    ok(s, &["l2", "create", "l2", "--nic", "eno50", "--sriov"]);
+    ok(
+        s,
+        &[
+            "l3",
+            "create",
+            "n",
+            "--l2",
+            "l2",
+            "--cidr",
+            "10.9.0.0/24",
+            "--gateway",
+            "10.9.0.1",
+        ],
+    );
+    let names: Vec<String> = (0..5).map(|i| format!("vm{i}")).collect();
+    for n in &names {
+        ok(
+            s,
+            &[
+                "vm",
+                "create",
+                n,
+                "--nic",
+                "l3=n,sriov",
+                "--nic",
+                "l3=n,sriov",
+            ],
+        );
+    }
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            common::vfpool(s, &["vm", "start", n])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut started = 0;
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        match o.status.code() {
+            Some(0) => started += 1,
+            Some(6) => {}
+            other => panic!("{other:?}: {}", String::from_utf8_lossy(&o.stderr)),
+        }
+    }
+    assert!((1..=3).contains(&started), "{started} started");
+    let l = leases(s);
+    let vfs: std::collections::HashSet<&str> =
+        l.iter().map(|x| x["vf_pci"].as_str().unwrap()).collect();
+    assert_eq!(vfs.len(), l.len(), "a VF leased twice");
+    assert_eq!(l.len(), 2 * started);
+    for v in json(s, &["vm", "list"]).as_array().unwrap() {
+        let with_vf = v["nics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["vf"].is_string())
+            .count();
+        match v["state"].as_str().unwrap() {
+            "running" => assert_eq!(with_vf, 2, "{v}"),
+            _ => assert_eq!(with_vf, 0, "{v}"),
+        }
+    }
+}
