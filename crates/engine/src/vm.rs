@@ -788,6 +788,13 @@ impl Engine {
                 .into());
             }
             self.check_sriov_nic(&req.nic)?;
+        } else if let vfpool_host::Found::Vf(pf, _) = Inventory::scan(&self.fs)?.find(&req.nic)? {
+            return Err(InvalidValue::new(
+                "nic",
+                &req.nic,
+                format!("a physical NIC, not a VF (this is a VF of {})", pf.name),
+            )
+            .into());
         }
         self.ledger.write(Durability::Synced, |tx| {
             if tx.l2_rows()?.iter().any(|r| r.name == req.name) {

@@ -328,6 +328,17 @@ fn bad_input_is_refused_with_one_line_naming_field_and_value() {
         ErrorKind::NotFound
     );
     assert_eq!(
+        err_of(e.l2_create(&l2("x", "nope0", None, false))).0,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        err_of(e.l2_create(&l2("x", "eno49v0", None, false))),
+        (
+            inv,
+            "invalid nic 'eno49v0': a physical NIC, not a VF (this is a VF of eno49)".into()
+        )
+    );
+    assert_eq!(
         err_of(e.l2_create(&l2("bad name", "eno50", None, false))).0,
         inv
     );
