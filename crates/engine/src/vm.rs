@@ -342,6 +342,10 @@ pub struct VmNicView {
     pub nic_type: NicType,
     pub l3: String,
     pub l2: String,
+    /// The L2's physical NIC (a VF NIC's VFs come from it; a vNIC sits on it).
+    pub nic: String,
+    /// The L2's VLAN id (a `vlan` L2 only): what a VF NIC's VF tags.
+    pub vlan: Option<u32>,
     pub mac: MacAddr,
     /// Its L3 address while the VM runs.
     pub address: Option<Ipv4Addr>,
@@ -1292,7 +1296,10 @@ impl Engine {
                     ..VfSettings::default()
                 };
                 match self.acquire(&req) {
-                    Ok(_) => taken.push(owner),
+                    Ok(_) => {
+                        taken.push(owner);
+                        crate::fault::point("vm-start:after-acquire");
+                    }
                     Err(EngineError::Exhausted { .. }) => {
                         let free = self.l3_check_vf(&n.l3).map(|c| c.free).unwrap_or(0);
                         let count = needed.get(&l2.nic).map_or(1, |c| c.0);
@@ -1355,11 +1362,11 @@ impl Engine {
             });
         }
         let mut errors = Vec::new();
+        // By the owner each NIC would have, not only those recorded: a start killed after
+        // an acquire and before its final commit left leases not recorded yet.
         for n in &nics {
-            let Some(owner) = &n.lease_owner else {
-                continue;
-            };
-            match self.release(&ReleaseTarget::Owner(owner.clone())) {
+            let owner = nic_owner(name, n.index);
+            match self.release(&ReleaseTarget::Owner(owner)) {
                 Ok(_) | Err(EngineError::UnknownOwner { .. }) => {}
                 Err(e) => errors.push(chain(&e)),
             }
@@ -1579,6 +1586,7 @@ fn l3_users(tx: &Tx<'_>, l3: &str) -> Result<Vec<String>, EngineError> {
 }
 
 fn vm_view(tx: &Tx<'_>, vm: VmRow) -> Result<VmView, EngineError> {
+    let l2s = tx.l2_rows()?;
     let nics = tx
         .nic_rows(&vm.name)?
         .into_iter()
@@ -1588,7 +1596,12 @@ fn vm_view(tx: &Tx<'_>, vm: VmRow) -> Result<VmView, EngineError> {
                 Some(o) => tx.lease_by_owner(o)?.map(|l| l.vf_pci),
                 None => None,
             };
+            let l2 = l2s.iter().find(|x| x.name == n.l2);
             Ok(VmNicView {
+                nic: l2.map(|x| x.nic.clone()).unwrap_or_default(),
+                vlan: l2
+                    .filter(|x| x.l2_type == L2Type::Vlan)
+                    .and_then(|x| x.vlan),
                 index: n.index,
                 name: format!("nic{}", n.index),
                 nic_type: n.nic_type,

@@ -95,6 +95,8 @@ fn the_third_seeds_flow_on_the_demo_host() {
     );
     assert_eq!(vm["state"], "stopped");
     assert_eq!(vm["nics"][0]["type"], "vf");
+    assert_eq!(vm["nics"][0]["nic"], "eno49");
+    assert_eq!(vm["nics"][0]["vlan"], 100);
 
     // Start: the VF leased with the NIC's MAC and the L2's VLAN, bound to vfio-pci.
     let vm = json(s, &["vm", "start", "vm1"]);
@@ -484,4 +486,55 @@ fn vms_racing_for_too_few_vfs_start_all_or_nothing() {
             _ => assert_eq!(with_vf, 0, "{v}"),
         }
     }
+}
+
+/// A start killed after its first VF lease and before recording it on the VM: the VM reads
+/// as running (so `lease gc` keeps the lease), and `vm stop` gives back the lease it never
+/// recorded.
+#[test]
+fn a_start_killed_midway_is_cleaned_up_by_stop() {
+    use std::os::unix::process::ExitStatusExt;
+    let (_dir, state) = demo();
+    let s = &state;
+    json(
+        s,
+        &[
+            "vm",
+            "create",
+            "vm1",
+            "--nic",
+            "l3=net1,sriov",
+            "--nic",
+            "l3=net1,sriov",
+        ],
+    );
+    let point = vfpool_engine::fault::VM_POINTS[0];
+    let o = common::vfpool(s, &["vm", "start", "vm1"])
+        .env("VFPOOL_FAULT", point)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(9), "killed at {point}");
+    let vm = json(s, &["vm", "show", "vm1"]);
+    assert_eq!(vm["state"], "running");
+    let l = leases(s);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0]["owner"], "vm/vm1/nic0");
+    let vf = l[0]["vf_pci"].as_str().unwrap().to_owned();
+    assert_eq!(
+        json(s, &["lease", "gc"])["kept"],
+        1,
+        "a running VM's lease is kept"
+    );
+    json(s, &["vm", "stop", "vm1"]);
+    assert!(leases(s).is_empty());
+    assert_eq!(driver_of(s, &vf).as_deref(), Some("igbvf"));
+    // And it starts whole afterwards.
+    let vm = json(s, &["vm", "start", "vm1"]);
+    assert!(
+        vm["nics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["vf"].is_string())
+    );
 }
