@@ -261,6 +261,94 @@ pub enum EngineError {
         source: io::Error,
     },
 
+    /// An L2, L3, VM or VM NIC that does not exist.
+    #[error("unknown {what} '{name}' (known: {known})")]
+    UnknownName {
+        what: &'static str,
+        name: String,
+        known: String,
+    },
+
+    #[error("{what} '{name}' exists already")]
+    NameExists { what: &'static str, name: String },
+
+    #[error("{what} '{name}' is used by {by}; {hint}")]
+    InUse {
+        what: &'static str,
+        name: String,
+        by: String,
+        hint: &'static str,
+    },
+
+    #[error(
+        "l3 '{l3}' is not an SR-IOV network (l2 '{l2}' has no SR-IOV flag; `vfpool l2 set {l2} --sriov on`)"
+    )]
+    NotSriov { l3: String, l2: String },
+
+    #[error("cidr {cidr} of l3 '{l3}' overlaps l3 '{other}' ({other_cidr}) on l2 '{l2}'")]
+    CidrOverlap {
+        cidr: String,
+        l3: String,
+        other: String,
+        other_cidr: String,
+        l2: String,
+    },
+
+    #[error("mac {mac} is taken on l2 '{l2}' by {by}")]
+    MacTaken {
+        mac: vfpool_model::MacAddr,
+        l2: String,
+        by: String,
+    },
+
+    #[error("l3 '{l3}' has no free address in {range}")]
+    NoFreeAddress { l3: String, range: String },
+
+    /// A VM start that finds too few free VFs: nothing was leased.
+    #[error("vm '{vm}' cannot start: l3 '{l3}' has {free} free VFs on {nic}, {needed} needed")]
+    NoFreeVf {
+        vm: String,
+        l3: String,
+        nic: String,
+        free: usize,
+        needed: usize,
+    },
+
+    #[error("vm '{vm}' is {state}: {what}")]
+    VmState {
+        vm: String,
+        state: &'static str,
+        what: String,
+    },
+
+    #[error(
+        "vm '{vm}' is running with VF {vf} attached to {nic}; a VM with a VF cannot migrate while it runs: stop it first"
+    )]
+    VfAttached {
+        vm: String,
+        nic: String,
+        vf: PciAddr,
+    },
+
+    #[error(
+        "{nic} has VFs attached to VMs ({vms}); stop them, or add --force to detach the VFs from them"
+    )]
+    VfsInVms { nic: String, vms: String },
+
+    #[error(
+        "vm '{vm}' is stopped, but releasing its VFs failed: {errors}; `lease gc` releases them"
+    )]
+    VmStop { vm: String, errors: String },
+
+    #[error("cannot read random bytes from /dev/urandom")]
+    Random {
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("a ledger row of the VM layer is corrupt: {what}")]
+    CorruptVmRow { what: String },
+
     /// Applying a lease failed, and so did its rollback.
     #[error("rolling back {vf} (owner {owner}) failed: {errors}; the lease is kept for `lease gc`")]
     Rollback {
@@ -325,7 +413,19 @@ impl EngineError {
             | E::UnknownOwner { .. }
             | E::VfNotLeased { .. }
             | E::UnknownVf { .. }
-            | E::VfNotInPool { .. } => ErrorKind::NotFound,
+            | E::VfNotInPool { .. }
+            | E::UnknownName { .. } => ErrorKind::NotFound,
+            E::NameExists { .. }
+            | E::InUse { .. }
+            | E::CidrOverlap { .. }
+            | E::MacTaken { .. }
+            | E::VmState { .. }
+            | E::VfAttached { .. }
+            | E::VfsInVms { .. }
+            | E::NotSriov { .. } => ErrorKind::Conflict,
+            E::NoFreeVf { .. } | E::NoFreeAddress { .. } => ErrorKind::Exhausted,
+            E::VmStop { .. } | E::Random { .. } => ErrorKind::Io,
+            E::CorruptVmRow { .. } => ErrorKind::CorruptState,
             E::PoolExists { .. }
             | E::PoolOverlap { .. }
             | E::PoolSelectsNothing { .. }

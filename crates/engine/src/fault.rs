@@ -7,6 +7,8 @@
 //! Points, in order: `acquire:after-row`, `acquire:mid-pf` (after the first PF-side knob),
 //! `acquire:after-pf`, `acquire:after-driver`, `acquire:after-netdev`; `release:after-mark`,
 //! `release:mid-pf`, `release:after-pf`, `release:after-netdev`, `release:after-driver`.
+//! The VM layer's: `vm-start:after-acquire` (a VF NIC's lease made, not yet recorded on
+//! the VM).
 
 use std::sync::OnceLock;
 
@@ -22,6 +24,9 @@ pub const POINTS: [&str; 10] = [
     "release:after-netdev",
     "release:after-driver",
 ];
+
+/// The VM layer's points ([`crate::vm`]).
+pub const VM_POINTS: [&str; 1] = ["vm-start:after-acquire"];
 
 fn armed() -> &'static [String] {
     static ARMED: OnceLock<Vec<String>> = OnceLock::new();

@@ -103,8 +103,58 @@ ALTER TABLE leases ADD COLUMN ifname TEXT;
 PRAGMA user_version = 6;
 ";
 
+/// Version 7 adds the VM layer (see [`crate::vm`]): L2 networks on a NIC (`sriov` the flag
+/// its L3 networks inherit), L3 networks (IPv4: a CIDR, a gateway and the range handed
+/// out), the addresses handed out (`owner` `vm/NAME/nicN`), VMs and their NICs.
+/// `vm_nics.l2` repeats the L3's L2 so that UNIQUE (l2, mac) is the last word on a MAC.
+const MIGRATE_VM: &str = "
+CREATE TABLE IF NOT EXISTS l2_networks (
+    name    TEXT PRIMARY KEY,
+    nic     TEXT NOT NULL,
+    type    TEXT NOT NULL CHECK (type IN ('novlan', 'vlan', 'vxlan')),
+    vlan    INTEGER,
+    sriov   INTEGER NOT NULL,
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS l3_networks (
+    name        TEXT PRIMARY KEY,
+    l2          TEXT NOT NULL,
+    cidr        TEXT NOT NULL,
+    gateway     TEXT NOT NULL,
+    range_first TEXT NOT NULL,
+    range_last  TEXT NOT NULL,
+    dns         TEXT,
+    created     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS l3_addresses (
+    l3      TEXT NOT NULL,
+    address TEXT NOT NULL,
+    owner   TEXT NOT NULL UNIQUE,
+    PRIMARY KEY (l3, address)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vms (
+    name    TEXT PRIMARY KEY,
+    uuid    TEXT NOT NULL UNIQUE,
+    state   TEXT NOT NULL CHECK (state IN ('stopped', 'running')),
+    created INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vm_nics (
+    vm          TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    l3          TEXT NOT NULL,
+    l2          TEXT NOT NULL,
+    type        TEXT NOT NULL CHECK (type IN ('vf', 'vnic')),
+    mac         TEXT NOT NULL,
+    lease_owner TEXT,
+    detached    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (vm, idx),
+    UNIQUE (l2, mac)
+) WITHOUT ROWID;
+PRAGMA user_version = 7;
+";
+
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Whether a commit must be on disk when [`Ledger::write`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,12 +257,12 @@ fn finish_lease(t: (Lease, String, String)) -> Result<Lease, EngineError> {
 
 /// A transaction on the ledger: what the engine's closures get.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
+    pub(crate) tx: rusqlite::Transaction<'a>,
 }
 
 impl Tx<'_> {
     /// Runs one statement, its compiled form kept for the next time.
-    fn exec(
+    pub(crate) fn exec(
         &self,
         sql: &str,
         p: impl rusqlite::Params,
@@ -591,11 +641,24 @@ impl Ledger {
                         MIGRATE_NETNS_ID,
                         MIGRATE_DESIRED,
                         MIGRATE_ATTACH,
+                        MIGRATE_VM,
                     ],
-                    2 => &[MIGRATE_2, MIGRATE_NETNS_ID, MIGRATE_DESIRED, MIGRATE_ATTACH],
-                    3 => &[MIGRATE_NETNS_ID, MIGRATE_DESIRED, MIGRATE_ATTACH],
-                    4 => &[MIGRATE_DESIRED, MIGRATE_ATTACH],
-                    5 => &[MIGRATE_ATTACH],
+                    2 => &[
+                        MIGRATE_2,
+                        MIGRATE_NETNS_ID,
+                        MIGRATE_DESIRED,
+                        MIGRATE_ATTACH,
+                        MIGRATE_VM,
+                    ],
+                    3 => &[
+                        MIGRATE_NETNS_ID,
+                        MIGRATE_DESIRED,
+                        MIGRATE_ATTACH,
+                        MIGRATE_VM,
+                    ],
+                    4 => &[MIGRATE_DESIRED, MIGRATE_ATTACH, MIGRATE_VM],
+                    5 => &[MIGRATE_ATTACH, MIGRATE_VM],
+                    6 => &[MIGRATE_VM],
                     _ => &[],
                 };
                 steps
@@ -626,7 +689,7 @@ impl Ledger {
             // Nothing was ever written: no pools, no leases.
             let conn = Connection::open_in_memory().map_err(open_err)?;
             conn.execute_batch(&format!(
-                "{SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}"
+                "{SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}{MIGRATE_VM}"
             ))
             .map_err(open_err)?;
             conn.pragma_update(None, "query_only", true)
@@ -859,7 +922,7 @@ fn create(path: &Path) -> Result<(), EngineError> {
             source,
         })?;
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = FULL; BEGIN; {SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH} COMMIT;"
+            "PRAGMA synchronous = FULL; BEGIN; {SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}{MIGRATE_VM} COMMIT;"
         ))
         .map_err(EngineError::db("create the schema"))?;
         conn.close()

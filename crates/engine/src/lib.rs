@@ -10,6 +10,7 @@
 //!   - [`recover`]: where it is given back (release, `gc`, `reapply`);
 //!   - [`attach`]: its netdev into a container's netns, `verify`;
 //!   - [`nics`]: split, restore, persist, boot apply (under [`lock`]'s per-PF locks);
+//!   - [`vm`]: L2 and L3 networks, VMs and their NICs, a VM's start and stop over leases;
 //!   - [`pfcache`]: the host's PFs kept between acquires;
 //! - [`lease`]: the lease types; [`ledger`]: pools and leases in SQLite, shared by every
 //!   vfpool process on the host;
@@ -48,6 +49,7 @@ pub mod pools;
 pub mod recover;
 pub mod selector;
 pub mod view;
+pub mod vm;
 
 pub use acquire::AcquireRequest;
 pub use attach::Mismatch;
@@ -76,4 +78,8 @@ pub use view::{
     LeaseView, NicApplyView, NicChangeView, NicDetail, NicFailureView, NicShow, NicView,
     PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView, ReapplyView, Shown, VfDetail,
     VfView,
+};
+pub use vm::{
+    Ipv4Cidr, L2Request, L2Type, L2View, L3Request, L3View, LedgerVms, MigrateView, NicType,
+    VfCheckView, VmNicSpec, VmNicView, VmState, VmView, parse_nic_ref,
 };

@@ -148,6 +148,10 @@ impl Engine {
             .filter(|(nic, n)| nic.num_vfs != 0 && nic.num_vfs != *n)
             .map(|(nic, _)| nic)
             .collect();
+        // VFs leased to VMs: refused naming the VMs, or (--force) detached from them.
+        let pfs: Vec<(String, PciAddr)> =
+            destroys.iter().map(|n| (n.name.clone(), n.pci)).collect();
+        self.detach_vm_vfs(&pfs, req.force)?;
         let stale = self.guard_leased(&destroys, req.force)?;
         let opts = SplitOptions {
             autoprobe: req.autoprobe,
@@ -186,6 +190,9 @@ impl Engine {
             nics.push(nic.clone());
         }
         let _locks = self.lock_pfs(nics.iter().map(|n| n.pci), Hold::Exclusive)?;
+        // VFs leased to VMs: refused naming the VMs, or (--force) detached from them.
+        let pfs: Vec<(String, PciAddr)> = nics.iter().map(|n| (n.name.clone(), n.pci)).collect();
+        self.detach_vm_vfs(&pfs, force)?;
         let all: Vec<&Nic> = nics.iter().collect();
         let stale = self.guard_leased(&all, force)?;
         let results = nics

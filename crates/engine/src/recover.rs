@@ -9,10 +9,11 @@ use vfpool_model::{PciAddr, validate_owner};
 use crate::engine::Engine;
 use crate::error::{EngineError, chain};
 use crate::fault;
-use crate::lease::{Lease, LeaseState};
+use crate::lease::{Lease, LeaseState, OwnerKind};
 use crate::ledger::{Durability, lock_vf};
 use crate::lock::Hold;
 use crate::owner::{NetnsNow, OwnerStatus, netns_now, owner_status, this_process};
+use crate::vm::LedgerVms;
 
 /// Which lease `lease release` means. Releasing by owner touches only that owner's lease, so
 /// an old pod's teardown can never reset a VF already given to a new pod.
@@ -190,6 +191,10 @@ impl Engine {
     pub fn gc(&mut self) -> Result<GcReport, EngineError> {
         let host = self.host()?;
         let leases = self.ledger.read(|tx| tx.leases())?;
+        // Read after the leases: a VM's leases exist only while it is marked running (a
+        // start marks it first, a stop releases them first), so a lease read above whose
+        // VM reads as stopped here is one to release (or gone already: see `claimed`).
+        let vm_table = self.vm_table()?;
         let mut report = GcReport::default();
         for l in leases {
             // The VF stays as it is meanwhile: a split of its PF waits (PF lock first, then
@@ -215,7 +220,13 @@ impl Engine {
                         GcKind::RemovedStale,
                         "its VF was destroyed and created again outside vfpool (it has the kernel's defaults, not this lease's configuration)".into(),
                     ),
-                    LeaseState::Active => match owner_status(&l, &*self.vms) {
+                    LeaseState::Active => match if LedgerVms::owns(&l.owner)
+                        && l.owner_kind == OwnerKind::Vm
+                    {
+                        owner_status(&l, &vm_table)
+                    } else {
+                        owner_status(&l, &*self.vms)
+                    } {
                         OwnerStatus::Gone => (
                             GcKind::ReleasedOwnerGone,
                             match (&l.netns, netns_now(&l)) {

@@ -77,14 +77,18 @@ fn a_new_ledger_has_the_current_schema_and_only_the_unique_indexes() {
     let db = dir.path().join("state.db");
     Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
-    // The primary key of pools and the two UNIQUE constraints of leases: no index that
-    // would cost every insert and delete a page without serving a query.
+    // The primary key of pools, the two UNIQUE constraints of leases and the VM layer's
+    // (an address's owner, a VM's uuid, a MAC on an L2): no index that would cost every
+    // insert and delete a page without serving a query or a constraint.
     assert_eq!(
         indexes(&db),
         [
+            "sqlite_autoindex_l3_addresses_1",
             "sqlite_autoindex_leases_1",
             "sqlite_autoindex_leases_2",
-            "sqlite_autoindex_pools_1"
+            "sqlite_autoindex_pools_1",
+            "sqlite_autoindex_vm_nics_2",
+            "sqlite_autoindex_vms_2"
         ]
     );
 }
@@ -253,4 +257,35 @@ fn a_version_5_ledger_gets_the_ifname_column_and_keeps_its_leases() {
         (got.netns.as_deref(), got.ifname.as_deref()),
         (Some("/run/netns/p"), Some("net1"))
     );
+}
+
+#[test]
+fn a_version_6_ledger_gets_the_vm_tables_and_keeps_its_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    {
+        let mut l = Ledger::open(&db).unwrap();
+        l.write(Durability::Synced, |tx| tx.insert_lease(&lease("vm-1")))
+            .unwrap();
+    }
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE l2_networks; DROP TABLE l3_networks; DROP TABLE l3_addresses;
+             DROP TABLE vms; DROP TABLE vm_nics; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    assert!(!tables(&db).contains(&"vms".to_owned()));
+    let mut l = Ledger::open(&db).unwrap();
+    assert_eq!(user_version(&db), 7);
+    for t in [
+        "l2_networks",
+        "l3_networks",
+        "l3_addresses",
+        "vms",
+        "vm_nics",
+    ] {
+        assert!(tables(&db).contains(&t.to_owned()), "{t}");
+    }
+    assert_eq!(l.read(|tx| tx.leases()).unwrap().len(), 1);
 }

@@ -6,9 +6,11 @@
 mod context;
 mod host_cmd;
 mod lease_cmd;
+mod net_cmd;
 mod nic_cmd;
 mod pool_cmd;
 mod table;
+mod vm_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +78,15 @@ pub enum Command {
     /// Leases: a VF of a pool held by a container, a VM or a person.
     #[command(subcommand)]
     Lease(lease_cmd::LeaseCmd),
+    /// L2 networks: a physical NIC, its VLAN, the SR-IOV flag.
+    #[command(subcommand)]
+    L2(net_cmd::L2Cmd),
+    /// L3 networks: IPv4 on an L2, the addresses VM NICs get.
+    #[command(subcommand)]
+    L3(net_cmd::L3Cmd),
+    /// VMs: NICs of type VF or vNIC, VFs leased at start and given back at stop.
+    #[command(subcommand)]
+    Vm(vm_cmd::VmCmd),
     /// Tools for developers and the test tiers.
     #[command(subcommand, hide = true)]
     Debug(host_cmd::DebugCmd),
@@ -130,6 +141,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nic(c) => nic_cmd::run(&ctx, c),
         Command::Pool(c) => pool_cmd::run(&ctx, c),
         Command::Lease(c) => lease_cmd::run(&ctx, c),
+        Command::L2(c) => net_cmd::run_l2(&ctx, c),
+        Command::L3(c) => net_cmd::run_l3(&ctx, c),
+        Command::Vm(c) => vm_cmd::run(&ctx, c),
         Command::Debug(c) => host_cmd::run_debug(&ctx, c),
     }
 }

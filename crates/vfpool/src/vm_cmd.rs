@@ -1,0 +1,174 @@
+//! `vfpool vm ...`: VMs, their NICs and their life cycle over leases (engine: `vm.rs`).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use vfpool_engine::{NicType, PoolDeleted, VmNicSpec, VmView, parse_nic_ref};
+
+use crate::context::{Context, out, print_json};
+use crate::table::{Table, opt};
+
+#[derive(Debug, Subcommand)]
+pub enum VmCmd {
+    /// Creates a stopped VM with its NICs.
+    Create {
+        /// The VM's name: 1 to 63 letters, digits, '-', '_' or '.'.
+        name: String,
+        /// A NIC, `l3=L3[,sriov][,mac=MAC]` (sriov: a VF NIC, on an SR-IOV L3 only; the
+        /// MAC is generated, stable and locally administered, when not given); repeat.
+        #[arg(long = "nic", value_name = "l3=L3[,sriov][,mac=MAC]")]
+        nics: Vec<String>,
+    },
+    /// Starts a VM: a VF for each VF NIC (its MAC, the L2's VLAN, vfio-pci) and an address
+    /// for each NIC, all or nothing.
+    Start {
+        /// The VM's name.
+        name: String,
+    },
+    /// Stops a VM: its VFs and addresses given back.
+    Stop {
+        /// The VM's name.
+        name: String,
+    },
+    /// One VM and its NICs (type, MAC, address, VF, detached).
+    Show {
+        /// The VM's name.
+        name: String,
+    },
+    /// Every VM.
+    List,
+    /// Deletes a stopped VM.
+    Delete {
+        /// The VM's name.
+        name: String,
+    },
+    /// A VM's NICs (the VM stopped).
+    #[command(subcommand)]
+    Nic(VmNicCmd),
+    /// Checks that a VM may migrate: refused while a VF is attached (moving it is the
+    /// platform's job; nothing is recorded).
+    Migrate {
+        /// The VM's name.
+        name: String,
+        /// The destination host.
+        #[arg(long, value_name = "HOST")]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmNicCmd {
+    /// Adds a NIC (the next index) to a stopped VM.
+    Add {
+        /// The VM's name.
+        name: String,
+        /// `l3=L3[,sriov][,mac=MAC]`.
+        #[arg(value_name = "l3=L3[,sriov][,mac=MAC]")]
+        nic: String,
+    },
+    /// Removes a NIC of a stopped VM.
+    Remove {
+        /// The VM's name.
+        name: String,
+        /// The NIC: nicN or N.
+        nic: String,
+    },
+    /// Switches a stopped VM's NIC between VF and vNIC.
+    SetType {
+        /// The VM's name.
+        name: String,
+        /// The NIC: nicN or N.
+        nic: String,
+        /// vf or vnic.
+        #[arg(value_name = "vf|vnic")]
+        nic_type: String,
+    },
+}
+
+fn show(ctx: &Context, vm: &VmView) -> anyhow::Result<()> {
+    if ctx.json() {
+        return print_json(vm);
+    }
+    crate::outln!("vm {} ({}): {}", vm.name, vm.uuid, vm.state.as_str());
+    let mut t = Table::new(&[
+        "NIC", "TYPE", "L3", "L2", "MAC", "ADDRESS", "VF", "DETACHED",
+    ]);
+    for n in &vm.nics {
+        t.row(vec![
+            n.name.clone(),
+            n.nic_type.as_str().to_owned(),
+            n.l3.clone(),
+            n.l2.clone(),
+            n.mac.to_string(),
+            opt(&n.address),
+            opt(&n.vf),
+            if n.detached { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    out(&t.render());
+    Ok(())
+}
+
+pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
+    let mut engine = ctx.engine()?;
+    let vm = match cmd {
+        VmCmd::Create { name, nics } => {
+            let specs = nics
+                .iter()
+                .map(|s| s.parse::<VmNicSpec>())
+                .collect::<Result<Vec<_>, _>>()?;
+            engine.vm_create(&name, &specs)?
+        }
+        VmCmd::Start { name } => engine.vm_start(&name)?,
+        VmCmd::Stop { name } => engine.vm_stop(&name)?,
+        VmCmd::Show { name } => engine.vm_show(&name)?,
+        VmCmd::List => {
+            let list = engine.vm_list()?;
+            if ctx.json() {
+                print_json(&list)?;
+            } else {
+                let mut t = Table::new(&["NAME", "STATE", "NICS", "VFS", "UUID"]);
+                for v in &list {
+                    t.row(vec![
+                        v.name.clone(),
+                        v.state.as_str().to_owned(),
+                        v.nics.len().to_string(),
+                        v.nics.iter().filter(|n| n.vf.is_some()).count().to_string(),
+                        v.uuid.clone(),
+                    ]);
+                }
+                out(&t.render());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        VmCmd::Delete { name } => {
+            engine.vm_delete(&name)?;
+            if ctx.json() {
+                print_json(&PoolDeleted { deleted: name })?;
+            } else {
+                crate::outln!("vm {name} deleted");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        VmCmd::Nic(VmNicCmd::Add { name, nic }) => engine.vm_nic_add(&name, &nic.parse()?)?,
+        VmCmd::Nic(VmNicCmd::Remove { name, nic }) => {
+            engine.vm_nic_remove(&name, parse_nic_ref(&nic)?)?
+        }
+        VmCmd::Nic(VmNicCmd::SetType {
+            name,
+            nic,
+            nic_type,
+        }) => engine.vm_nic_set_type(&name, parse_nic_ref(&nic)?, nic_type.parse::<NicType>()?)?,
+        VmCmd::Migrate { name, to } => {
+            let m = engine.vm_migrate(&name, &to)?;
+            if ctx.json() {
+                print_json(&m)?;
+            } else {
+                crate::outln!("vm {} may migrate to {}: {}", m.vm, m.to, m.note);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    show(ctx, &vm)?;
+    Ok(ExitCode::SUCCESS)
+}
