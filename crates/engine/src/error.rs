@@ -208,6 +208,14 @@ pub enum EngineError {
         source: Box<vfpool_netlink::NetlinkError>,
     },
 
+    /// libvirt XML could not be rendered from the ledger's VM or L2.
+    #[error("cannot render {what}")]
+    Render {
+        what: String,
+        #[source]
+        source: Box<vfpool_libvirt::RenderError>,
+    },
+
     /// The lease is attached elsewhere already.
     #[error(
         "the lease of '{owner}' on {vf} is attached to {netns} as {ifname} already; release it first"
@@ -415,6 +423,7 @@ impl EngineError {
             | E::UnknownVf { .. }
             | E::VfNotInPool { .. }
             | E::UnknownName { .. } => ErrorKind::NotFound,
+            E::Render { .. } => ErrorKind::InvalidInput,
             E::NameExists { .. }
             | E::InUse { .. }
             | E::CidrOverlap { .. }

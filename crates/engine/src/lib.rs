@@ -39,6 +39,7 @@ pub mod fault;
 pub mod hostview;
 pub mod lease;
 pub mod ledger;
+pub mod libvirt;
 pub mod lock;
 pub mod nics;
 pub mod owner;

@@ -48,6 +48,13 @@ pub enum L2Cmd {
         /// The L2's name.
         name: String,
     },
+    /// The first seed's libvirt network for this L2 (`<forward mode='hostdev'
+    /// managed='yes'>` with the L2's NIC as `<pf dev=.../>`), for those who keep libvirt's
+    /// own VF pools (`virsh net-define`).
+    LibvirtNetwork {
+        /// The L2's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +166,10 @@ pub fn run_l2(ctx: &Context, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
         }
         L2Cmd::Set { name, sriov } => engine.l2_set_sriov(&name, parse_on_off("sriov", &sriov)?)?,
         L2Cmd::Show { name } => engine.l2_show(&name)?,
+        L2Cmd::LibvirtNetwork { name } => {
+            out(&engine.l2_libvirt_network(&name)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         L2Cmd::List => {
             let list = engine.l2_list()?;
             if ctx.json() {

@@ -45,6 +45,13 @@ pub enum VmCmd {
     /// A VM's NICs (the VM stopped).
     #[command(subcommand)]
     Nic(VmNicCmd),
+    /// The VM's libvirt domain XML (a VF NIC as a managed hostdev interface with its VF's
+    /// PCI address, MAC and VLAN; a vNIC as macvtap on the L2's NIC). Running VMs only: a
+    /// VF NIC gets its VF at start.
+    Xml {
+        /// The VM's name.
+        name: String,
+    },
     /// Checks that a VM may migrate: refused while a VF is attached (moving it is the
     /// platform's job; nothing is recorded).
     Migrate {
@@ -159,6 +166,11 @@ pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
             nic,
             nic_type,
         }) => engine.vm_nic_set_type(&name, parse_nic_ref(&nic)?, nic_type.parse::<NicType>()?)?,
+        VmCmd::Xml { name } => {
+            // XML is its own format: `-o json` does not apply.
+            out(&engine.vm_domain_xml(&name)?);
+            return Ok(ExitCode::SUCCESS);
+        }
         VmCmd::Migrate { name, to } => {
             let m = engine.vm_migrate(&name, &to)?;
             if ctx.json() {

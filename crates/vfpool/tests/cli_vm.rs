@@ -538,3 +538,80 @@ fn a_start_killed_midway_is_cleaned_up_by_stop() {
             .all(|n| n["vf"].is_string())
     );
 }
+
+/// `virt-xml-validate FILE KIND`: libvirt's own schema (Debian's libvirt-clients, which
+/// scripts/test-all.sh installs; missing it fails this test).
+fn validate(xml: &str, kind: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join(format!("{kind}.xml"));
+    std::fs::write(&f, xml).unwrap();
+    let o = std::process::Command::new("virt-xml-validate")
+        .arg(&f)
+        .arg(kind)
+        .output()
+        .expect("virt-xml-validate (libvirt-clients) is needed: scripts/test-all.sh installs it");
+    assert!(
+        o.status.success(),
+        "libvirt's schema refuses the {kind}: {}{}\n{xml}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn vm_xml_is_a_domain_libvirt_accepts_with_the_leased_vf_and_l2_gives_the_seeds_network() {
+    let (_dir, state) = demo();
+    ok(
+        &state,
+        &[
+            "vm",
+            "create",
+            "vmx",
+            "--nic",
+            "l3=net1,sriov,mac=02:00:00:00:20:01",
+            "--nic",
+            "l3=net1,mac=02:00:00:00:20:02",
+        ],
+    );
+    // Stopped: its VF NIC has no VF yet.
+    fails(
+        &state,
+        &["vm", "xml", "vmx"],
+        4,
+        &["nic0", "start it first"],
+    );
+    ok(&state, &["vm", "start", "vmx"]);
+    let vm = json(&state, &["vm", "show", "vmx"]);
+    let vf = vm["nics"][0]["vf"].as_str().unwrap().to_owned();
+    let xml = ok(&state, &["vm", "xml", "vmx"]);
+    validate(&xml, "domain");
+    let parsed = vfpool_libvirt::vf_addresses_of(&xml).unwrap();
+    assert_eq!(
+        parsed.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        [vf],
+        "{xml}"
+    );
+    assert!(
+        xml.contains("02:00:00:00:20:01") && xml.contains("02:00:00:00:20:02"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<tag id=\"100\"/>"),
+        "the L2's VLAN on the VF: {xml}"
+    );
+    assert!(
+        xml.contains("eno49.100"),
+        "the vNIC on the VLAN's sub-interface: {xml}"
+    );
+    assert!(xml.contains(vm["uuid"].as_str().unwrap()), "{xml}");
+
+    let net = ok(&state, &["l2", "libvirt-network", "sriov-l2"]);
+    validate(&net, "network");
+    assert!(
+        net.contains("mode=\"hostdev\"") && net.contains("<pf dev=\"eno49\"/>"),
+        "{net}"
+    );
+    fails(&state, &["l2", "libvirt-network", "nope"], 3, &["nope"]);
+    fails(&state, &["vm", "xml", "nope"], 3, &["nope"]);
+    ok(&state, &["vm", "stop", "vmx"]);
+}
