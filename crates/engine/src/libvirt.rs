@@ -85,24 +85,21 @@ impl Engine {
     /// The netdev name of a NIC given by name or PCI address (libvirt wants the name).
     fn netdev_of(&self, nic: &str) -> Result<String, EngineError> {
         let inv = Inventory::scan(&self.fs)?;
-        Ok(inv
-            .find_sriov_pf(nic)
-            .map(|n| n.name.clone())
-            .or_else(|_| {
-                inv.nics
-                    .iter()
-                    .find(|n| n.name == nic || n.pci.to_string() == nic)
-                    .map(|n| n.name.clone())
-                    .ok_or(EngineError::UnknownName {
-                        what: "nic",
-                        name: nic.to_owned(),
-                        known: inv
-                            .nics
-                            .iter()
-                            .map(|n| n.name.clone())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-            })?)
+        inv.find_sriov_pf(nic).map(|n| n.name.clone()).or_else(|_| {
+            inv.nics
+                .iter()
+                .find(|n| n.name == nic || n.pci.to_string() == nic)
+                .map(|n| n.name.clone())
+                .ok_or(EngineError::UnknownName {
+                    what: "nic",
+                    name: nic.to_owned(),
+                    known: inv
+                        .nics
+                        .iter()
+                        .map(|n| n.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
     }
 }
