@@ -72,8 +72,8 @@ pub use recover::{
 pub use selector::PoolSelector;
 pub use vfpool_netlink::NetnsId;
 pub use view::{
-    ApplyView, CheckItemView, CheckView, DesiredView, GcActionView, GcView, LeaseStateView,
-    LeaseView, NicApplyView, NicChangeView, NicDetail, NicFailureView, NicShow, NicView,
-    PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView, ReapplyView, Shown, VfDetail,
-    VfView,
+    ApplyView, CheckItemView, CheckView, DesiredView, GcActionView, GcView, IommuChangeView,
+    IommuStatusView, LeaseStateView, LeaseView, NicApplyView, NicChangeView, NicDetail,
+    NicFailureView, NicShow, NicView, PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView,
+    ReapplyView, Shown, VfDetail, VfView,
 };

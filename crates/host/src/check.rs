@@ -39,7 +39,7 @@ pub struct Report {
     pub iommu: Option<IommuStatus>,
 }
 
-const GRUB_REMEDY: &str = "enable VT-d / AMD-Vi in the BIOS; in /etc/default/grub set GRUB_CMDLINE_LINUX_DEFAULT=\"... intel_iommu=on iommu=pt\" (AMD: amd_iommu=on iommu=pt), run update-grub and reboot";
+const GRUB_REMEDY: &str = "enable VT-d / AMD-Vi in the BIOS; run `vfpool host iommu enable` and reboot, or by hand: in /etc/default/grub set GRUB_CMDLINE_LINUX_DEFAULT=\"... intel_iommu=on iommu=pt\" (AMD: amd_iommu=on iommu=pt), run update-grub and reboot";
 const UNSAFE_REMEDY: &str = "no interrupt remapping: either use a host whose IOMMU supports it, or accept the risk with: echo \"options vfio_iommu_type1 allow_unsafe_interrupts=1\" > /etc/modprobe.d/iommu_unsafe_interrupts.conf";
 
 fn check(

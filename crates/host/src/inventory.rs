@@ -536,3 +536,13 @@ fn read_vf(
         numa_node,
     })
 }
+
+/// The members of bond `bond` (`class/net/BOND/bonding/slaves`); empty when it is gone.
+pub fn bond_members(fs: &Sysfs, bond: &str) -> Result<Vec<String>, HostError> {
+    Ok(fs
+        .read_opt(&fs.path(format!("class/net/{bond}/bonding/slaves")))?
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
