@@ -221,6 +221,7 @@ impl Host {
             root,
             paths: &self.paths,
             fs: &self.fs,
+            run_commands: !self.is_simulated(),
         }
     }
 

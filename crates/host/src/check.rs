@@ -64,7 +64,12 @@ fn check(
 /// a real host).
 pub fn run(paths: &HostPaths, fs: &Sysfs, root: &Path) -> Result<Report, HostError> {
     let mut report = run_without_iommu_setting(paths, fs)?;
-    let st = match iommu::status(&IommuHost { root, paths, fs }) {
+    let st = match iommu::status(&IommuHost {
+        root,
+        paths,
+        fs,
+        run_commands: false,
+    }) {
         Ok(st) => st,
         Err(iommu::IommuError::Host(e)) => return Err(e),
         Err(e) => {

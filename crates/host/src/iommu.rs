@@ -242,6 +242,9 @@ pub struct IommuHost<'a> {
     pub root: &'a Path,
     pub paths: &'a HostPaths,
     pub fs: &'a Sysfs,
+    /// Boot loader commands may run (the real host; never the simulated one, whatever its
+    /// root). They run only when `root` is `/` too.
+    pub run_commands: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -411,16 +414,19 @@ fn is_real_root(root: &Path) -> bool {
 }
 
 /// Runs `argv` on the real host when the tool is there; otherwise says what to run.
-fn boot_command(root: &Path, argv: Vec<String>) -> Result<BootCommand, IommuError> {
+fn boot_command(h: &IommuHost<'_>, argv: Vec<String>) -> Result<BootCommand, IommuError> {
     let command = argv.join(" ");
-    if !is_real_root(root) || tool(root, &argv[0]).is_none() {
-        return Ok(BootCommand {
-            command,
-            ran: false,
-        });
-    }
+    let exe = match tool(h.root, &argv[0]) {
+        Some(exe) if h.run_commands && is_real_root(h.root) => exe,
+        _ => {
+            return Ok(BootCommand {
+                command,
+                ran: false,
+            });
+        }
+    };
     tracing::info!(command = %command, "updating the boot loader");
-    let out = Command::new(&argv[0])
+    let out = Command::new(exe)
         .args(&argv[1..])
         .output()
         .map_err(|e| IommuError::Command {
@@ -637,7 +643,7 @@ pub fn enable(h: &IommuHost<'_>, req: &EnableRequest) -> Result<Change, IommuErr
             }
             _ => regen_command(h.root, bl, h.paths),
         };
-        change.command = Some(boot_command(h.root, argv)?);
+        change.command = Some(boot_command(h, argv)?);
     }
     finish_unsafe(h, req, change)
 }
@@ -766,7 +772,7 @@ pub fn disable(h: &IommuHost<'_>) -> Result<Change, IommuError> {
             ],
             _ => regen_command(h.root, bl, h.paths),
         };
-        change.command = Some(boot_command(h.root, argv)?);
+        change.command = Some(boot_command(h, argv)?);
     }
     if change.removed.is_empty() && change.written.is_empty() {
         change.unchanged =
@@ -837,6 +843,7 @@ mod tests {
                 root: self.dir.path(),
                 paths: &self.paths,
                 fs: &self.fs,
+                run_commands: false,
             }
         }
         fn enable(&self) -> Result<Change, IommuError> {
@@ -1213,6 +1220,7 @@ mod tests {
             root: &missing,
             paths: &t.paths,
             fs: &t.fs,
+            run_commands: false,
         };
         let e = enable(&h, &EnableRequest::default()).unwrap_err();
         assert_eq!(
@@ -1228,6 +1236,7 @@ mod tests {
             root: &file,
             paths: &t.paths,
             fs: &t.fs,
+            run_commands: false,
         };
         assert!(
             disable(&h)
@@ -1235,6 +1244,26 @@ mod tests {
                 .to_string()
                 .contains("not a writable directory")
         );
+    }
+
+    #[test]
+    fn commands_never_run_under_a_root_other_than_slash() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = T::new("GenuineIntel", true, true);
+        t.debian();
+        let marker = t.root().join("ran");
+        let tool = t.root().join("usr/sbin/update-grub");
+        std::fs::write(&tool, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let h = IommuHost {
+            run_commands: true,
+            ..t.h()
+        };
+        let c = enable(&h, &EnableRequest::default()).unwrap();
+        assert!(!c.command.unwrap().ran);
+        assert!(!marker.exists());
+        assert!(!disable(&h).unwrap().command.unwrap().ran);
+        assert!(!marker.exists());
     }
 
     #[test]

@@ -518,6 +518,7 @@ fn host_check_tells_iommu_enabled_from_ready_and_says_reboot_pending() {
         root: &root,
         paths: &paths,
         fs: &fs,
+        run_commands: false,
     };
     iommu::enable(&h, &EnableRequest::default()).unwrap();
     let r = check::run(&sim.paths(), &fs, &root).unwrap();
