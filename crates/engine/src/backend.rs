@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vfpool_host::iommu::{self, EnableRequest, IommuError, IommuHost, IommuStatus};
+use vfpool_host::iommu::{self, EnableRequest, IommuHost, IommuStatus};
 use vfpool_host::{AttrWriter, HostPaths, KernelWriter, Sysfs};
 use vfpool_model::InvalidValue;
 use vfpool_netlink::{NetOps, RtNetlink};
@@ -231,21 +231,21 @@ impl Host {
         &self,
         root: Option<&Path>,
         req: &EnableRequest,
-    ) -> Result<iommu::Change, IommuError> {
+    ) -> Result<iommu::Change, EngineError> {
         let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
-        iommu::enable(&self.iommu_host(&root), req)
+        Ok(iommu::enable(&self.iommu_host(&root), req)?)
     }
 
     /// `host iommu disable`: removes what `enable` added.
-    pub fn iommu_disable(&self, root: Option<&Path>) -> Result<iommu::Change, IommuError> {
+    pub fn iommu_disable(&self, root: Option<&Path>) -> Result<iommu::Change, EngineError> {
         let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
-        iommu::disable(&self.iommu_host(&root))
+        Ok(iommu::disable(&self.iommu_host(&root))?)
     }
 
     /// `host iommu status`: enabled for the next boot, ready in the running kernel.
-    pub fn iommu_status(&self, root: Option<&Path>) -> Result<IommuStatus, IommuError> {
+    pub fn iommu_status(&self, root: Option<&Path>) -> Result<IommuStatus, EngineError> {
         let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
-        iommu::status(&self.iommu_host(&root))
+        Ok(iommu::status(&self.iommu_host(&root))?)
     }
 
     /// Where `host persist` installs when no root is given: `/` on a real host; on a

@@ -186,7 +186,11 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
             allow_unsafe_interrupts,
         } => {
             let req = EnableRequest {
-                vendor: vendor.as_deref().map(str::parse).transpose()?,
+                vendor: vendor
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(vfpool_engine::EngineError::from)?,
                 allow_unsafe_interrupts,
             };
             ctx.host.iommu_enable(root.as_deref(), &req)?

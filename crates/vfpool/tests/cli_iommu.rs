@@ -56,9 +56,10 @@ impl Host {
         a.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&a).0).unwrap()
     }
-    fn err(&self, args: &[&str]) -> String {
+    /// A failure with exit status `code` (README, "Exit status and errors"): its one line.
+    fn err_code(&self, code: i32, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "vfpool {args:?} succeeded");
+        assert_eq!(out.status.code(), Some(code), "vfpool {args:?}: {out:?}");
         let e = String::from_utf8(out.stderr).unwrap();
         assert_eq!(e.lines().count(), 1, "not one line: {e}");
         e.trim_end().to_owned()
@@ -234,11 +235,11 @@ fn enable_writes_the_dropin_check_says_reboot_pending_and_disable_removes_only_o
 fn iommu_errors_are_one_line_and_change_nothing() {
     let h = Host::new(&bare("CentaurHauls"));
     assert_eq!(
-        h.err(&["host", "iommu", "enable"]),
+        h.err_code(2, &["host", "iommu", "enable"]),
         "error: unknown CPU vendor 'CentaurHauls' in /proc/cpuinfo: give --vendor intel|amd"
     );
     assert_eq!(
-        h.err(&["host", "iommu", "enable", "--vendor", "arm"]),
+        h.err_code(2, &["host", "iommu", "enable", "--vendor", "arm"]),
         "error: invalid --vendor 'arm': intel or amd"
     );
     assert_eq!(h.file("etc/default/grub.d/vfpool-iommu.cfg"), None);
@@ -246,22 +247,28 @@ fn iommu_errors_are_one_line_and_change_nothing() {
     assert_eq!(v["args"], serde_json::json!(["intel_iommu=on", "iommu=pt"]));
 
     let empty = tempfile::tempdir().unwrap();
-    let e = h.err(&[
-        "host",
-        "iommu",
-        "enable",
-        "--root",
-        empty.path().to_str().unwrap(),
-    ]);
+    let e = h.err_code(
+        2,
+        &[
+            "host",
+            "iommu",
+            "enable",
+            "--root",
+            empty.path().to_str().unwrap(),
+        ],
+    );
     assert!(e.starts_with("error: unknown boot loader under "), "{e}");
     let missing = empty.path().join("missing");
-    let e = h.err(&[
-        "host",
-        "iommu",
-        "disable",
-        "--root",
-        missing.to_str().unwrap(),
-    ]);
+    let e = h.err_code(
+        2,
+        &[
+            "host",
+            "iommu",
+            "disable",
+            "--root",
+            missing.to_str().unwrap(),
+        ],
+    );
     assert!(
         e.starts_with(&format!(
             "error: invalid --root '{}': not a writable directory",
@@ -277,15 +284,18 @@ fn iommu_errors_are_one_line_and_change_nothing() {
         "root=/dev/sda1 iommu=nopt\n",
     )
     .unwrap();
-    let e = h.err(&[
-        "host",
-        "iommu",
-        "enable",
-        "--vendor",
-        "intel",
-        "--root",
-        empty.path().to_str().unwrap(),
-    ]);
+    let e = h.err_code(
+        4,
+        &[
+            "host",
+            "iommu",
+            "enable",
+            "--vendor",
+            "intel",
+            "--root",
+            empty.path().to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         e,
         "error: /etc/kernel/cmdline already has 'iommu=nopt', which conflicts with 'iommu=pt': remove it first (vfpool changes only what it added)"
