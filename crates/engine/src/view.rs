@@ -545,6 +545,8 @@ impl From<&IommuStatus> for IommuStatusView {
 /// `host iommu enable|disable`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IommuChangeView {
+    /// The root `written` and `removed` are under (`/` on the real host).
+    pub root: PathBuf,
     pub boot_loader: BootLoader,
     pub vendor: Option<Vendor>,
     /// The kernel arguments (enable: wanted; disable: those vfpool had added).
@@ -566,6 +568,7 @@ pub struct IommuChangeView {
 impl From<&IommuChange> for IommuChangeView {
     fn from(c: &IommuChange) -> Self {
         Self {
+            root: c.root.clone(),
             boot_loader: c.boot_loader,
             vendor: c.vendor,
             args: c.args.clone(),

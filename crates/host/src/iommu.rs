@@ -204,6 +204,8 @@ pub struct BootCommand {
 /// What `enable` or `disable` did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Change {
+    /// The root the paths are under (`/` on the real host).
+    pub root: PathBuf,
     pub boot_loader: BootLoader,
     pub vendor: Option<Vendor>,
     pub args: Vec<String>,
@@ -486,6 +488,7 @@ pub fn enable(h: &IommuHost<'_>, req: &EnableRequest) -> Result<Change, IommuErr
     };
     let args: Vec<String> = vendor.args().iter().map(|s| (*s).to_owned()).collect();
     let mut change = Change {
+        root: h.root.to_owned(),
         boot_loader: bl,
         vendor: Some(vendor),
         args: args.clone(),
@@ -702,6 +705,7 @@ pub fn disable(h: &IommuHost<'_>) -> Result<Change, IommuError> {
         None => detect(h.root)?,
     };
     let mut change = Change {
+        root: h.root.to_owned(),
         boot_loader: bl,
         vendor: old.as_ref().map(|r| r.vendor),
         args: old.as_ref().map(|r| r.added.clone()).unwrap_or_default(),

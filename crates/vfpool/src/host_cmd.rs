@@ -205,6 +205,12 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     crate::outln!("boot loader: {}", change.boot_loader);
+    if change.root != std::path::Path::new("/") {
+        crate::outln!(
+            "root: {} (files only; nothing is run)",
+            change.root.display()
+        );
+    }
     if let Some(u) = &change.unchanged {
         crate::outln!("unchanged: {u}");
     }

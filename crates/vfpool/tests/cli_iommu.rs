@@ -145,6 +145,7 @@ fn enable_writes_the_dropin_check_says_reboot_pending_and_disable_removes_only_o
 
     let v = h.json(&["host", "iommu", "enable"]);
     assert_eq!(v["boot_loader"], "grub-update");
+    assert_eq!(v["root"], h.root().join("root").to_str().unwrap());
     assert_eq!(v["vendor"], "amd");
     assert_eq!(v["args"], serde_json::json!(["amd_iommu=on", "iommu=pt"]));
     assert_eq!(
@@ -173,6 +174,13 @@ fn enable_writes_the_dropin_check_says_reboot_pending_and_disable_removes_only_o
 
     // The text: what was written, the command, when it takes effect.
     let (text, err) = h.ok(&["host", "iommu", "enable", "--allow-unsafe-interrupts"]);
+    assert!(
+        text.contains(&format!(
+            "root: {} (files only; nothing is run)",
+            h.root().join("root").display()
+        )),
+        "{text}"
+    );
     assert!(
         text.contains("wrote /etc/modprobe.d/vfio-iommu-unsafe.conf"),
         "{text}"
