@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use vfpool_host::iommu::{self, EnableRequest, IommuHost, IommuStatus};
 use vfpool_host::{AttrWriter, HostPaths, KernelWriter, Sysfs};
 use vfpool_model::InvalidValue;
 use vfpool_netlink::{NetOps, RtNetlink};
@@ -206,6 +207,45 @@ impl Host {
         a.push("--state".into());
         a.push(self.state.clone().into_os_string());
         a
+    }
+
+    /// `host check`: the running kernel, the NICs, and the boot configuration under `root`
+    /// (default: [`Self::default_install_root`]).
+    pub fn check(&self, root: Option<&Path>) -> Result<vfpool_host::check::Report, EngineError> {
+        let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
+        Ok(vfpool_host::check::run(&self.paths, &self.fs, &root)?)
+    }
+
+    fn iommu_host<'a>(&'a self, root: &'a Path) -> IommuHost<'a> {
+        IommuHost {
+            root,
+            paths: &self.paths,
+            fs: &self.fs,
+            run_commands: !self.is_simulated(),
+        }
+    }
+
+    /// `host iommu enable`: the kernel arguments for the next boot, under `root` (default:
+    /// [`Self::default_install_root`]; the demo host never writes the real `/etc`).
+    pub fn iommu_enable(
+        &self,
+        root: Option<&Path>,
+        req: &EnableRequest,
+    ) -> Result<iommu::Change, EngineError> {
+        let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
+        Ok(iommu::enable(&self.iommu_host(&root), req)?)
+    }
+
+    /// `host iommu disable`: removes what `enable` added.
+    pub fn iommu_disable(&self, root: Option<&Path>) -> Result<iommu::Change, EngineError> {
+        let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
+        Ok(iommu::disable(&self.iommu_host(&root))?)
+    }
+
+    /// `host iommu status`: enabled for the next boot, ready in the running kernel.
+    pub fn iommu_status(&self, root: Option<&Path>) -> Result<IommuStatus, EngineError> {
+        let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
+        Ok(iommu::status(&self.iommu_host(&root))?)
     }
 
     /// Where `host persist` installs when no root is given: `/` on a real host; on a

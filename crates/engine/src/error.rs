@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use vfpool_host::HostError;
 use vfpool_host::driver::DriverError;
+use vfpool_host::iommu::IommuError;
 use vfpool_model::{InvalidValue, PciAddr};
 use vfpool_netlink::NetlinkError;
 
@@ -70,6 +71,10 @@ pub enum EngineError {
     /// The host's own error, which names the NIC or the file.
     #[error(transparent)]
     Host(#[from] HostError),
+
+    /// `host iommu`: the boot configuration, the CPU vendor, the root.
+    #[error(transparent)]
+    Iommu(#[from] IommuError),
 
     #[error("unknown pool '{pool}' (known: {known})")]
     UnknownPool { pool: String, known: String },
@@ -414,6 +419,15 @@ impl EngineError {
         match self {
             E::Invalid(_) | E::NoVfDriver { .. } => ErrorKind::InvalidInput,
             E::Host(h) => Self::kind_of_host(h),
+            E::Iommu(i) => match i {
+                IommuError::InvalidVendor(_)
+                | IommuError::UnknownVendor { .. }
+                | IommuError::UnknownBootLoader { .. }
+                | IommuError::Root { .. } => ErrorKind::InvalidInput,
+                IommuError::Conflict { .. } => ErrorKind::Conflict,
+                IommuError::Command { .. } => ErrorKind::Refused,
+                IommuError::Host(h) => Self::kind_of_host(h),
+            },
             E::Driver(DriverError::Bind { .. }) => ErrorKind::Io,
             E::Driver(DriverError::NotBound { .. }) => ErrorKind::Refused,
             E::Driver(DriverError::Sysfs(h)) => Self::kind_of_host(h),

@@ -75,10 +75,10 @@ pub use recover::{
 pub use selector::PoolSelector;
 pub use vfpool_netlink::NetnsId;
 pub use view::{
-    ApplyView, CheckItemView, CheckView, DesiredView, GcActionView, GcView, LeaseStateView,
-    LeaseView, NicApplyView, NicChangeView, NicDetail, NicFailureView, NicShow, NicView,
-    PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView, ReapplyView, Shown, VfDetail,
-    VfView,
+    ApplyView, CheckItemView, CheckView, DesiredView, GcActionView, GcView, IommuChangeView,
+    IommuStatusView, LeaseStateView, LeaseView, NicApplyView, NicChangeView, NicDetail,
+    NicFailureView, NicShow, NicView, PersistView, PoolDeleted, PoolDetail, PoolVfView, PoolView,
+    ReapplyView, Shown, VfDetail, VfView,
 };
 pub use vm::{
     Ipv4Cidr, L2Request, L2Type, L2View, L3Request, L3View, LedgerVms, MigrateView, NicType,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use vfpool_host::persist::{self, Desired};
 use vfpool_host::split::{self, SplitOptions, SplitReport};
-use vfpool_host::{HostError, Inventory, Nic};
+use vfpool_host::{HostError, Inventory, Nic, Sysfs};
 use vfpool_model::PciAddr;
 
 use crate::engine::Engine;
@@ -79,6 +79,8 @@ pub struct NicsOutcome {
     /// The counts were changed but could not be recorded for the next boot (the NICs are
     /// as reported; `host persist` records them again).
     pub not_recorded: Option<EngineError>,
+    /// What the operator should know (a split of a bond member, ...), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// How `host persist` makes the counts survive a reboot.
@@ -166,7 +168,10 @@ impl Engine {
             .collect();
         let nics: Vec<Nic> = work.into_iter().map(|(n, _)| n).collect();
         let bring_up = (!req.keep_link).then_some(req.timeout);
-        Ok(self.settle_changes(&nics, results, &stale, bring_up, &autoprobe))
+        let warnings = bond_warnings(&self.fs, &inv, &nics)?;
+        let mut out = self.settle_changes(&nics, results, &stale, bring_up, &autoprobe);
+        out.warnings = warnings;
+        Ok(out)
     }
 
     /// Removes every VF of the NICs (`sriov_numvfs` = 0), refused while any is leased
@@ -544,4 +549,42 @@ fn change(r: SplitReport, stale_leases: usize) -> NicChange {
         link_brought_up: false,
         stale_leases,
     }
+}
+
+/// The third seed on bonds: VF NICs and vNICs on a bonded PF may not reach each other; it
+/// recommends a bond of one NIC, or splitting only one NIC of a multi-NIC bond.
+fn bond_warnings(fs: &Sysfs, inv: &Inventory, split: &[Nic]) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::new();
+    for nic in split {
+        let Some(bond) = &nic.bond else { continue };
+        let members = vfpool_host::inventory::bond_members(fs, bond)?;
+        let others: Vec<&String> = members.iter().filter(|m| **m != nic.name).collect();
+        let also_split: Vec<&str> = others
+            .iter()
+            .filter(|m| {
+                split.iter().any(|n| n.name == ***m)
+                    || inv.nics.iter().any(|n| n.name == ***m && n.num_vfs > 0)
+            })
+            .map(|m| m.as_str())
+            .collect();
+        out.push(if others.is_empty() {
+            format!(
+                "{} is in bond {bond} (its only member, as recommended): VF NICs and vNICs on it may still not reach each other",
+                nic.name
+            )
+        } else if also_split.is_empty() {
+            format!(
+                "{} is in bond {bond} with {}: VF NICs and vNICs on it may not reach each other; split only this one NIC of the bond (or give each NIC its own bond)",
+                nic.name,
+                others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        } else {
+            format!(
+                "{} is in bond {bond} whose {} is split too: VF NICs and vNICs on them may not reach each other; split only one NIC of a multi-NIC bond (or give each NIC its own bond)",
+                nic.name,
+                also_split.join(", ")
+            )
+        });
+    }
+    Ok(out)
 }

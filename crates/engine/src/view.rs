@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use vfpool_host::check::{Check, Report as CheckReport, Status};
+use vfpool_host::iommu::{BootLoader, Change as IommuChange, IommuStatus, Vendor};
 use vfpool_host::{Found, Inventory, Nic, Vf};
 use vfpool_model::{MacAddr, NicState, PciAddr, VfConfig};
 
@@ -65,6 +66,8 @@ pub struct NicView {
     pub speed: Option<u32>,
     pub mtu: Option<u32>,
     pub link_type: Option<String>,
+    /// The bond the PF's netdev is a member of, or `null`.
+    pub bond: Option<String>,
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
     /// `sriov_totalvfs`.
@@ -144,6 +147,7 @@ impl NicView {
             speed: n.speed,
             mtu: n.mtu,
             link_type: n.link_type.clone(),
+            bond: n.bond.clone(),
             numa_node: n.numa_node,
             iommu_group: n.iommu_group,
             total_vfs: n.total_vfs,
@@ -457,6 +461,12 @@ impl From<&ReapplyAction> for ReapplyView {
 pub struct CheckView {
     pub vm_ready: bool,
     pub container_ready: bool,
+    /// The next boot asks for the IOMMU (`null` when the boot configuration is unknown).
+    pub iommu_enabled: Option<bool>,
+    /// The running kernel has the IOMMU.
+    pub iommu_ready: bool,
+    /// Enabled but not ready: a reboot is pending (or VT-d / AMD-Vi is off in the BIOS).
+    pub reboot_pending: bool,
     pub checks: Vec<CheckItemView>,
 }
 
@@ -484,10 +494,91 @@ impl From<&Check> for CheckItemView {
 
 impl From<&CheckReport> for CheckView {
     fn from(r: &CheckReport) -> Self {
+        let ready = r
+            .checks
+            .iter()
+            .any(|c| c.name == "iommu-ready" && c.status == Status::Pass);
         Self {
             vm_ready: r.vm_ready,
             container_ready: r.container_ready,
+            iommu_enabled: r.iommu.as_ref().map(|i| i.enabled),
+            iommu_ready: ready,
+            reboot_pending: r.iommu.as_ref().is_some_and(|i| i.reboot_pending),
             checks: r.checks.iter().map(CheckItemView::from).collect(),
+        }
+    }
+}
+
+// ---- host iommu ------------------------------------------------------------------------
+
+/// `host iommu status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IommuStatusView {
+    /// `grub-update`, `grub-mkconfig`, `grubby`, `kernel-install`, or `null` when none found.
+    pub boot_loader: Option<BootLoader>,
+    /// The next boot asks for the IOMMU.
+    pub enabled: bool,
+    /// `intel_iommu=on in /etc/default/grub`, or `null`.
+    pub enabled_by: Option<String>,
+    /// vfpool's own change is what enables it (`host iommu disable` would remove it).
+    pub by_vfpool: bool,
+    /// The running kernel has IOMMU units.
+    pub ready: bool,
+    pub units: Vec<String>,
+    pub reboot_pending: bool,
+}
+
+impl From<&IommuStatus> for IommuStatusView {
+    fn from(s: &IommuStatus) -> Self {
+        Self {
+            boot_loader: s.boot_loader,
+            enabled: s.enabled,
+            enabled_by: s.enabled_by.clone(),
+            by_vfpool: s.by_vfpool,
+            ready: s.ready,
+            units: s.units.clone(),
+            reboot_pending: s.reboot_pending,
+        }
+    }
+}
+
+/// `host iommu enable|disable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IommuChangeView {
+    /// The root `written` and `removed` are under (`/` on the real host).
+    pub root: PathBuf,
+    pub boot_loader: BootLoader,
+    pub vendor: Option<Vendor>,
+    /// The kernel arguments (enable: wanted; disable: those vfpool had added).
+    pub args: Vec<String>,
+    /// Files written or removed, as paths on the host (under `--root`).
+    pub written: Vec<PathBuf>,
+    pub removed: Vec<PathBuf>,
+    /// Why nothing changed, or `null`.
+    pub unchanged: Option<String>,
+    /// The command that regenerates the boot configuration, or `null`.
+    pub command: Option<String>,
+    /// The command was run (only on the real host, root `/`, the tool installed).
+    pub command_ran: bool,
+    pub warnings: Vec<String>,
+    /// Always `after a reboot`.
+    pub effective: String,
+}
+
+impl From<&IommuChange> for IommuChangeView {
+    fn from(c: &IommuChange) -> Self {
+        Self {
+            root: c.root.clone(),
+            boot_loader: c.boot_loader,
+            vendor: c.vendor,
+            args: c.args.clone(),
+            written: c.written.clone(),
+            removed: c.removed.clone(),
+            unchanged: c.unchanged.clone(),
+            command: c.command.as_ref().map(|b| b.command.clone()),
+            command_ran: c.command.as_ref().is_some_and(|b| b.ran),
+            warnings: c.warnings.clone(),
+            effective: c.effective.to_owned(),
         }
     }
 }

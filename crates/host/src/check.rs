@@ -4,8 +4,11 @@
 //! `allow_unsafe_interrupts` opt-out) and vfio-pci. Containers need none of that: only a
 //! NIC with SR-IOV.
 
+use std::path::Path;
+
 use serde::Serialize;
 
+use crate::iommu::{self, IommuHost, IommuStatus};
 use crate::{HostError, HostPaths, Inventory, Sysfs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,9 +34,12 @@ pub struct Report {
     pub vm_ready: bool,
     pub container_ready: bool,
     pub checks: Vec<Check>,
+    /// The IOMMU's setting for the next boot and the running kernel's status; `None` when
+    /// the boot configuration could not be read.
+    pub iommu: Option<IommuStatus>,
 }
 
-const GRUB_REMEDY: &str = "enable VT-d / AMD-Vi in the BIOS; in /etc/default/grub set GRUB_CMDLINE_LINUX_DEFAULT=\"... intel_iommu=on iommu=pt\" (AMD: amd_iommu=on iommu=pt), run update-grub and reboot";
+const GRUB_REMEDY: &str = "enable VT-d / AMD-Vi in the BIOS; run `vfpool host iommu enable` and reboot, or by hand: in /etc/default/grub set GRUB_CMDLINE_LINUX_DEFAULT=\"... intel_iommu=on iommu=pt\" (AMD: amd_iommu=on iommu=pt), run update-grub and reboot";
 const UNSAFE_REMEDY: &str = "no interrupt remapping: either use a host whose IOMMU supports it, or accept the risk with: echo \"options vfio_iommu_type1 allow_unsafe_interrupts=1\" > /etc/modprobe.d/iommu_unsafe_interrupts.conf";
 
 fn check(
@@ -54,8 +60,68 @@ fn check(
     }
 }
 
-/// Runs every check against the host at `paths`.
-pub fn run(paths: &HostPaths, fs: &Sysfs) -> Result<Report, HostError> {
+/// Runs every check against the host at `paths`, its boot configuration under `root` (`/` on
+/// a real host).
+pub fn run(paths: &HostPaths, fs: &Sysfs, root: &Path) -> Result<Report, HostError> {
+    let mut report = run_without_iommu_setting(paths, fs)?;
+    let st = match iommu::status(&IommuHost {
+        root,
+        paths,
+        fs,
+        run_commands: false,
+    }) {
+        Ok(st) => st,
+        Err(iommu::IommuError::Host(e)) => return Err(e),
+        Err(e) => {
+            report.checks.insert(
+                1,
+                check(
+                    "iommu-enabled",
+                    Status::Warn,
+                    e.to_string(),
+                    "give the boot loader's root with --root",
+                ),
+            );
+            return Ok(report);
+        }
+    };
+    let setting = match (&st.enabled_by, st.boot_loader) {
+        (Some(by), Some(bl)) => format!("next boot: {by} ({bl})"),
+        (None, Some(bl)) => {
+            format!("the next boot's arguments ({bl}) have neither intel_iommu=on nor amd_iommu=on")
+        }
+        (_, None) => {
+            "no boot loader configuration found (GRUB, grubby or /etc/kernel/cmdline)".to_owned()
+        }
+    };
+    let c = match (st.enabled, st.ready) {
+        (true, true) => check("iommu-enabled", Status::Pass, setting, ""),
+        (true, false) => check(
+            "iommu-enabled",
+            Status::Warn,
+            format!("reboot pending: {setting}, but the running kernel has no IOMMU"),
+            "reboot; if the IOMMU is still not ready after a reboot, enable Intel VT-d / AMD-Vi (AMD IOMMU) in the BIOS",
+        ),
+        (false, true) => check(
+            "iommu-enabled",
+            Status::Warn,
+            format!("the running kernel has the IOMMU, but {setting}"),
+            "keep it across reboots: vfpool host iommu enable",
+        ),
+        (false, false) => check(
+            "iommu-enabled",
+            Status::Fail,
+            setting,
+            "vfpool host iommu enable, then reboot (and enable Intel VT-d / AMD-Vi in the BIOS)",
+        ),
+    };
+    report.checks.insert(1, c);
+    report.iommu = Some(st);
+    Ok(report)
+}
+
+/// The checks of the running kernel and the NICs only, without the boot configuration.
+pub fn run_without_iommu_setting(paths: &HostPaths, fs: &Sysfs) -> Result<Report, HostError> {
     let mut checks = Vec::new();
     let cmdline = fs
         .read_opt(&paths.proc.join("cmdline"))?
@@ -69,16 +135,16 @@ pub fn run(paths: &HostPaths, fs: &Sysfs) -> Result<Report, HostError> {
     let iommu_active = !units.is_empty();
     checks.push(if iommu_active {
         check(
-            "iommu",
+            "iommu-ready",
             Status::Pass,
             format!("IOMMU active: {}", units.join(", ")),
             "",
         )
     } else {
         check(
-            "iommu",
+            "iommu-ready",
             Status::Fail,
-            "no IOMMU units in /sys/class/iommu: VFs cannot be passed to VMs",
+            "the running kernel has no IOMMU (no units in /sys/class/iommu): VFs cannot be passed to VMs",
             GRUB_REMEDY,
         )
     });
@@ -238,14 +304,33 @@ pub fn run(paths: &HostPaths, fs: &Sysfs) -> Result<Report, HostError> {
         )
     });
 
+    // 8. Bonds: a bonded PF's VFs and the bond's vNICs may not reach each other.
+    for n in inv.nics.iter().filter(|n| n.total_vfs > 0) {
+        if let Some(b) = &n.bond {
+            checks.push(Check {
+                name: "bond",
+                status: Status::Warn,
+                detail: format!("{} is a member of bond {b}: {}", n.name, BOND_EFFECT),
+                remedy: BOND_ADVICE.to_owned(),
+            });
+        }
+    }
+
     let status = |n: &str| checks.iter().find(|c| c.name == n).map(|c| c.status);
     let vm_ready = container_ready
-        && status("iommu") == Some(Status::Pass)
+        && status("iommu-ready") == Some(Status::Pass)
         && status("interrupt-remapping") != Some(Status::Fail)
         && status("vfio-pci") != Some(Status::Fail);
     Ok(Report {
         vm_ready,
         container_ready,
         checks,
+        iommu: None,
     })
 }
+
+/// What a bond does to SR-IOV (the third seed).
+pub const BOND_EFFECT: &str = "VF NICs and vNICs on it may not reach each other";
+/// The third seed's advice.
+pub const BOND_ADVICE: &str =
+    "use a bond of a single NIC, or in a bond of several NICs split only one of them";

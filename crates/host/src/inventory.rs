@@ -36,6 +36,8 @@ pub struct Nic {
     pub mtu: Option<u32>,
     /// `ether` or `infiniband` (from the netdev's ARPHRD type).
     pub link_type: Option<String>,
+    /// The bond this PF's netdev is a member of (`net/NETDEV/master` with `bonding_slave/`).
+    pub bond: Option<String>,
     pub numa_node: Option<u32>,
     pub iommu_group: Option<u32>,
     pub total_vfs: u32,
@@ -448,8 +450,12 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
     let (mut mac, mut operstate, mut speed, mut mtu, mut link_type) =
         (None, None, None, None, None);
     let mut admin_up = None;
+    let mut bond = None;
     if let Some(first) = netdevs.first() {
         let nd = dir.join("net").join(first);
+        if fs.exists(&nd.join("bonding_slave")) {
+            bond = fs.link_name(&nd.join("master"))?;
+        }
         mac = read_mac(fs, &nd)?;
         operstate = fs.read_opt(&nd.join("operstate"))?;
         admin_up = fs.read_num_opt(&nd.join("flags"))?.map(|f| f & 0x1 == 0x1);
@@ -491,6 +497,7 @@ fn read_pf(fs: &Sysfs, pci: PciAddr, dir: PathBuf, entries: &[String]) -> Result
         speed,
         mtu,
         link_type,
+        bond,
         numa_node,
         iommu_group,
         total_vfs,
@@ -528,4 +535,14 @@ fn read_vf(
         iommu_group,
         numa_node,
     })
+}
+
+/// The members of bond `bond` (`class/net/BOND/bonding/slaves`); empty when it is gone.
+pub fn bond_members(fs: &Sysfs, bond: &str) -> Result<Vec<String>, HostError> {
+    Ok(fs
+        .read_opt(&fs.path(format!("class/net/{bond}/bonding/slaves")))?
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
 }

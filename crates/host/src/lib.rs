@@ -10,6 +10,7 @@
 pub mod check;
 pub mod driver;
 pub mod inventory;
+pub mod iommu;
 pub mod kfile;
 pub mod manifest;
 pub mod pciname;

@@ -155,6 +155,21 @@ pub struct HostSpec {
     pub cmdline: String,
     pub vfio_loaded: bool,
     pub kernel: String,
+    /// `vendor_id` in `/proc/cpuinfo` (GenuineIntel, AuthenticAMD).
+    pub cpu_vendor: String,
+    /// Debian's GRUB under the host's `/` (`ROOT/root`, where `host persist` and `host iommu`
+    /// write on the demo host): `/etc/default/grub` with this `GRUB_CMDLINE_LINUX_DEFAULT`,
+    /// `/etc/default/grub.d` and `update-grub` (never run). `None`: no boot loader there.
+    pub grub_cmdline_default: Option<String>,
+    /// Bonds whose members are PF netdevs.
+    pub bonds: Vec<BondSpec>,
+}
+
+/// A bond of PF netdevs, as the bonding driver shows it in sysfs.
+#[derive(Debug, Clone)]
+pub struct BondSpec {
+    pub name: String,
+    pub members: Vec<String>,
 }
 
 impl HostSpec {
@@ -221,6 +236,9 @@ impl HostSpec {
             cmdline: "BOOT_IMAGE=/boot/vmlinuz-6.1.0-26-amd64 root=/dev/mapper/vg0-root ro quiet intel_iommu=on iommu=pt".into(),
             vfio_loaded: true,
             kernel: "6.1.0-26-amd64".into(),
+            cpu_vendor: "GenuineIntel".into(),
+            grub_cmdline_default: Some("quiet intel_iommu=on iommu=pt".into()),
+            bonds: Vec::new(),
         }
     }
 
@@ -398,6 +416,26 @@ impl SimHost {
         link(&r.join("sys/class/net/lo"), "../../devices/virtual/net/lo")?;
         w("proc/cmdline", &format!("{}\n", spec.cmdline))?;
         w("proc/sys/kernel/osrelease", &format!("{}\n", spec.kernel))?;
+        w(
+            "proc/cpuinfo",
+            &format!(
+                "processor\t: 0\nvendor_id\t: {}\ncpu family\t: 6\nmodel name\t: simulated CPU\n\nprocessor\t: 1\nvendor_id\t: {}\n",
+                spec.cpu_vendor, spec.cpu_vendor
+            ),
+        )?;
+        if let Some(c) = &spec.grub_cmdline_default {
+            w(
+                "root/etc/default/grub",
+                &format!(
+                    "GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\nGRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`\nGRUB_CMDLINE_LINUX_DEFAULT=\"{c}\"\nGRUB_CMDLINE_LINUX=\"\"\n"
+                ),
+            )?;
+            w("root/etc/default/grub.d/init-select.cfg", "# (Debian's)\n")?;
+            w(
+                "root/usr/sbin/update-grub",
+                "#!/bin/sh\n# The simulated host's update-grub: vfpool never runs it (only on root /).\nexit 0\n",
+            )?;
+        }
         let ir = if spec.iommu && spec.intremap {
             "IR-"
         } else {
@@ -523,7 +561,70 @@ impl SimHost {
                 self.add_netdev(&dir, name, port.mac, port.model.speed, 1500, true)?;
             }
         }
+        for b in &spec.bonds {
+            self.add_bond(b)?;
+        }
         Ok(())
+    }
+
+    /// A bond as the bonding driver makes it: `virtual/net/BOND` with `bonding/slaves` and
+    /// `lower_IF` links; each member gets `master` and `upper_BOND` links and `bonding_slave/`.
+    fn add_bond(&self, b: &BondSpec) -> Result<(), HostError> {
+        let sys = self.sys();
+        let bd = sys.join("devices/virtual/net").join(&b.name);
+        fs::create_dir_all(bd.join("bonding")).map_err(|e| gen_err(&bd, e))?;
+        let mut mac = None;
+        for m in &b.members {
+            let class = sys.join("class/net").join(m);
+            // `class/net/IF -> ../../devices/...`: the netdev's directory under sys.
+            let t = fs::read_link(&class).map_err(|e| gen_err(&class, e))?;
+            let from_sys = t
+                .strip_prefix("../..")
+                .map_err(|_| gen_err(&class, io_err(EINVAL)))?
+                .to_owned();
+            let nd = sys.join(&from_sys);
+            // From the netdev's directory up to `devices/`.
+            let up = "../".repeat(from_sys.components().count() - 1);
+            let target = format!("{up}virtual/net/{}", b.name);
+            link(&nd.join("master"), &target)?;
+            link(&nd.join(format!("upper_{}", b.name)), &target)?;
+            let bs = nd.join("bonding_slave");
+            fs::create_dir_all(&bs).map_err(|e| gen_err(&bs, e))?;
+            let addr = fs::read_to_string(nd.join("address")).map_err(|e| gen_err(&nd, e))?;
+            mac.get_or_insert(addr.clone());
+            for (f, v) in [
+                ("state", "active\n".to_owned()),
+                ("mii_status", "up\n".to_owned()),
+                ("perm_hwaddr", addr),
+            ] {
+                fs::write(bs.join(f), v).map_err(|e| gen_err(&bs, e))?;
+            }
+            link(
+                &bd.join(format!("lower_{m}")),
+                &format!("../../../../{}", from_sys.display()),
+            )?;
+        }
+        let ifindex = self.next_ifindex()?;
+        for (f, v) in [
+            (
+                "address",
+                mac.unwrap_or_else(|| "00:00:00:00:00:00\n".into()),
+            ),
+            ("ifindex", format!("{ifindex}\n")),
+            ("mtu", "1500\n".into()),
+            ("operstate", "up\n".into()),
+            ("flags", "0x1403\n".into()),
+            ("type", "1\n".into()),
+            ("bonding/slaves", format!("{}\n", b.members.join(" "))),
+            ("bonding/mode", "802.3ad 4\n".into()),
+        ] {
+            let p = bd.join(f);
+            fs::write(&p, v).map_err(|e| gen_err(&p, e))?;
+        }
+        link(
+            &sys.join("class/net").join(&b.name),
+            &format!("../../devices/virtual/net/{}", b.name),
+        )
     }
 
     fn lock(&self) -> Result<fs::File, HostError> {

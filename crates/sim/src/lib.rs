@@ -24,6 +24,7 @@ mod netns_tests;
 mod route_tests;
 
 pub use host::{
-    BCM5720, HostSpec, INTEL_82576, INTEL_82599ES, INTEL_I350, MLX_CX5, Model, PortSpec, SimHost,
+    BCM5720, BondSpec, HostSpec, INTEL_82576, INTEL_82599ES, INTEL_I350, MLX_CX5, Model, PortSpec,
+    SimHost,
 };
 pub use net::{SimNetOps, admin_mac};

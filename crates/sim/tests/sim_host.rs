@@ -408,3 +408,152 @@ fn split_waits_for_the_pf_link_to_settle_when_it_was_up() {
     assert_eq!(rep.link_settled, Some(false));
     assert_eq!(pf(&fs, "eno51").num_vfs, 2);
 }
+
+#[test]
+fn a_bonded_pf_names_its_bond_and_host_check_warns_per_bonded_pf() {
+    use vfpool_host::check::{self, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = HostSpec {
+        bonds: vec![vfpool_sim::BondSpec {
+            name: "bond0".into(),
+            members: vec!["eno49".into(), "eno50".into()],
+        }],
+        ..HostSpec::demo()
+    };
+    let sim = SimHost::open_or_create(dir.path(), &spec).unwrap();
+    let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
+    let inv = Inventory::scan(&fs).unwrap();
+    let bond = |n: &str| inv.nics.iter().find(|x| x.name == n).unwrap().bond.clone();
+    assert_eq!(bond("eno49").as_deref(), Some("bond0"));
+    assert_eq!(bond("eno50").as_deref(), Some("bond0"));
+    assert_eq!(bond("eno51"), None);
+    // The bond itself is a netdev, not a NIC of the inventory.
+    assert!(inv.nics.iter().all(|n| n.name != "bond0"));
+    assert!(
+        dir.path()
+            .join("sys/class/net/bond0/bonding/slaves")
+            .exists()
+    );
+    assert_eq!(
+        std::fs::read_link(dir.path().join("sys/class/net/eno49/master"))
+            .unwrap()
+            .file_name()
+            .unwrap(),
+        "bond0"
+    );
+    assert!(
+        std::fs::canonicalize(dir.path().join("sys/class/net/eno49/master"))
+            .unwrap()
+            .ends_with("devices/virtual/net/bond0")
+    );
+    let r = check::run(&sim.paths(), &fs, &dir.path().join("root")).unwrap();
+    let bonds: Vec<_> = r.checks.iter().filter(|c| c.name == "bond").collect();
+    assert_eq!(bonds.len(), 2, "{:?}", r.checks);
+    assert_eq!(bonds[0].status, Status::Warn);
+    assert_eq!(
+        bonds[0].detail,
+        "eno49 is a member of bond bond0: VF NICs and vNICs on it may not reach each other"
+    );
+    assert!(bonds[0].remedy.contains("split only one of them"));
+    // A bond member still splits.
+    split::split(&fs, &pf(&fs, "eno49"), 2, &fast(), &|_, _| {}).unwrap();
+    assert_eq!(pf(&fs, "eno49").bond.as_deref(), Some("bond0"));
+    // The demo host has no bond.
+    let (_d, sim, fs) = demo();
+    let r = check::run(&sim.paths(), &fs, &sim.root().join("root")).unwrap();
+    assert!(r.checks.iter().all(|c| c.name != "bond"));
+}
+
+#[test]
+fn host_check_tells_iommu_enabled_from_ready_and_says_reboot_pending() {
+    use vfpool_host::check::{self, Status};
+    use vfpool_host::iommu::{self, EnableRequest, IommuHost};
+    let status = |r: &check::Report, n: &str| {
+        r.checks
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("{n} missing from {:?}", r.checks))
+            .clone()
+    };
+    // The demo: /etc/default/grub asks for it and the running kernel has it.
+    let (_d, sim, fs) = demo();
+    let root = sim.root().join("root");
+    let r = check::run(&sim.paths(), &fs, &root).unwrap();
+    assert_eq!(status(&r, "iommu-enabled").status, Status::Pass);
+    assert_eq!(
+        status(&r, "iommu-enabled").detail,
+        "next boot: intel_iommu=on in /etc/default/grub (grub (update-grub))"
+    );
+    assert_eq!(status(&r, "iommu-ready").status, Status::Pass);
+    let st = r.iommu.clone().unwrap();
+    assert_eq!(
+        (st.enabled, st.ready, st.reboot_pending),
+        (true, true, false)
+    );
+    assert!(r.vm_ready);
+
+    // A host that never had it: neither.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = HostSpec {
+        iommu: false,
+        cmdline: "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet".into(),
+        grub_cmdline_default: Some("quiet".into()),
+        ..HostSpec::demo()
+    };
+    let sim = SimHost::open_or_create(dir.path(), &spec).unwrap();
+    let fs = Sysfs::new(sim.paths().sys, Arc::new(sim.clone()));
+    let root = dir.path().join("root");
+    let r = check::run(&sim.paths(), &fs, &root).unwrap();
+    assert_eq!(status(&r, "iommu-enabled").status, Status::Fail);
+    assert_eq!(status(&r, "iommu-ready").status, Status::Fail);
+    let st = r.iommu.clone().unwrap();
+    assert_eq!(
+        (st.enabled, st.ready, st.reboot_pending),
+        (false, false, false)
+    );
+
+    // Enabled, not rebooted: pending.
+    let paths = sim.paths();
+    let h = IommuHost {
+        root: &root,
+        paths: &paths,
+        fs: &fs,
+        run_commands: false,
+    };
+    iommu::enable(&h, &EnableRequest::default()).unwrap();
+    let r = check::run(&sim.paths(), &fs, &root).unwrap();
+    let c = status(&r, "iommu-enabled");
+    assert_eq!(c.status, Status::Warn);
+    assert!(
+        c.detail.starts_with(
+            "reboot pending: next boot: intel_iommu=on in /etc/default/grub.d/vfpool-iommu.cfg"
+        ),
+        "{}",
+        c.detail
+    );
+    assert!(c.remedy.contains("VT-d / AMD-Vi"), "{}", c.remedy);
+    let st = r.iommu.clone().unwrap();
+    assert_eq!(
+        (st.enabled, st.ready, st.reboot_pending),
+        (true, false, true)
+    );
+    assert!(!r.vm_ready);
+
+    // Ready but not enabled for the next boot: a warning.
+    let (_d, sim, fs) = demo();
+    std::fs::write(
+        sim.root().join("root/etc/default/grub"),
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+    )
+    .unwrap();
+    let r = check::run(&sim.paths(), &fs, &sim.root().join("root")).unwrap();
+    let c = status(&r, "iommu-enabled");
+    assert_eq!(c.status, Status::Warn);
+    assert!(
+        c.detail
+            .starts_with("the running kernel has the IOMMU, but"),
+        "{}",
+        c.detail
+    );
+    assert_eq!(c.remedy, "keep it across reboots: vfpool host iommu enable");
+}

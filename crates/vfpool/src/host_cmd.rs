@@ -3,8 +3,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use vfpool_engine::{ApplyView, BootHook, CheckView, DesiredView, PersistView};
-use vfpool_host::check::{self, Status};
+use vfpool_engine::{
+    ApplyView, BootHook, CheckView, DesiredView, IommuChangeView, IommuStatusView, PersistView,
+};
+use vfpool_host::check::Status;
+use vfpool_host::iommu::EnableRequest;
 use vfpool_host::{Inventory, manifest};
 
 use crate::context::{Context, print_json};
@@ -12,9 +15,18 @@ use crate::table::Table;
 
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
-    /// Is the host ready for VFs in VMs (IOMMU, interrupt remapping, vfio-pci) and in
-    /// containers? Exit status 0 only when ready for VMs.
-    Check,
+    /// Is the host ready for VFs in VMs (IOMMU enabled for the next boot and ready in the
+    /// running kernel, interrupt remapping, vfio-pci) and in containers? Exit status 0 only
+    /// when ready for VMs.
+    Check {
+        /// The root of the file system whose boot configuration is read (default `/`; on
+        /// the demo host a directory of the demo host).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// The IOMMU's kernel arguments for the next boot: enable, disable, status.
+    #[command(subcommand)]
+    Iommu(IommuCmd),
     /// Records the current VF count of every split NIC and installs what re-creates them at
     /// boot: the systemd unit vfpool-apply.service, or with --udev a udev rule.
     Persist {
@@ -44,6 +56,38 @@ pub enum HostCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum IommuCmd {
+    /// Writes intel_iommu=on iommu=pt (AMD: amd_iommu=on iommu=pt) for the boot loader:
+    /// a GRUB drop-in, grubby, or /etc/kernel/cmdline. Effective after a reboot.
+    Enable {
+        /// The root of the file system to write into (default `/`; on the demo host a
+        /// directory of the demo host, never the real `/etc`). Boot loader commands run
+        /// only when it is `/`.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// intel or amd (default: from /proc/cpuinfo's vendor_id).
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
+        /// Without interrupt remapping: write
+        /// /etc/modprobe.d/vfio-iommu-unsafe.conf (vfio_iommu_type1 allow_unsafe_interrupts=1).
+        #[arg(long)]
+        allow_unsafe_interrupts: bool,
+    },
+    /// Removes exactly what `enable` added. Effective after a reboot.
+    Disable {
+        /// As for enable.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Enabled (the next boot's arguments), ready (the running kernel), reboot pending.
+    Status {
+        /// As for enable.
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DebugCmd {
     /// Prints the normalized list of sysfs entries vfpool uses for a PF and its VFs.
     SysfsManifest {
@@ -68,7 +112,8 @@ pub enum DebugCmd {
 
 pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        HostCmd::Check => host_check(ctx),
+        HostCmd::Check { root } => host_check(ctx, root.as_deref()),
+        HostCmd::Iommu(cmd) => host_iommu(ctx, cmd),
         HostCmd::Persist { udev, root } => host_persist(ctx, udev, root.as_deref()),
         HostCmd::Desired => {
             let d = ctx.engine()?.desired()?;
@@ -97,8 +142,99 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let report = check::run(&ctx.host.paths, &ctx.host.fs)?;
+fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
+    let change = match cmd {
+        IommuCmd::Status { root } => {
+            let st = ctx.host.iommu_status(root.as_deref())?;
+            if ctx.json() {
+                print_json(&IommuStatusView::from(&st))?;
+            } else {
+                let yes = |b: bool| if b { "yes" } else { "no" };
+                crate::outln!(
+                    "boot loader    {}",
+                    st.boot_loader
+                        .map_or_else(|| "unknown".to_owned(), |b| b.to_string())
+                );
+                crate::outln!(
+                    "enabled        {}{}",
+                    yes(st.enabled),
+                    st.enabled_by
+                        .as_ref()
+                        .map(|b| format!(" ({b}{})", if st.by_vfpool { ", by vfpool" } else { "" }))
+                        .unwrap_or_default()
+                );
+                crate::outln!(
+                    "ready          {}{}",
+                    yes(st.ready),
+                    if st.units.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", st.units.join(", "))
+                    }
+                );
+                if st.reboot_pending {
+                    crate::outln!(
+                        "reboot pending: enabled for the next boot, not in the running kernel (if a reboot does not help, enable VT-d / AMD-Vi in the BIOS)"
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        IommuCmd::Enable {
+            root,
+            vendor,
+            allow_unsafe_interrupts,
+        } => {
+            let req = EnableRequest {
+                vendor: vendor
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(vfpool_engine::EngineError::from)?,
+                allow_unsafe_interrupts,
+            };
+            ctx.host.iommu_enable(root.as_deref(), &req)?
+        }
+        IommuCmd::Disable { root } => ctx.host.iommu_disable(root.as_deref())?,
+    };
+    for w in &change.warnings {
+        eprintln!("warning: {w}");
+    }
+    if ctx.json() {
+        print_json(&IommuChangeView::from(&change))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    crate::outln!("boot loader: {}", change.boot_loader);
+    if change.root != std::path::Path::new("/") {
+        crate::outln!(
+            "root: {} (files only; nothing is run)",
+            change.root.display()
+        );
+    }
+    if let Some(u) = &change.unchanged {
+        crate::outln!("unchanged: {u}");
+    }
+    for p in &change.written {
+        crate::outln!("wrote {}", p.display());
+    }
+    for p in &change.removed {
+        crate::outln!("removed {}", p.display());
+    }
+    if let Some(c) = &change.command {
+        if c.ran {
+            crate::outln!("ran: {}", c.command);
+        } else {
+            crate::outln!("to run on the host: {}", c.command);
+        }
+    }
+    if change.unchanged.is_none() || !change.written.is_empty() || !change.removed.is_empty() {
+        crate::outln!("effective {}", change.effective);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn host_check(ctx: &Context, root: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let report = ctx.host.check(root)?;
     if ctx.json() {
         print_json(&CheckView::from(&report))?;
     } else {
@@ -122,6 +258,12 @@ fn host_check(ctx: &Context) -> anyhow::Result<ExitCode> {
                     "warn"
                 },
                 c.remedy
+            );
+        }
+        if let Some(st) = report.iommu.as_ref().filter(|s| s.reboot_pending) {
+            crate::outln!(
+                "\nreboot pending: the IOMMU is enabled for the next boot ({}) but not in the running kernel; if it stays so after a reboot, enable VT-d / AMD-Vi in the BIOS",
+                st.enabled_by.as_deref().unwrap_or("")
             );
         }
         crate::outln!(

@@ -118,7 +118,9 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
         print_json(&shown.view)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = Table::new(&[
+    // The BOND column only on a host with a bonded PF.
+    let bonded = shown.view.iter().any(|n| n.bond.is_some());
+    let mut head = vec![
         "NAME",
         "PCI",
         "DRIVER",
@@ -128,14 +130,18 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
         "LINK",
         "SPEED",
         "NUMA",
-    ]);
+    ];
+    if bonded {
+        head.push("BOND");
+    }
+    let mut t = Table::new(&head);
     for n in &shown.view {
         let vfs = if n.total_vfs == 0 {
             "-".to_owned()
         } else {
             format!("{}/{} (max {})", n.free_vfs, n.num_vfs, n.total_vfs)
         };
-        t.row(vec![
+        let mut row = vec![
             n.name.clone(),
             n.pci.to_string(),
             opt(&n.driver),
@@ -147,7 +153,11 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
                 .map(|s| format!("{s}Mb/s"))
                 .unwrap_or_else(|| "-".into()),
             opt(&n.numa_node),
-        ]);
+        ];
+        if bonded {
+            row.push(opt(&n.bond));
+        }
+        t.row(row);
     }
     crate::context::out(&t.render());
     Ok(ExitCode::SUCCESS)
@@ -207,6 +217,13 @@ fn show_pf(d: &NicDetail) {
     ];
     for (k, v) in fields {
         crate::outln!("{k:<12} {}", v.trim_end());
+    }
+    if let Some(b) = &nic.bond {
+        crate::outln!(
+            "{:<12} member of {b}: {}",
+            "bond",
+            vfpool_host::check::BOND_EFFECT
+        );
     }
     if d.vfs.is_empty() {
         return;
@@ -291,6 +308,9 @@ fn show_vf(d: &VfDetail) {
 pub fn finish(ctx: &Context, out: &NicsOutcome) -> anyhow::Result<ExitCode> {
     for f in &out.failed {
         eprintln!("error: {}", vfpool_engine::chain(&f.error));
+    }
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
     }
     if let Some(e) = &out.not_recorded {
         eprintln!(

@@ -262,7 +262,8 @@ fn host_check_on_a_ready_host_and_on_one_without_iommu() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     for n in [
-        "iommu",
+        "iommu-enabled",
+        "iommu-ready",
         "iommu-cmdline",
         "iommu-pt",
         "interrupt-remapping",
@@ -303,15 +304,15 @@ fn host_check_on_a_ready_host_and_on_one_without_iommu() {
             .unwrap()
             .clone()
     };
-    assert_eq!(check("iommu")["status"], "fail");
+    assert_eq!(check("iommu-ready")["status"], "fail");
     assert!(
-        check("iommu")["remedy"]
+        check("iommu-ready")["remedy"]
             .as_str()
             .unwrap()
             .contains("GRUB_CMDLINE_LINUX_DEFAULT")
     );
     assert!(
-        check("iommu")["remedy"]
+        check("iommu-ready")["remedy"]
             .as_str()
             .unwrap()
             .contains("update-grub")
