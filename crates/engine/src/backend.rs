@@ -186,7 +186,8 @@ impl Host {
         };
         Ok(Engine::open(&self.state, self.fs.clone(), self.netops()?)?
             .with_split_settle(settle)
-            .with_boot_args(self.boot_args()))
+            .with_boot_args(self.boot_args())
+            .with_libvirt_run_dir(self.libvirt_run_dir()))
     }
 
     /// The arguments that make `vfpool` open this same host again (for the boot unit and
@@ -246,6 +247,13 @@ impl Host {
     pub fn iommu_status(&self, root: Option<&Path>) -> Result<IommuStatus, EngineError> {
         let root = root.map_or_else(|| self.default_install_root(), Path::to_owned);
         Ok(iommu::status(&self.iommu_host(&root))?)
+    }
+
+    /// Where libvirt keeps running domains' status XML: [`crate::LIBVIRT_RUN_DIR`] on a real
+    /// host, under [`Self::default_install_root`] on a simulated one.
+    pub fn libvirt_run_dir(&self) -> PathBuf {
+        self.default_install_root()
+            .join(crate::LIBVIRT_RUN_DIR.trim_start_matches('/'))
     }
 
     /// Where `host persist` installs when no root is given: `/` on a real host; on a

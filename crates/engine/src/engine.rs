@@ -36,6 +36,8 @@ pub struct Engine {
     /// What the boot hook passes to `vfpool` to open this host again.
     pub(crate) boot_args: Vec<std::ffi::OsString>,
     pub(crate) vms: Box<dyn VmOwners>,
+    /// Where libvirt keeps running domains' status XML (`lease gc` of `libvirt/...` leases).
+    pub(crate) libvirt_run: PathBuf,
     /// The host's SR-IOV PFs as last read (no VFs): see [`crate::pfcache::pool_pfs`].
     pub(crate) pfs: Option<PfCache>,
 }
@@ -69,6 +71,7 @@ impl Engine {
             settle: Duration::from_millis(1500),
             boot_args: vec!["--state".into(), state.as_os_str().to_owned()],
             vms: Box::new(NoVmLayer),
+            libvirt_run: PathBuf::from(crate::domain::LIBVIRT_RUN_DIR),
             pfs: None,
         })
     }

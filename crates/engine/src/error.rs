@@ -359,6 +359,18 @@ pub enum EngineError {
         source: io::Error,
     },
 
+    /// The libvirt hook refuses a domain's start: one of its VFs is someone else's.
+    #[error("domain '{domain}' cannot start: VF {vf} is leased to '{owner}'")]
+    DomainVfTaken {
+        domain: String,
+        vf: PciAddr,
+        owner: String,
+    },
+
+    /// A libvirt hook is installed that vfpool did not write.
+    #[error("{} is a libvirt hook vfpool did not install; remove it or call `{}` from it yourself", .path.display(), .command)]
+    HookNotOurs { path: PathBuf, command: String },
+
     #[error("a ledger row of the VM layer is corrupt: {what}")]
     CorruptVmRow { what: String },
 
@@ -445,6 +457,8 @@ impl EngineError {
             | E::VmState { .. }
             | E::VfAttached { .. }
             | E::VfsInVms { .. }
+            | E::DomainVfTaken { .. }
+            | E::HookNotOurs { .. }
             | E::NotSriov { .. } => ErrorKind::Conflict,
             E::NoFreeVf { .. } | E::NoFreeAddress { .. } => ErrorKind::Exhausted,
             E::VmStop { .. } | E::Random { .. } => ErrorKind::Io,

@@ -33,6 +33,7 @@ pub mod acquire;
 pub mod attach;
 pub mod backend;
 pub mod configure;
+pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod fault;
@@ -55,6 +56,10 @@ pub mod vm;
 pub use acquire::AcquireRequest;
 pub use attach::Mismatch;
 pub use backend::{Host, HostConfig};
+pub use domain::{
+    DomainPrepared, DomainReleased, LIBVIRT_OWNER_PREFIX, LIBVIRT_RUN_DIR, LibvirtDomains,
+    domain_of_owner, domain_owner,
+};
 pub use engine::Engine;
 pub use error::{EngineError, ErrorKind, chain};
 pub use hostview::{Health, HostView};

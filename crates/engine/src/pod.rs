@@ -154,7 +154,7 @@ fn net_err(owner: &str, what: String) -> impl FnOnce(NetlinkError) -> EngineErro
 impl Engine {
     /// The pool an ADD leases from and the VF it names, if it names one. A device
     /// plugin's VF is leased in the pool that holds it, or in its PF's pool when none does.
-    fn resolve_source(
+    pub(crate) fn resolve_source(
         &mut self,
         source: &VfSource,
     ) -> Result<(String, Option<PciAddr>), EngineError> {

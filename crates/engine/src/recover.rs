@@ -6,6 +6,7 @@
 use serde::Serialize;
 use vfpool_model::{PciAddr, validate_owner};
 
+use crate::domain::LibvirtDomains;
 use crate::engine::Engine;
 use crate::error::{EngineError, chain};
 use crate::fault;
@@ -195,6 +196,7 @@ impl Engine {
         // start marks it first, a stop releases them first), so a lease read above whose
         // VM reads as stopped here is one to release (or gone already: see `claimed`).
         let vm_table = self.vm_table()?;
+        let domains = self.libvirt_domains();
         let mut report = GcReport::default();
         for l in leases {
             // The VF stays as it is meanwhile: a split of its PF waits (PF lock first, then
@@ -224,6 +226,8 @@ impl Engine {
                         && l.owner_kind == OwnerKind::Vm
                     {
                         owner_status(&l, &vm_table)
+                    } else if LibvirtDomains::owns(&l.owner) && l.owner_kind == OwnerKind::Vm {
+                        owner_status(&l, &domains)
                     } else {
                         owner_status(&l, &*self.vms)
                     } {
