@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod hook_cmd;
 mod host_cmd;
 mod lease_cmd;
 mod net_cmd;
@@ -87,6 +88,10 @@ pub enum Command {
     /// VMs: NICs of type VF or vNIC, VFs leased at start and given back at stop.
     #[command(subcommand)]
     Vm(vm_cmd::VmCmd),
+    /// The libvirt hook (/etc/libvirt/hooks/qemu): a domain's VFs leased when libvirt
+    /// starts it, given back when it ends, and the hook's install.
+    #[command(subcommand)]
+    LibvirtHook(hook_cmd::HookCmd),
     /// Tools for developers and the test tiers.
     #[command(subcommand, hide = true)]
     Debug(host_cmd::DebugCmd),
@@ -94,10 +99,15 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The libvirt hook: libvirt shows its whole stderr as the reason a start failed.
+    let default_log = match &cli.command {
+        Command::LibvirtHook(c) if hook_cmd::quiet(c) => "off",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VFPOOL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -144,6 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::L2(c) => net_cmd::run_l2(&ctx, c),
         Command::L3(c) => net_cmd::run_l3(&ctx, c),
         Command::Vm(c) => vm_cmd::run(&ctx, c),
+        Command::LibvirtHook(c) => hook_cmd::run(&ctx, c),
         Command::Debug(c) => host_cmd::run_debug(&ctx, c),
     }
 }
