@@ -8,7 +8,8 @@
 //! `acquire:after-pf`, `acquire:after-driver`, `acquire:after-netdev`; `release:after-mark`,
 //! `release:mid-pf`, `release:after-pf`, `release:after-netdev`, `release:after-driver`.
 //! The VM layer's: `vm-start:after-acquire` (a VF NIC's lease made, not yet recorded on
-//! the VM).
+//! the VM); the libvirt hook's: `domain-prepare:after-acquire` (one of a domain's VFs
+//! leased, the next not yet).
 
 use std::sync::OnceLock;
 
@@ -27,6 +28,9 @@ pub const POINTS: [&str; 10] = [
 
 /// The VM layer's points ([`crate::vm`]).
 pub const VM_POINTS: [&str; 1] = ["vm-start:after-acquire"];
+
+/// The libvirt hook's points ([`crate::domain`]).
+pub const DOMAIN_POINTS: [&str; 1] = ["domain-prepare:after-acquire"];
 
 fn armed() -> &'static [String] {
     static ARMED: OnceLock<Vec<String>> = OnceLock::new();

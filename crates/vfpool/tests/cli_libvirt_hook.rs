@@ -18,8 +18,13 @@ use vfpool_model::PciAddr;
 use common::{json, ok, run};
 
 /// Runs `cmd` with `xml` on stdin and no environment, as libvirtd runs its hooks.
-fn with_stdin(mut cmd: Command, xml: &str) -> Output {
+fn with_stdin(cmd: Command, xml: &str) -> Output {
+    with_stdin_env(cmd, xml, &[])
+}
+
+fn with_stdin_env(mut cmd: Command, xml: &str, env: &[(&str, &str)]) -> Output {
     cmd.env_clear()
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -35,13 +40,18 @@ fn with_stdin(mut cmd: Command, xml: &str) -> Output {
 
 /// `vfpool --demo --state S libvirt-hook qemu ARGS...` with `xml` on stdin.
 fn hook(state: &Path, args: &[&str], xml: &str) -> Output {
+    hook_env(state, args, xml, &[])
+}
+
+/// [`hook`] with these environment variables.
+fn hook_env(state: &Path, args: &[&str], xml: &str, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vfpool"));
     c.arg("--demo")
         .arg("--state")
         .arg(state)
         .args(["libvirt-hook", "qemu"])
         .args(args);
-    with_stdin(c, xml)
+    with_stdin_env(c, xml, env)
 }
 
 fn stderr(o: &Output) -> String {
@@ -365,4 +375,46 @@ fn a_locked_ledger_makes_the_hook_fail_within_its_bound_rather_than_hang() {
         leases(s),
         vec![(format!("libvirt/web1/{}", vfs[0]), vfs[0].clone())]
     );
+}
+
+#[test]
+fn a_hook_killed_part_way_leaves_nothing_a_retry_cannot_finish() {
+    for point in [
+        "acquire:after-row",
+        vfpool_engine::fault::DOMAIN_POINTS[0],
+        "acquire:after-driver",
+    ] {
+        let (_dir, s, vfs) = demo();
+        let s = &s;
+        let xml = domain("web1", &[&vfs[0], &vfs[1]]);
+        let o = hook_env(
+            s,
+            &["web1", "prepare", "begin", "-"],
+            &xml,
+            &[("VFPOOL_FAULT", point)],
+        );
+        assert_eq!(o.status.code(), None, "{point}: not killed: {}", stderr(&o));
+        // libvirt retries the start (or another start comes): the domain gets both VFs.
+        let o = hook(s, &["web1", "prepare", "begin", "-"], &xml);
+        assert_eq!(o.status.code(), Some(0), "{point}: {}", stderr(&o));
+        let l = json(s, &["lease", "list"]);
+        let mut states: Vec<(&str, &str)> = l
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["owner"].as_str().unwrap(), l["state"].as_str().unwrap()))
+            .collect();
+        states.sort();
+        assert_eq!(
+            states,
+            vec![
+                (format!("libvirt/web1/{}", vfs[0]).as_str(), "active"),
+                (format!("libvirt/web1/{}", vfs[1]).as_str(), "active"),
+            ],
+            "{point}"
+        );
+        let o = hook(s, &["web1", "release", "end", "-"], &xml);
+        assert_eq!(o.status.code(), Some(0), "{point}: {}", stderr(&o));
+        assert!(leases(s).is_empty(), "{point}");
+    }
 }
