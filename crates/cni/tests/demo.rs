@@ -394,6 +394,24 @@ fn vfpool_ipam_check_fails_when_the_address_was_given_back() {
             .contains("cni/n/c1/net1 holds no address on l3 net1"),
         "{e}"
     );
+    // Given another address since (a VM took the old one first): prevResult is stale.
+    d.vfpool(&["vm", "create", "v", "--nic", "l3=net1"]);
+    d.vfpool(&["vm", "start", "v"]);
+    let again = host
+        .engine()
+        .unwrap()
+        .l3_allocate("net1", "cni/n/c1/net1")
+        .unwrap();
+    assert_eq!(again.address.to_string(), "10.9.0.3");
+    let e = err_json(&d.cni("CHECK", "c1", Some(&ns), &chk));
+    assert_eq!(e["code"], 105, "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cni/n/c1/net1 holds 10.9.0.3 on l3 net1, prevResult does not have it"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -440,4 +458,27 @@ fn vfpool_ipam_bad_input_is_code_7_naming_the_field() {
         assert!(d.leases().is_empty(), "nothing left leased: {msg}");
     }
     assert!(l3_holders(&d).is_empty());
+}
+
+#[test]
+fn vfpool_ipam_an_add_failing_after_the_allocation_gives_the_address_back() {
+    let d = Demo::new();
+    with_l3(&d);
+    let vf = d.vf(3);
+    let host = vfpool_engine::Host::open(&vfpool_engine::HostConfig {
+        sysfs_root: Some(d.state().join("demo-host/sys")),
+        state: Some(d.state()),
+        ..Default::default()
+    })
+    .unwrap();
+    vfpool_host::driver::bind(&host.fs, vf.parse().unwrap(), Some("vfio-pci")).unwrap();
+    // A service path needs a netdev: refused after IPAM ran.
+    let conf = json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni",
+        "deviceID": vf, "serviceRoute": {"cidr": "10.96.0.0/12"},
+        "ipam": {"type": "vfpool", "l3": "net1"}});
+    let e = err_json(&d.cni("ADD", "u1", Some(&d.netns("u1")), &conf));
+    assert_eq!(e["code"], 7, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("serviceRoute"), "{e}");
+    assert!(d.leases().is_empty());
+    assert!(l3_holders(&d).is_empty(), "the address was given back");
 }
