@@ -528,7 +528,7 @@ fn ipam(m: &Map<String, Value>) -> Result<Option<IpamConf>, CniError> {
                 return Err(config_err(InvalidValue::new(
                     "ipam.l3",
                     "",
-                    &format!("{ALLOWED} (missing; ipam type vfpool needs it)"),
+                    format!("{ALLOWED} (missing; ipam type vfpool needs it)"),
                 )));
             }
             Some(v) => {
