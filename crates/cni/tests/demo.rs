@@ -449,6 +449,7 @@ fn vfpool_ipam_bad_input_is_code_7_naming_the_field() {
             "ipam.l3",
             "5",
         ),
+        (vfpool_ipam(""), "ipam.l3", "''"),
     ];
     for (conf, field, value) in cases {
         let e = err_json(&d.cni("ADD", "x", Some(&ns), &conf));
