@@ -66,10 +66,16 @@ pub enum VfSource {
     Master(PfRef),
 }
 
+/// The `ipam.type` vfpool-cni handles itself: addresses of a vfpool L3 network.
+pub const VFPOOL_IPAM: &str = "vfpool";
+
 /// The `ipam` object: its plugin and the object as given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IpamConf {
     pub plugin: String,
+    /// `"type": "vfpool"`: the L3 network (`ipam.l3`) whose addresses the plugin hands out
+    /// itself, from the table VM NICs take theirs from (no plugin is run).
+    pub l3: Option<String>,
     pub raw: Map<String, Value>,
 }
 
@@ -515,8 +521,30 @@ fn ipam(m: &Map<String, Value>) -> Result<Option<IpamConf>, CniError> {
         Some(v) => string(v, "ipam.type", "an IPAM plugin's name, like host-local")?,
     };
     validate_plugin_name("ipam.type", plugin)?;
+    let l3 = if plugin == VFPOOL_IPAM {
+        const ALLOWED: &str = "the name of a vfpool L3 network (vfpool l3 list)";
+        match o.get("l3") {
+            None | Some(Value::Null) => {
+                return Err(config_err(InvalidValue::new(
+                    "ipam.l3",
+                    "",
+                    format!("{ALLOWED} (missing; ipam type vfpool needs it)"),
+                )));
+            }
+            Some(v) => {
+                let name = string(v, "ipam.l3", ALLOWED)?;
+                if name.is_empty() {
+                    return Err(config_err(InvalidValue::new("ipam.l3", name, ALLOWED)));
+                }
+                Some(name.to_owned())
+            }
+        }
+    } else {
+        None
+    };
     Ok(Some(IpamConf {
         plugin: plugin.to_owned(),
+        l3,
         raw: o.clone(),
     }))
 }

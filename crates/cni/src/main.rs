@@ -18,6 +18,8 @@ and the network config on stdin, for example:
    \"serviceRoute\": {\"cidr\": \"10.96.0.0/12\"}}
 The VF comes from exactly one of: deviceID (a device plugin's VF, as Multus passes it; or
 runtimeConfig.deviceID), pool (a vfpool pool), master (a PF's netdev name or PCI address).
+IPAM: any plugin in CNI_PATH by exec, or {\"type\": \"vfpool\", \"l3\": \"NAME\"} for the addresses
+of a vfpool L3 network, shared with VM NICs (vfpool l3 show lists who holds each).
 VF settings: mac, vlan, vlanQoS, vlanProto, spoofchk, trust, link_state, min_tx_rate,
 max_tx_rate, mtu. State: vfpoolState / vfpoolSysfsRoot / vfpoolNetlink, else VFPOOL_STATE /
 VFPOOL_SYSFS_ROOT / VFPOOL_NETLINK.";

@@ -1,6 +1,11 @@
 //! The verbs: each checks its input (the spec layer), makes engine calls
 //! (`vfpool_engine::pod`), and builds the result. No host change happens here but through
-//! the engine; the IPAM plugin is the only other actor, by exec.
+//! the engine; the IPAM plugin is the only other actor, by exec — except `"ipam":
+//! {"type": "vfpool", "l3": "NAME"}`, handled in-process by the engine's L3 address
+//! management (`Engine::l3_allocate` / `l3_release`, the table VM NICs take their
+//! addresses from, so that VMs and pods on one L3 never collide). The L3's L2 NIC is not
+//! compared with the VF's PF: a pod may take an address on any L3 (the operator's
+//! wiring decides whether it is reachable there).
 //!
 //! An attachment's lease is owned by `cni/NETWORK/CONTAINERID/IFNAME` ([`owner`]): DEL
 //! and CHECK find the VF by it, GC by the network's prefix, and nothing else is cached.
@@ -10,15 +15,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use vfpool_engine::{
-    Engine, EngineError, ErrorKind, Host, HostConfig, Mismatch, PodIp, PodRequest, ServicePath,
-    VfSource as Source, chain,
+    Engine, EngineError, ErrorKind, Host, HostConfig, L3Allocation, Mismatch, PodIp, PodRequest,
+    ServicePath, VfSource as Source, chain,
 };
 use vfpool_netlink::{IfAddr, Route as NetRoute};
 
 use crate::config::{PluginConf, VfSource};
 use crate::devinfo::{self, PciDeviceInfo};
 use crate::ipam;
-use crate::result::{CniResult, Interface};
+use crate::result::{Cidr, CniResult, Dns, Interface, IpConfig, Route};
 use crate::spec::{Attachment, CniEnv, CniError, Command};
 
 /// No free healthy VF for this network (the pool or PF is exhausted, or the VF unhealthy).
@@ -108,6 +113,49 @@ fn ipam_exec(
         .unwrap_or_else(|| PathBuf::from(vfpool_engine::backend::DEFAULT_STATE));
     let cache = ipam::VersionCache::in_dir(&state.join("cni"));
     ipam::exec_plugin_cached(plugin, command, env, stdin, Some(&cache))
+}
+
+/// `ipam.type` vfpool: what an IPAM plugin would return for an L3 address: the address
+/// with the L3's prefix and gateway, a default route via the gateway, the DNS server.
+fn l3_result(a: &L3Allocation) -> CniResult {
+    CniResult {
+        ips: vec![IpConfig {
+            address: Cidr {
+                addr: a.address.into(),
+                prefix: a.prefix,
+            },
+            gateway: Some(a.gateway.into()),
+            interface: None,
+        }],
+        routes: vec![Route {
+            dst: Cidr {
+                addr: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                prefix: 0,
+            },
+            gw: Some(a.gateway.into()),
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }],
+        dns: Dns {
+            nameservers: a.dns.iter().map(|d| d.to_string()).collect(),
+            ..Dns::default()
+        },
+        ..CniResult::default()
+    }
+}
+
+/// An engine error of `ipam.l3`: an unknown L3 is the config's error, naming the field.
+fn l3_error(e: &EngineError) -> CniError {
+    match e {
+        EngineError::UnknownName { what: "l3", .. } => CniError::new(
+            CniError::INVALID_CONFIG,
+            format!("invalid ipam.l3: {}", chain(e)),
+        ),
+        _ => cni_error(e),
+    }
 }
 
 /// Runs the verb of `env` on the config in `stdin`; `Some(result)` to print.
@@ -288,13 +336,19 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
             pci_id: Some(att.lease.vf_pci.to_string()),
         });
         if let Some(ipam) = &conf.ipam {
-            let got = ipam_exec(
-                conf,
-                &ipam.plugin,
-                Command::Add,
-                env,
-                &conf.delegate_stdin(),
-            )?;
+            let got = match &ipam.l3 {
+                Some(l3) => {
+                    let a = engine.l3_allocate(l3, &owner).map_err(|e| l3_error(&e))?;
+                    Some(l3_result(&a))
+                }
+                None => ipam_exec(
+                    conf,
+                    &ipam.plugin,
+                    Command::Add,
+                    env,
+                    &conf.delegate_stdin(),
+                )?,
+            };
             ipam_done = true;
             let got = got.ok_or_else(|| {
                 CniError::plugin(
@@ -364,6 +418,14 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
             tracing::warn!(owner, error = %e, "ADD failed; undoing it");
             if ipam_done
                 && let Some(ipam) = &conf.ipam
+                && ipam.l3.is_some()
+                && let Err(u) = engine.l3_release(&owner)
+            {
+                tracing::warn!(owner, error = %chain(&u), "undo: releasing the L3 address failed");
+            }
+            if ipam_done
+                && let Some(ipam) = &conf.ipam
+                && ipam.l3.is_none()
                 && let Err(u) = ipam_exec(
                     conf,
                     &ipam.plugin,
@@ -399,16 +461,27 @@ fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
         }
         Err(e) => first = Some(e),
     }
-    if let Some(ipam) = &conf.ipam
-        && let Err(e) = ipam_exec(
-            conf,
-            &ipam.plugin,
-            Command::Del,
-            env,
-            &conf.delegate_stdin(),
-        )
-    {
-        first.get_or_insert(e);
+    if let Some(ipam) = &conf.ipam {
+        let r = match &ipam.l3 {
+            Some(_) => open_engine(conf).and_then(|mut e| {
+                e.l3_release(&owner)
+                    .map(|freed| {
+                        tracing::info!(owner, released = freed.is_some(), "DEL: l3 address")
+                    })
+                    .map_err(|e| cni_error(&e))
+            }),
+            None => ipam_exec(
+                conf,
+                &ipam.plugin,
+                Command::Del,
+                env,
+                &conf.delegate_stdin(),
+            )
+            .map(drop),
+        };
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
     }
     if let Some(path) = conf.device_info_path(env)
         && let Err(e) = devinfo::remove(&path)
@@ -473,9 +546,37 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
             problems.push(format!("the lease's mac is {have}, prevResult says {want}"));
         }
     }
+    if problems.is_empty()
+        && let Some(ipam) = &conf.ipam
+        && let Some(l3) = &ipam.l3
+    {
+        let held = engine.l3_address(&owner).map_err(|e| cni_error(&e))?;
+        let theirs: Vec<IpAddr> = prev
+            .ips
+            .iter()
+            .filter(|ip| ip.interface.is_none() || ip.interface == Some(index))
+            .map(|ip| ip.address.addr)
+            .collect();
+        match held {
+            None => problems.push(format!(
+                "{owner} holds no address on l3 {l3}: it was released"
+            )),
+            Some(a) if a.l3 != *l3 => problems.push(format!(
+                "{owner} holds {} on l3 {}, the config says l3 {l3}",
+                a.address, a.l3
+            )),
+            Some(a) if !theirs.contains(&IpAddr::V4(a.address)) => problems.push(format!(
+                "{owner} holds {} on l3 {l3}, prevResult does not have it",
+                a.address
+            )),
+            Some(_) => {}
+        }
+    }
     if problems.is_empty() {
         // Ours first (a released VF is named as such), then IPAM's own CHECK.
-        if let Some(ipam) = &conf.ipam {
+        if let Some(ipam) = &conf.ipam
+            && ipam.l3.is_none()
+        {
             ipam_exec(
                 conf,
                 &ipam.plugin,
@@ -518,7 +619,16 @@ fn gc(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
         .pod_gc(&owner_prefix(&conf.name), &keep)
         .map_err(|e| cni_error(&e))?;
     let mut errors = report.errors.clone();
-    if let Some(ipam) = &conf.ipam {
+    if let Some(ipam) = &conf.ipam
+        && ipam.l3.is_some()
+    {
+        // Every address of this network's attachments not kept, leased or not (an ADD
+        // killed between the allocation and its undo leaves one without a lease).
+        match engine.l3_gc(&owner_prefix(&conf.name), &keep) {
+            Ok(freed) => tracing::info!(freed = freed.len(), "GC: l3 addresses"),
+            Err(e) => errors.push(format!("l3 addresses: {}", chain(&e))),
+        }
+    } else if let Some(ipam) = &conf.ipam {
         for o in &report.released {
             let Some(a) = attachment_of_owner(&conf.name, o) else {
                 continue;

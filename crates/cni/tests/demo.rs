@@ -253,3 +253,233 @@ fn a_setting_the_drivers_refuses_names_the_setting_and_the_driver_and_rolls_back
     let after: Value = serde_json::from_slice(&after.stdout).unwrap();
     assert_eq!(after["vfs"], before["vfs"], "every VF as it was");
 }
+
+/// An L2 on eno49 and L3 `net1` (10.9.0.0/29, gateway .1, range .1-.4: three addresses).
+fn with_l3(d: &Demo) {
+    d.vfpool(&["l2", "create", "l2", "--nic", "eno49", "--sriov"]);
+    d.vfpool(&[
+        "l3",
+        "create",
+        "net1",
+        "--l2",
+        "l2",
+        "--cidr",
+        "10.9.0.0/29",
+        "--gateway",
+        "10.9.0.1",
+        "--range",
+        "10.9.0.1-10.9.0.4",
+        "--dns",
+        "10.9.0.53",
+    ]);
+}
+
+fn l3_holders(d: &Demo) -> Vec<(String, String)> {
+    let o = d.vfpool(&["l3", "show", "net1", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["address"].as_str().unwrap().to_owned(),
+                h["owner"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn vfpool_ipam(l3: &str) -> Value {
+    json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni", "pool": "web",
+        "ipam": {"type": "vfpool", "l3": l3}})
+}
+
+#[test]
+fn vfpool_ipam_hands_out_l3_addresses_a_vm_never_gets() {
+    let d = Demo::new();
+    with_l3(&d);
+    let conf = vfpool_ipam("net1");
+    let ns = d.netns("p1");
+    let r = ok_json(&d.cni("ADD", "c1", Some(&ns), &conf));
+    assert_eq!(
+        r["ips"],
+        json!([{"address": "10.9.0.2/29", "gateway": "10.9.0.1", "interface": 0}]),
+        "{r}"
+    );
+    assert_eq!(
+        r["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.9.0.1"}]),
+        "{r}"
+    );
+    assert_eq!(r["dns"]["nameservers"], json!(["10.9.0.53"]), "{r}");
+    assert_eq!(
+        l3_holders(&d),
+        [("10.9.0.2".into(), "cni/n/c1/net1".into())]
+    );
+    let text = String::from_utf8(d.vfpool(&["l3", "show", "net1"]).stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["10.9.0.2", "cni/n/c1/net1"])),
+        "{text}"
+    );
+    // ADD again (a runtime's retry): the same address, nothing more taken.
+    let again = ok_json(&d.cni("ADD", "c1", Some(&ns), &conf));
+    assert_eq!(again["ips"], r["ips"]);
+    assert_eq!(l3_holders(&d).len(), 1);
+
+    // CHECK: the owner holds the address prevResult has.
+    let mut chk = conf.clone();
+    chk["prevResult"] = r.clone();
+    let o = d.cni("CHECK", "c1", Some(&ns), &chk);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // A VM started now skips the pod's address.
+    d.vfpool(&["vm", "create", "v1", "--nic", "l3=net1"]);
+    d.vfpool(&["vm", "start", "v1"]);
+    let vm: Value =
+        serde_json::from_slice(&d.vfpool(&["vm", "show", "v1", "-o", "json"]).stdout).unwrap();
+    assert_eq!(vm["nics"][0]["address"], "10.9.0.3", "{vm}");
+
+    // DEL frees it: the next VM gets the pod's old address.
+    assert!(d.cni("DEL", "c1", Some(&ns), &conf).status.success());
+    assert_eq!(l3_holders(&d), [("10.9.0.3".into(), "vm/v1/nic0".into())]);
+    // DEL again: nothing to free, no error.
+    assert!(d.cni("DEL", "c1", Some(&ns), &conf).status.success());
+    // CHECK after DEL fails (the lease is gone, and so is the address).
+    let e = err_json(&d.cni("CHECK", "c1", Some(&ns), &chk));
+    assert_eq!(e["code"], 105, "{e}");
+    d.vfpool(&["vm", "create", "v2", "--nic", "l3=net1"]);
+    d.vfpool(&["vm", "start", "v2"]);
+    let vm: Value =
+        serde_json::from_slice(&d.vfpool(&["vm", "show", "v2", "-o", "json"]).stdout).unwrap();
+    assert_eq!(vm["nics"][0]["address"], "10.9.0.2", "{vm}");
+
+    // The range is now full (.2 and .3 to VMs, .4 left): one pod more, then exhaustion.
+    ok_json(&d.cni("ADD", "c2", Some(&d.netns("p2")), &conf));
+    let e = err_json(&d.cni("ADD", "c3", Some(&d.netns("p3")), &conf));
+    assert_eq!(e["code"], 101, "{e}");
+    assert!(
+        e["msg"].as_str().unwrap().contains("no free address"),
+        "{e}"
+    );
+    assert!(e["details"].as_str().unwrap().contains("exhausted"), "{e}");
+    // The failed ADD gave its VF back.
+    assert_eq!(d.leases().len(), 1, "only c2's lease");
+}
+
+#[test]
+fn vfpool_ipam_check_fails_when_the_address_was_given_back() {
+    let d = Demo::new();
+    with_l3(&d);
+    let conf = vfpool_ipam("net1");
+    let ns = d.netns("p1");
+    let r = ok_json(&d.cni("ADD", "c1", Some(&ns), &conf));
+    // The address given back behind the plugin's back (the lease stays).
+    let host = vfpool_engine::Host::open(&vfpool_engine::HostConfig {
+        sysfs_root: Some(d.state().join("demo-host/sys")),
+        state: Some(d.state()),
+        ..Default::default()
+    })
+    .unwrap();
+    host.engine().unwrap().l3_release("cni/n/c1/net1").unwrap();
+    let mut chk = conf.clone();
+    chk["prevResult"] = r;
+    let e = err_json(&d.cni("CHECK", "c1", Some(&ns), &chk));
+    assert_eq!(e["code"], 105, "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cni/n/c1/net1 holds no address on l3 net1"),
+        "{e}"
+    );
+    // Given another address since (a VM took the old one first): prevResult is stale.
+    d.vfpool(&["vm", "create", "v", "--nic", "l3=net1"]);
+    d.vfpool(&["vm", "start", "v"]);
+    let again = host
+        .engine()
+        .unwrap()
+        .l3_allocate("net1", "cni/n/c1/net1")
+        .unwrap();
+    assert_eq!(again.address.to_string(), "10.9.0.3");
+    let e = err_json(&d.cni("CHECK", "c1", Some(&ns), &chk));
+    assert_eq!(e["code"], 105, "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("cni/n/c1/net1 holds 10.9.0.3 on l3 net1, prevResult does not have it"),
+        "{e}"
+    );
+}
+
+#[test]
+fn vfpool_ipam_gc_frees_the_addresses_of_attachments_not_kept() {
+    let d = Demo::new();
+    with_l3(&d);
+    let conf = vfpool_ipam("net1");
+    for c in ["a", "b"] {
+        ok_json(&d.cni("ADD", c, Some(&d.netns(c)), &conf));
+    }
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "b", "ifname": "net1"}]);
+    assert!(d.cni("GC", "", None, &gc).status.success());
+    assert_eq!(l3_holders(&d), [("10.9.0.3".into(), "cni/n/b/net1".into())]);
+    let owners: Vec<_> = d.leases().iter().map(|l| l["owner"].clone()).collect();
+    assert_eq!(owners, [json!("cni/n/b/net1")]);
+}
+
+#[test]
+fn vfpool_ipam_bad_input_is_code_7_naming_the_field() {
+    let d = Demo::new();
+    with_l3(&d);
+    let ns = d.netns("bad");
+    let cases = [
+        (vfpool_ipam("nope"), "ipam.l3", "nope"),
+        (
+            json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni", "pool": "web",
+                "ipam": {"type": "vfpool"}}),
+            "ipam.l3",
+            "missing",
+        ),
+        (
+            json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni", "pool": "web",
+                "ipam": {"type": "vfpool", "l3": 5}}),
+            "ipam.l3",
+            "5",
+        ),
+        (vfpool_ipam(""), "ipam.l3", "''"),
+    ];
+    for (conf, field, value) in cases {
+        let e = err_json(&d.cni("ADD", "x", Some(&ns), &conf));
+        assert_eq!(e["code"], 7, "{e}");
+        let msg = e["msg"].as_str().unwrap();
+        assert!(msg.contains(field) && msg.contains(value), "{msg}");
+        assert!(d.leases().is_empty(), "nothing left leased: {msg}");
+    }
+    assert!(l3_holders(&d).is_empty());
+}
+
+#[test]
+fn vfpool_ipam_an_add_failing_after_the_allocation_gives_the_address_back() {
+    let d = Demo::new();
+    with_l3(&d);
+    let vf = d.vf(3);
+    let host = vfpool_engine::Host::open(&vfpool_engine::HostConfig {
+        sysfs_root: Some(d.state().join("demo-host/sys")),
+        state: Some(d.state()),
+        ..Default::default()
+    })
+    .unwrap();
+    vfpool_host::driver::bind(&host.fs, vf.parse().unwrap(), Some("vfio-pci")).unwrap();
+    // A service path needs a netdev: refused after IPAM ran.
+    let conf = json!({"cniVersion": "1.1.0", "name": "n", "type": "vfpool-cni",
+        "deviceID": vf, "serviceRoute": {"cidr": "10.96.0.0/12"},
+        "ipam": {"type": "vfpool", "l3": "net1"}});
+    let e = err_json(&d.cni("ADD", "u1", Some(&d.netns("u1")), &conf));
+    assert_eq!(e["code"], 7, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("serviceRoute"), "{e}");
+    assert!(d.leases().is_empty());
+    assert!(l3_holders(&d).is_empty(), "the address was given back");
+}

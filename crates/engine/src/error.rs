@@ -317,6 +317,14 @@ pub enum EngineError {
     #[error("l3 '{l3}' has no free address in {range}")]
     NoFreeAddress { l3: String, range: String },
 
+    /// `l3_allocate` for an owner that already holds an address on another L3.
+    #[error("{owner} already holds {address} on l3 '{l3}'; release it first")]
+    AddressHeld {
+        owner: String,
+        l3: String,
+        address: std::net::Ipv4Addr,
+    },
+
     /// A VM start that finds too few free VFs: nothing was leased.
     #[error("vm '{vm}' cannot start: l3 '{l3}' has {free} free VFs on {nic}, {needed} needed")]
     NoFreeVf {
@@ -459,7 +467,8 @@ impl EngineError {
             | E::VfsInVms { .. }
             | E::DomainVfTaken { .. }
             | E::HookNotOurs { .. }
-            | E::NotSriov { .. } => ErrorKind::Conflict,
+            | E::NotSriov { .. }
+            | E::AddressHeld { .. } => ErrorKind::Conflict,
             E::NoFreeVf { .. } | E::NoFreeAddress { .. } => ErrorKind::Exhausted,
             E::VmStop { .. } | E::Random { .. } => ErrorKind::Io,
             E::CorruptVmRow { .. } => ErrorKind::CorruptState,

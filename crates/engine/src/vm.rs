@@ -314,6 +314,29 @@ pub struct L3View {
     pub dns: Option<Ipv4Addr>,
     /// Addresses handed out now.
     pub allocated: usize,
+    /// Who holds them (VM NICs `vm/NAME/nicN`, pod attachments
+    /// `cni/NETWORK/CONTAINERID/IFNAME`), by address.
+    pub addresses: Vec<L3AddressView>,
+}
+
+/// One address handed out on an L3 (`l3 show`; JSON contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct L3AddressView {
+    pub address: Ipv4Addr,
+    pub owner: String,
+}
+
+/// An address an owner holds on an L3, with what a pod needs to use it (`l3_allocate`,
+/// the CNI plugin's `vfpool` IPAM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct L3Allocation {
+    pub l3: String,
+    pub owner: String,
+    pub address: Ipv4Addr,
+    /// The L3's prefix length.
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub dns: Option<Ipv4Addr>,
 }
 
 /// `l3 check-vf`: the VFs a VF NIC on this L3 can get now.
@@ -639,6 +662,51 @@ impl Tx<'_> {
         .transpose()
     }
 
+    /// Every address handed out on `l3` and its owner, by address.
+    fn holders(&self, l3: &str) -> Result<Vec<L3AddressView>, EngineError> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT address, owner FROM l3_addresses WHERE l3 = ?1")
+            .map_err(db("read l3 addresses"))?;
+        let rows = st
+            .query_map([l3], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db("read l3 addresses"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db("read l3 addresses"))?;
+        let mut out = rows
+            .into_iter()
+            .map(|(a, owner)| {
+                let address = a
+                    .parse()
+                    .map_err(|_| corrupt(format!("address {a} of {l3}")))?;
+                Ok(L3AddressView { address, owner })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        out.sort_by_key(|h| h.address);
+        Ok(out)
+    }
+
+    /// The L3 and address `owner` holds.
+    fn held_by(&self, owner: &str) -> Result<Option<(String, Ipv4Addr)>, EngineError> {
+        let row: Option<(String, String)> = self
+            .tx
+            .query_row(
+                "SELECT l3, address FROM l3_addresses WHERE owner = ?1",
+                [owner],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db("read l3 addresses"))?;
+        row.map(|(l3, a)| {
+            a.parse()
+                .map(|ip| (l3, ip))
+                .map_err(|_| corrupt(format!("address of {owner}")))
+        })
+        .transpose()
+    }
+
     fn allocated(&self, l3: &str) -> Result<Vec<Ipv4Addr>, EngineError> {
         let mut st = self
             .tx
@@ -691,6 +759,18 @@ fn unknown(what: &'static str, name: &str, known: String) -> EngineError {
         name: name.to_owned(),
         known,
     }
+}
+
+/// An owner `l3_allocate` and `l3_release` take: not empty, not the VM layer's.
+fn validate_address_owner(owner: &str) -> Result<(), EngineError> {
+    if owner.is_empty() || owner.starts_with(VM_OWNER_PREFIX) {
+        return Err(EngineError::Invalid(InvalidValue::new(
+            "owner",
+            owner,
+            "a non-empty owner outside vm/ (vm/NAME/nicN is the VM layer's), like cni/NET/ID/IF",
+        )));
+    }
+    Ok(())
 }
 
 /// The lease owner of NIC `index` of `vm`.
@@ -1003,16 +1083,133 @@ impl Engine {
             .read(|tx| l3_view(tx, tx.l3_row(name)?, &tx.l2_rows()?))
     }
 
-    /// Refused while a VM NIC is on it.
+    /// Gives `owner` the lowest free address of `l3`'s range (the allocation VM starts
+    /// use, in one write transaction, so that a VM and a pod never get one address). An
+    /// owner that already holds an address on `l3` gets it again; one that holds one on
+    /// another L3 is refused. Owners under `vm/` are the VM layer's: refused.
+    pub fn l3_allocate(&mut self, l3: &str, owner: &str) -> Result<L3Allocation, EngineError> {
+        validate_address_owner(owner)?;
+        let (row, address) = self.ledger.write(Durability::Synced, |tx| {
+            let row = tx.l3_row(l3)?;
+            let address = match tx.held_by(owner)? {
+                Some((held, address)) if held == row.name => address,
+                Some((held, address)) => {
+                    return Err(EngineError::AddressHeld {
+                        owner: owner.to_owned(),
+                        l3: held,
+                        address,
+                    });
+                }
+                None => tx.allocate(&row, owner)?,
+            };
+            Ok((row, address))
+        })?;
+        tracing::info!(l3 = %row.name, owner, %address, "l3 address allocated");
+        Ok(L3Allocation {
+            l3: row.name,
+            owner: owner.to_owned(),
+            address,
+            prefix: row.cidr.prefix,
+            gateway: row.gateway,
+            dns: row.dns,
+        })
+    }
+
+    /// The address `owner` holds, if any (with its L3's prefix, gateway and DNS).
+    pub fn l3_address(&mut self, owner: &str) -> Result<Option<L3Allocation>, EngineError> {
+        self.ledger.read(|tx| {
+            let Some((l3, address)) = tx.held_by(owner)? else {
+                return Ok(None);
+            };
+            let row = tx.l3_row(&l3)?;
+            Ok(Some(L3Allocation {
+                l3,
+                owner: owner.to_owned(),
+                address,
+                prefix: row.cidr.prefix,
+                gateway: row.gateway,
+                dns: row.dns,
+            }))
+        })
+    }
+
+    /// Gives back the address `owner` holds; `None` when it held none (idempotent).
+    pub fn l3_release(&mut self, owner: &str) -> Result<Option<(String, Ipv4Addr)>, EngineError> {
+        validate_address_owner(owner)?;
+        let freed = self.ledger.write(Durability::Synced, |tx| {
+            let held = tx.held_by(owner)?;
+            if held.is_some() {
+                tx.exec(
+                    "DELETE FROM l3_addresses WHERE owner = ?1",
+                    [owner],
+                    "free an l3 address",
+                )?;
+            }
+            Ok(held)
+        })?;
+        if let Some((l3, address)) = &freed {
+            tracing::info!(l3, owner, %address, "l3 address released");
+        }
+        Ok(freed)
+    }
+
+    /// Gives back every address whose owner starts with `prefix` and is not in `keep`
+    /// (the CNI plugin's GC); the owners freed.
+    pub fn l3_gc(
+        &mut self,
+        prefix: &str,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>, EngineError> {
+        validate_address_owner(prefix)?;
+        self.ledger.write(Durability::Synced, |tx| {
+            let owners: Vec<String> = {
+                let mut st = tx
+                    .tx
+                    .prepare_cached("SELECT owner FROM l3_addresses ORDER BY owner")
+                    .map_err(db("read l3 addresses"))?;
+                st.query_map([], |r| r.get::<_, String>(0))
+                    .map_err(db("read l3 addresses"))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db("read l3 addresses"))?
+            };
+            let mut freed = Vec::new();
+            for o in owners {
+                if o.starts_with(prefix) && !keep.contains(&o) {
+                    tx.exec(
+                        "DELETE FROM l3_addresses WHERE owner = ?1",
+                        [&o],
+                        "free an l3 address",
+                    )?;
+                    freed.push(o);
+                }
+            }
+            Ok(freed)
+        })
+    }
+
+    /// Refused while a VM NIC is on it or an address is handed out on it.
     pub fn l3_delete(&mut self, name: &str) -> Result<(), EngineError> {
         self.ledger.write(Durability::Synced, |tx| {
             tx.l3_row(name)?;
-            let users = l3_users(tx, name)?;
-            if !users.is_empty() {
+            let vms = l3_users(tx, name)?;
+            let pods: Vec<String> = tx
+                .holders(name)?
+                .into_iter()
+                .filter(|h| !h.owner.starts_with(VM_OWNER_PREFIX))
+                .map(|h| h.owner)
+                .collect();
+            let mut by = Vec::new();
+            if !vms.is_empty() {
+                by.push(format!("VM NICs {}", vms.join(", ")));
+            }
+            if !pods.is_empty() {
+                by.push(format!("the addresses of {}", pods.join(", ")));
+            }
+            if !by.is_empty() {
                 return Err(EngineError::InUse {
                     what: "l3",
                     name: name.to_owned(),
-                    by: format!("VM NICs {}", users.join(", ")),
+                    by: by.join(" and "),
                     hint: "remove them first",
                 });
             }
@@ -1560,6 +1757,7 @@ fn l3_view(tx: &Tx<'_>, r: L3Row, l2: &[L2Row]) -> Result<L3View, EngineError> {
     let parent = l2.iter().find(|x| x.name == r.l2);
     Ok(L3View {
         allocated: tx.allocated(&r.name)?.len(),
+        addresses: tx.holders(&r.name)?,
         nic: parent.map(|p| p.nic.clone()).unwrap_or_default(),
         sriov: parent.is_some_and(|p| p.sriov),
         cidr: r.cidr.to_string(),

@@ -81,12 +81,12 @@ pub enum L3Cmd {
     },
     /// Every L3 network.
     List,
-    /// One L3 network.
+    /// One L3 network, and who holds each address handed out (VM NICs, pods).
     Show {
         /// The L3's name.
         name: String,
     },
-    /// Deletes an L3 network (refused while a VM NIC is on it).
+    /// Deletes an L3 network (refused while a VM NIC is on it or a pod holds an address).
     Delete {
         /// The L3's name.
         name: String,
@@ -215,7 +215,21 @@ pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
             range,
             dns,
         })?,
-        L3Cmd::Show { name } => engine.l3_show(&name)?,
+        L3Cmd::Show { name } => {
+            let shown = engine.l3_show(&name)?;
+            if ctx.json() {
+                print_json(&shown)?;
+            } else {
+                out(&l3_table(std::slice::from_ref(&shown)));
+                // Who holds each address: VM NICs (vm/NAME/nicN) and pods (cni/...).
+                let mut t = Table::new(&["ADDRESS", "OWNER"]);
+                for h in &shown.addresses {
+                    t.row(vec![h.address.to_string(), h.owner.clone()]);
+                }
+                out(&t.render());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         L3Cmd::List => {
             let list = engine.l3_list()?;
             if ctx.json() {
