@@ -173,8 +173,9 @@ fn every_readme_example_runs_as_written() {
     let bin = Path::new(env!("CARGO_BIN_EXE_vfpool"));
     let bin_dir = bin.parent().unwrap();
     // The README runs the CNI plugin too: `cargo test --workspace` builds it beside
-    // `vfpool`; a test run of this package alone builds it here.
-    if md.contains("vfpool-cni") && !bin_dir.join("vfpool-cni").is_file() {
+    // `vfpool`; a test run of this package alone builds it here (a no-op when it is fresh,
+    // and never a stale binary from an earlier build).
+    if md.contains("vfpool-cni") {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let st = Command::new(cargo)
             .args(["build", "-p", "vfpool-cni", "--bin", "vfpool-cni"])
