@@ -105,13 +105,35 @@ fn vm_name(i: usize) -> String {
     format!("vm{i:03}")
 }
 
-fn vm_block(e: &mut Engine, s: &mut Samples) {
+/// Parts of `vm_start`, measured apart (no VM running): its free-VF check
+/// (`l3_check_vf`, which scans the host's inventory) and `vm_show`.
+#[derive(Default)]
+struct Parts {
+    check_vf: Vec<f64>,
+    show: Vec<f64>,
+    xml: Vec<f64>,
+}
+
+fn parts_block(e: &mut Engine, p: &mut Parts) {
+    for i in 0..VMS {
+        let t = Instant::now();
+        assert_eq!(e.l3_check_vf("net1").unwrap().free, VMS);
+        p.check_vf.push(ms(t.elapsed()));
+        let t = Instant::now();
+        e.vm_show(&vm_name(i)).unwrap();
+        p.show.push(ms(t.elapsed()));
+    }
+}
+
+fn vm_block(e: &mut Engine, s: &mut Samples, p: &mut Parts) {
     let (mut start, mut stop) = (Vec::new(), Vec::new());
     let cpu = cpu_seconds();
     for i in 0..VMS {
         let t = Instant::now();
         e.vm_start(&vm_name(i)).unwrap();
+        let tx = Instant::now();
         let xml = e.vm_domain_xml(&vm_name(i)).unwrap();
+        p.xml.push(ms(tx.elapsed()));
         start.push(ms(t.elapsed()));
         assert!(xml.contains(r#"<interface type="hostdev""#), "{xml}");
     }
@@ -207,11 +229,12 @@ fn main() {
     // Warm-up: one block of each, not counted.
     let mut scratch = Samples::default();
     bare_block(&mut e, usize::MAX, &mut scratch);
-    vm_block(&mut e, &mut scratch);
+    vm_block(&mut e, &mut scratch, &mut Parts::default());
     #[cfg(feature = "libvirt-api")]
     libvirt_block(&mut e, &lv, &mut scratch, &mut Samples::default());
 
     let (mut bare, mut vm) = (Samples::default(), Samples::default());
+    let mut parts = Parts::default();
     #[cfg(feature = "libvirt-api")]
     let (mut with_lv, mut lv_alone) = (Samples::default(), Samples::default());
     let blocks: usize = if cfg!(feature = "libvirt-api") { 3 } else { 2 };
@@ -219,13 +242,14 @@ fn main() {
         for k in 0..blocks {
             match (round + k) % blocks {
                 0 => bare_block(&mut e, round, &mut bare),
-                1 => vm_block(&mut e, &mut vm),
+                1 => vm_block(&mut e, &mut vm, &mut parts),
                 #[cfg(feature = "libvirt-api")]
                 _ => libvirt_block(&mut e, &lv, &mut with_lv, &mut lv_alone),
                 #[cfg(not(feature = "libvirt-api"))]
                 _ => unreachable!(),
             }
         }
+        parts_block(&mut e, &mut parts);
         eprintln!("round {round} done");
     }
     // Nothing left behind: every VM stopped, no lease.
@@ -266,6 +290,15 @@ fn main() {
         vm_t / bare_t,
         vm_c / bare_c,
         vm_t - bare_t
+    );
+    let (c, v, x) = (
+        stats(&mut parts.check_vf),
+        stats(&mut parts.show),
+        stats(&mut parts.xml),
+    );
+    println!(
+        "parts, ms median (p90): l3_check_vf {:.2} ({:.2}), vm_show {:.2} ({:.2}), vm_domain_xml of a running VM {:.2} ({:.2})",
+        c.0, c.1, v.0, v.1, x.0, x.1
     );
     if let Some(((wt, wc), (at, ac))) = lv_rows {
         println!(
