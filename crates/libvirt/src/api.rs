@@ -96,7 +96,13 @@ impl Libvirt {
             vm: vm.name.clone(),
             source,
         })?;
-        Self::op(&vm.name, "define", self.conn.define_domain_xml(&xml))?;
+        self.define_xml(&vm.name, &xml)
+    }
+
+    /// Defines (or redefines) domain `vm` from XML rendered elsewhere (the engine's
+    /// `vm_domain_xml`); `vm` only names it in an error.
+    pub fn define_xml(&self, vm: &str, xml: &str) -> Result<(), LibvirtError> {
+        Self::op(vm, "define", self.conn.define_domain_xml(xml))?;
         Ok(())
     }
 

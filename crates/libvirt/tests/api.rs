@@ -106,3 +106,32 @@ fn refusals_name_the_domain_and_keep_libvirts_reason() {
     );
     lv.undefine("vfpool-api-2").unwrap();
 }
+
+#[test]
+fn define_xml_takes_xml_rendered_elsewhere_and_names_the_domain_when_refused() {
+    let lv = Libvirt::open("test:///default").unwrap();
+    let mut v = vm("vfpool-api-3", vec![vf(1, Some(7))]);
+    v.disks.clear();
+    v.uuid = None; // test:///default is one state per process, shared by the tests
+    let xml = vfpool_libvirt::domain_xml(&v).unwrap();
+    lv.define_xml("vfpool-api-3", &xml).unwrap();
+    let config = lv.config_xml("vfpool-api-3").unwrap();
+    assert_eq!(
+        vf_addresses_of(&config).unwrap(),
+        vec![PciAddr::new(0, 3, 0x10, 4)],
+        "{config}"
+    );
+    lv.start("vfpool-api-3").unwrap();
+    assert!(lv.is_active("vfpool-api-3").unwrap());
+    lv.destroy("vfpool-api-3").unwrap();
+    lv.undefine("vfpool-api-3").unwrap();
+
+    let e = lv
+        .define_xml("vfpool-api-bad", "<domain type='test'><name>")
+        .unwrap_err();
+    assert!(
+        chain(&e).starts_with("libvirt refused to define domain 'vfpool-api-bad': "),
+        "{}",
+        chain(&e)
+    );
+}
