@@ -1236,7 +1236,11 @@ impl Engine {
             });
         }
         let pool_name = pf_pool_name(&l2.nic);
-        let host = self.host()?;
+        // Only the L2 NIC's VFs are read (every PF is listed, with its facts): `vm start`
+        // asks this for each VF NIC, and a full scan of a large host cost more than the
+        // leases themselves.
+        let pf = vfpool_model::PfRef::parse(&l2.nic)?;
+        let host = crate::hostview::HostView::scan_where(&self.fs, &|facts, _| facts.is(&pf))?;
         let (pools, leases) = self.ledger.read(|tx| Ok((tx.pools()?, tx.leases()?)))?;
         let pools = with_pf_pool(pools, &pool_name)?;
         let p = find_pool(&pools, &pool_name)?;
