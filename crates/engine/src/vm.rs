@@ -1263,6 +1263,28 @@ impl Engine {
         })
     }
 
+    /// How many VFs of `nic`'s PF pool no lease holds, from the PF's VF slots alone (no VF
+    /// is read): `vm start`'s pre-check. Their health is the acquires' to check, which then
+    /// fail as exhausted and name the counts from a full [`Self::l3_check_vf`].
+    fn vfs_not_leased(&mut self, nic: &str) -> Result<usize, EngineError> {
+        let pool_name = pf_pool_name(nic);
+        let pf = vfpool_model::PfRef::parse(nic)?;
+        let host = crate::hostview::HostView::scan_named_pfs(&self.fs, &[&pf])?;
+        let (pools, leases) = self.ledger.read(|tx| Ok((tx.pools()?, tx.leases()?)))?;
+        let pools = with_pf_pool(pools, &pool_name)?;
+        let leased: std::collections::HashSet<(PciAddr, u16)> =
+            leases.iter().map(|l| (l.pf_pci, l.vf_index)).collect();
+        Ok(host
+            .pfs
+            .iter()
+            .flat_map(|p| p.nic.vf_slots.iter().map(move |(i, _)| (p, *i)))
+            .filter(|(p, i)| {
+                crate::pool::owner_of(&pools, &p.facts, *i) == Some(pool_name.as_str())
+                    && !leased.contains(&(p.pci, *i))
+            })
+            .count())
+    }
+
     /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0).
     pub fn vm_create(&mut self, name: &str, nics: &[VmNicSpec]) -> Result<VmView, EngineError> {
         validate_name("vm", name)?;
@@ -1469,7 +1491,7 @@ impl Engine {
             needed.entry(l2.nic.clone()).or_insert((0, &n.l3)).0 += 1;
         }
         for (nic, (count, l3)) in &needed {
-            let free = self.l3_check_vf(l3)?.free;
+            let free = self.vfs_not_leased(nic)?;
             if free < *count {
                 return Err(EngineError::NoFreeVf {
                     vm: vm.to_owned(),
