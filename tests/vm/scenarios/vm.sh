@@ -5,7 +5,8 @@
 # as a macvtap on PF.100. `vm stop` gives it back: igbvf with a netdev, VLAN 0, the MAC no
 # longer pinned. With every VF taken, `vm start` exits 6 and leases nothing. The libvirt hook,
 # run as libvirtd runs it with vm1's domain XML under another name on stdin, refuses the VF
-# vm1 holds with exit 4 and leases nothing.
+# vm1 holds with exit 4 and leases nothing. Then vm1's VF NIC and vNIC on the L2 ping each
+# other (see that step for what stands in for each).
 . /vmtest/lib.sh
 
 use_first_pf
@@ -121,6 +122,45 @@ expect_eq "vf $i vlan (PF side) after stop" "$(vf vlan_list.0.vlan 0)" 0
 [ "$(vf address)" != "$mac" ] || fail "vf $i: the PF still pins vm1's MAC $mac after vm stop"
 echo "ok: vf $i no longer carries $mac"
 expect_eq "free_vfs after stop" "$(free_vfs "$nic")" 2
+
+# vm1's two NICs on L2 l2a reach each other. The guest cannot run vm1 itself, so its VF NIC is
+# stood in for by a lease with what `vm start` asks for (its MAC, VLAN 100) but igbvf instead
+# of vfio-pci, the VF netdev in netns nsvf; its vNIC by what libvirt's macvtap is made of, a
+# bridge-mode macvlan on $nic.100 (the same source `vm xml` names) with its MAC, in netns
+# nsvn (a macvtap hands what it receives to a tap queue, not to the guest's own stack).
+note "vm1's VF NIC (as a lease) and its vNIC (macvlan on $nic.100) ping each other"
+must ip netns add nsvf
+must ip netns add nsvn
+run vfpool lease acquire --pool "pf:$nic" --owner vfpeer --owner-kind container \
+    --netns /run/netns/nsvf --mac "$mac" --vlan 100 -o json >/tmp/peer.json ||
+    fail "lease acquire for the VF peer failed (exit $_rc)"
+cat /tmp/peer.json
+pnd=$(jqf /tmp/peer.json '.netdev // ""')
+[ -n "$pnd" ] || fail "the VF peer's lease has no netdev"
+must ip link set "$pnd" netns nsvf
+must ip -n nsvf addr add 10.251.0.1/24 dev "$pnd"
+must ip -n nsvf link set "$pnd" up
+must ip link add link "$nic" name "$nic.100" type vlan id 100
+must ip link set "$nic.100" up
+must ip link add link "$nic.100" name vnic0 address "$vmac" type macvlan mode bridge
+must ip link set vnic0 netns nsvn
+must ip -n nsvn addr add 10.251.0.2/24 dev vnic0
+must ip -n nsvn link set vnic0 up
+_i=0
+until ip -n nsvf link show "$pnd" | grep -q LOWER_UP; do
+    [ $_i -lt 50 ] || fail "the VF peer's $pnd in nsvf has no carrier after 5 s"
+    sleep 0.1
+    _i=$((_i + 1))
+done
+echo "ok: $pnd in nsvf has carrier (after ${_i}00 ms)"
+run ip netns exec nsvf ping -c 3 -w 10 10.251.0.2 ||
+    fail "the VF (MAC $mac, VLAN 100) cannot reach the vNIC (macvlan on $nic.100, MAC $vmac)"
+echo "ok: VF NIC and vNIC of L2 l2a reach each other"
+must ip -n nsvf link set "$pnd" netns 1
+must vfpool lease release vfpeer
+must ip netns del nsvf
+must ip netns del nsvn
+must ip link del "$nic.100"
 
 must vfpool vm delete vm1
 must vfpool vm delete vm2

@@ -93,7 +93,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "vm",
-        about: "`vm start` binds a VF NIC's VF to vfio-pci with its MAC and the L2's VLAN, `vm xml` names it, `vm stop` gives it back to igbvf; no free VF: exit 6; the libvirt hook refuses a held VF (exit 4)",
+        about: "`vm start` binds a VF NIC's VF to vfio-pci with its MAC and the L2's VLAN, `vm xml` names it, `vm stop` gives it back to igbvf; no free VF: exit 6; the libvirt hook refuses a held VF (exit 4); a VF and a macvlan on PF.VLAN ping each other",
         host_check: None,
     },
     Scenario {
