@@ -24,6 +24,7 @@ pub const MODULES: &[&str] = &[
     "vfio_iommu_type1",
     "veth",
     "8021q",
+    "macvlan",
     "virtio_blk",
     "ext4",
     // their dependencies

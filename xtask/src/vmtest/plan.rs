@@ -92,6 +92,11 @@ pub const SCENARIOS: &[Scenario] = &[
         host_check: None,
     },
     Scenario {
+        name: "vm",
+        about: "`vm start` binds a VF NIC's VF to vfio-pci with its MAC and the L2's VLAN, `vm xml` names it, `vm stop` gives it back to igbvf; no free VF: exit 6; the libvirt hook refuses a held VF (exit 4); a VF and a macvlan on PF.VLAN ping each other",
+        host_check: None,
+    },
+    Scenario {
         name: "persist-before-reboot",
         about: "split 3 VFs with autoprobe off, `host persist` records it on the state disk; a VM and a container lease, one acquired and released; then a power cut",
         host_check: None,
@@ -145,6 +150,7 @@ pub const CONFIGS: &[Config] = &[
             "fidelity",
             "lease",
             "crash-gc",
+            "vm",
         ]],
         on_demand: &[],
     },
