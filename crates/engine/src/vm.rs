@@ -487,39 +487,59 @@ fn l3_from(r: L3Cols) -> Result<L3Row, EngineError> {
     })
 }
 
+/// The row named `name` among `all` (keyed by `key`), or the unknown-name error listing the
+/// names there are.
+fn named<R>(
+    all: Vec<R>,
+    what: &'static str,
+    name: &str,
+    key: impl Fn(&R) -> &str,
+) -> Result<R, EngineError> {
+    let known = names(all.iter().map(&key));
+    all.into_iter()
+        .find(|r| key(r) == name)
+        .ok_or_else(|| unknown(what, name, known))
+}
+
 impl Tx<'_> {
-    fn l2_rows(&self) -> Result<Vec<L2Row>, EngineError> {
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT name, nic, type, vlan, sriov FROM l2_networks ORDER BY name")
-            .map_err(db("read l2 networks"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(db("read l2 networks"))?
+    /// Every row `sql` selects with `params`, each read by `f`; `what` names the read in
+    /// errors.
+    fn query_all<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        what: &'static str,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, EngineError> {
+        let mut st = self.tx.prepare_cached(sql).map_err(db(what))?;
+        st.query_map(params, f)
+            .map_err(db(what))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(db("read l2 networks"))?;
-        rows.into_iter().map(l2_from).collect()
+            .map_err(db(what))
+    }
+
+    fn l2_rows(&self) -> Result<Vec<L2Row>, EngineError> {
+        self.query_all(
+            "SELECT name, nic, type, vlan, sriov FROM l2_networks ORDER BY name",
+            [],
+            "read l2 networks",
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?
+        .into_iter()
+        .map(l2_from)
+        .collect()
     }
 
     fn l2_row(&self, name: &str) -> Result<L2Row, EngineError> {
-        let all = self.l2_rows()?;
-        let known = names(all.iter().map(|r| r.name.as_str()));
-        all.into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown("l2", name, known))
+        named(self.l2_rows()?, "l2", name, |r| r.name.as_str())
     }
 
     fn l3_rows(&self) -> Result<Vec<L3Row>, EngineError> {
-        let mut st = self
-            .tx
-            .prepare_cached(
-                "SELECT name, l2, cidr, gateway, range_first, range_last, dns FROM l3_networks ORDER BY name",
-            )
-            .map_err(db("read l3 networks"))?;
-        let rows = st
-            .query_map([], |r| {
+        self.query_all(
+            "SELECT name, l2, cidr, gateway, range_first, range_last, dns FROM l3_networks ORDER BY name",
+            [],
+            "read l3 networks",
+            |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -529,55 +549,42 @@ impl Tx<'_> {
                     r.get(5)?,
                     r.get(6)?,
                 ))
-            })
-            .map_err(db("read l3 networks"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db("read l3 networks"))?;
-        rows.into_iter().map(l3_from).collect()
+            },
+        )?
+        .into_iter()
+        .map(l3_from)
+        .collect()
     }
 
     fn l3_row(&self, name: &str) -> Result<L3Row, EngineError> {
-        let all = self.l3_rows()?;
-        let known = names(all.iter().map(|r| r.name.as_str()));
-        all.into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown("l3", name, known))
+        named(self.l3_rows()?, "l3", name, |r| r.name.as_str())
     }
 
     fn vm_rows(&self) -> Result<Vec<VmRow>, EngineError> {
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT name, uuid, state FROM vms ORDER BY name")
-            .map_err(db("read vms"))?;
-        st.query_map([], |r| {
-            Ok(VmRow {
-                name: r.get(0)?,
-                uuid: r.get(1)?,
-                state: VmState::parse(&r.get::<_, String>(2)?),
-            })
-        })
-        .map_err(db("read vms"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db("read vms"))
+        self.query_all(
+            "SELECT name, uuid, state FROM vms ORDER BY name",
+            [],
+            "read vms",
+            |r| {
+                Ok(VmRow {
+                    name: r.get(0)?,
+                    uuid: r.get(1)?,
+                    state: VmState::parse(&r.get::<_, String>(2)?),
+                })
+            },
+        )
     }
 
     fn vm_row(&self, name: &str) -> Result<VmRow, EngineError> {
-        let all = self.vm_rows()?;
-        let known = names(all.iter().map(|r| r.name.as_str()));
-        all.into_iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| unknown("vm", name, known))
+        named(self.vm_rows()?, "vm", name, |r| r.name.as_str())
     }
 
     fn nic_rows(&self, vm: &str) -> Result<Vec<NicRow>, EngineError> {
-        let mut st = self
-            .tx
-            .prepare_cached(
-                "SELECT idx, l3, l2, type, mac, lease_owner, detached FROM vm_nics WHERE vm = ?1 ORDER BY idx",
-            )
-            .map_err(db("read vm nics"))?;
-        let rows = st
-            .query_map([vm], |r| {
+        let rows = self.query_all(
+            "SELECT idx, l3, l2, type, mac, lease_owner, detached FROM vm_nics WHERE vm = ?1 ORDER BY idx",
+            [vm],
+            "read vm nics",
+            |r| {
                 Ok((
                     r.get::<_, u32>(0)?,
                     r.get::<_, String>(1)?,
@@ -587,10 +594,8 @@ impl Tx<'_> {
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, bool>(6)?,
                 ))
-            })
-            .map_err(db("read vm nics"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db("read vm nics"))?;
+            },
+        )?;
         rows.into_iter()
             .map(|(index, l3, l2, t, mac, lease_owner, detached)| {
                 Ok(NicRow {
@@ -664,17 +669,12 @@ impl Tx<'_> {
 
     /// Every address handed out on `l3` and its owner, by address.
     fn holders(&self, l3: &str) -> Result<Vec<L3AddressView>, EngineError> {
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT address, owner FROM l3_addresses WHERE l3 = ?1")
-            .map_err(db("read l3 addresses"))?;
-        let rows = st
-            .query_map([l3], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(db("read l3 addresses"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db("read l3 addresses"))?;
+        let rows = self.query_all(
+            "SELECT address, owner FROM l3_addresses WHERE l3 = ?1",
+            [l3],
+            "read l3 addresses",
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )?;
         let mut out = rows
             .into_iter()
             .map(|(a, owner)| {
@@ -708,15 +708,12 @@ impl Tx<'_> {
     }
 
     fn allocated(&self, l3: &str) -> Result<Vec<Ipv4Addr>, EngineError> {
-        let mut st = self
-            .tx
-            .prepare_cached("SELECT address FROM l3_addresses WHERE l3 = ?1")
-            .map_err(db("read l3 addresses"))?;
-        let rows = st
-            .query_map([l3], |r| r.get::<_, String>(0))
-            .map_err(db("read l3 addresses"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db("read l3 addresses"))?;
+        let rows = self.query_all(
+            "SELECT address FROM l3_addresses WHERE l3 = ?1",
+            [l3],
+            "read l3 addresses",
+            |r| r.get::<_, String>(0),
+        )?;
         rows.iter()
             .map(|a| {
                 a.parse()
