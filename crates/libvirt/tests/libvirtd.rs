@@ -9,20 +9,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "support/libvirtd.rs"]
+mod libvirtd;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::{chain, mac, macvtap, vf, vm};
+use libvirtd::Libvirtd;
 use vfpool_libvirt::api::{Libvirt, LibvirtError};
 use vfpool_libvirt::{InterfaceKind, interface_xml, interfaces_of, macs_of, vf_addresses_of};
 use vfpool_model::PciAddr;
 
-/// A libvirtd of the test's own; killed (by its PID) when dropped.
+/// A libvirtd of the test's own (`support/libvirtd.rs`) in a temporary directory.
 struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
+    libvirtd: Libvirtd,
+    _dir: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -44,87 +46,14 @@ impl Daemon {
             "no /usr/sbin/libvirtd: install Debian's libvirt-daemon and libvirt-daemon-driver-qemu (scripts/test-all.sh does)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for sub in ["run", "lib", "cache", "log", "etc"] {
-            std::fs::create_dir(d.join(sub)).unwrap();
-        }
-        std::fs::write(
-            d.join("etc/qemu.conf"),
-            "user = \"root\"\ngroup = \"root\"\nsecurity_driver = \"none\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("etc/libvirtd.conf"),
-            "auth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n",
-        )
-        .unwrap();
-        // The QEMU driver looks its default user up before it reads qemu.conf.
-        let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-        passwd.push_str("libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n");
-        std::fs::write(d.join("passwd"), passwd).unwrap();
-        let mut group = std::fs::read_to_string("/etc/group").unwrap();
-        group.push_str("libvirt-qemu:x:64055:\n");
-        std::fs::write(d.join("group"), group).unwrap();
-        let p = |s: &str| d.join(s).display().to_string();
-        let script = format!(
-            "set -e; mount --bind {} /etc/passwd; mount --bind {} /etc/group; \
-             mount --bind {} /run; mount --bind {} /var/lib; mount --bind {} /var/cache; \
-             mount --bind {} /var/log; mount --bind {} /etc/libvirt; exec /usr/sbin/libvirtd",
-            p("passwd"),
-            p("group"),
-            p("run"),
-            p("lib"),
-            p("cache"),
-            p("log"),
-            p("etc")
-        );
-        let log = std::fs::File::create(d.join("libvirtd.log")).unwrap();
-        let child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut daemon = Daemon { child, dir };
-        let sock = daemon.dir.path().join("run/libvirt/libvirt-sock");
-        let start = Instant::now();
-        // The socket file appears at bind(), before listen(): wait until it accepts.
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            let log =
-                std::fs::read_to_string(daemon.dir.path().join("libvirtd.log")).unwrap_or_default();
-            if let Some(status) = daemon.child.try_wait().unwrap() {
-                panic!("libvirtd exited ({status}):\n{log}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "libvirtd not listening after 30 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(daemon)
+        Some(Daemon {
+            libvirtd: Libvirtd::spawn(dir.path()),
+            _dir: dir,
+        })
     }
 
     fn uri(&self) -> String {
-        format!(
-            "qemu:///system?socket={}",
-            self.dir.path().join("run/libvirt/libvirt-sock").display()
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.libvirtd.uri()
     }
 }
 
@@ -212,7 +141,7 @@ fn libvirt_itself_accepts_the_same_vf_twice() {
     v.disks.clear();
     let lv = Libvirt::open(&uri).unwrap();
     lv.define(&v).unwrap();
-    let file = daemon.dir.path().join("vf.xml");
+    let file = daemon.libvirtd.dir.join("vf.xml");
     std::fs::write(&file, interface_xml(&vf(2, None)).unwrap()).unwrap();
     let out = virsh(&[
         "attach-device",

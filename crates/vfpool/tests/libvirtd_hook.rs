@@ -9,19 +9,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
+#[path = "../../libvirt/tests/support/libvirtd.rs"]
+mod libvirtd;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::{json, ok};
+use libvirtd::Libvirtd;
 
-/// A libvirtd of the test's own, whose /etc/libvirt is `DIR/etc`; killed by its PID when
-/// dropped.
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-}
+/// A libvirtd of the test's own (crates/libvirt/tests/support/libvirtd.rs), whose
+/// /etc/libvirt is `DIR/etc`.
+struct Daemon(Libvirtd);
 
 impl Daemon {
     fn start(dir: &Path) -> Option<Daemon> {
@@ -38,92 +37,16 @@ impl Daemon {
             eprintln!("SKIPPED libvirtd hook test: root {is_root}, libvirtd and virsh {have}");
             return None;
         }
-        let d = dir;
-        for sub in ["run", "lib", "cache", "log", "etc/hooks"] {
-            std::fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        std::fs::write(
-            d.join("etc/qemu.conf"),
-            "user = \"root\"\ngroup = \"root\"\nsecurity_driver = \"none\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("etc/libvirtd.conf"),
-            "auth_unix_rw = \"none\"\nauth_unix_ro = \"none\"\n",
-        )
-        .unwrap();
-        let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-        passwd.push_str("libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n");
-        std::fs::write(d.join("passwd"), passwd).unwrap();
-        let mut group = std::fs::read_to_string("/etc/group").unwrap();
-        group.push_str("libvirt-qemu:x:64055:\n");
-        std::fs::write(d.join("group"), group).unwrap();
-        let p = |s: &str| d.join(s).display().to_string();
-        let script = format!(
-            "set -e; mount --bind {} /etc/passwd; mount --bind {} /etc/group; \
-             mount --bind {} /run; mount --bind {} /var/lib; mount --bind {} /var/cache; \
-             mount --bind {} /var/log; mount --bind {} /etc/libvirt; exec /usr/sbin/libvirtd",
-            p("passwd"),
-            p("group"),
-            p("run"),
-            p("lib"),
-            p("cache"),
-            p("log"),
-            p("etc")
-        );
-        let log = std::fs::File::create(d.join("libvirtd.log")).unwrap();
-        let child = Command::new("unshare")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut daemon = Daemon {
-            child,
-            dir: d.to_owned(),
-        };
-        let sock = d.join("run/libvirt/libvirt-sock");
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-            let log = std::fs::read_to_string(d.join("libvirtd.log")).unwrap_or_default();
-            if let Some(status) = daemon.child.try_wait().unwrap() {
-                panic!("libvirtd exited ({status}):\n{log}");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "libvirtd not listening after 30 s:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(daemon)
+        std::fs::create_dir_all(dir.join("etc/hooks")).unwrap();
+        Some(Daemon(Libvirtd::spawn(dir)))
     }
 
     fn virsh(&self, args: &[&str]) -> Output {
-        let uri = format!(
-            "qemu:///system?socket={}",
-            self.dir.join("run/libvirt/libvirt-sock").display()
-        );
         Command::new("timeout")
-            .args(["120", "virsh", "-c", &uri])
+            .args(["120", "virsh", "-c", &self.0.uri()])
             .args(args)
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
