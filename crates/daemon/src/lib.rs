@@ -1,0 +1,1 @@
+//! `vfpool serve`: the daemon (issue 13).
