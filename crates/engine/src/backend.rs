@@ -159,6 +159,11 @@ impl Host {
         })
     }
 
+    /// The state directory (the ledger, the locks; on the demo host the simulated host).
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
     /// Whether this is a simulated host (the demo, or a simulated tree given by path).
     pub fn is_simulated(&self) -> bool {
         self.sim.is_some()

@@ -10,6 +10,7 @@ mod lease_cmd;
 mod net_cmd;
 mod nic_cmd;
 mod pool_cmd;
+mod serve_cmd;
 mod table;
 mod vm_cmd;
 
@@ -92,6 +93,9 @@ pub enum Command {
     /// starts it, given back when it ends, and the hook's install.
     #[command(subcommand)]
     LibvirtHook(hook_cmd::HookCmd),
+    /// The daemon: the REST API (/api/v1/), the web console and metrics, on a unix socket
+    /// and the loopback.
+    Serve(serve_cmd::ServeArgs),
     /// Tools for developers and the test tiers.
     #[command(subcommand, hide = true)]
     Debug(host_cmd::DebugCmd),
@@ -126,6 +130,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     use vfpool_engine::ErrorKind as K;
     let kind = if let Some(e) = e.downcast_ref::<vfpool_engine::EngineError>() {
         e.kind()
+    } else if let Some(d) = e.downcast_ref::<vfpool_daemon::DaemonError>() {
+        match d {
+            vfpool_daemon::DaemonError::Invalid(_) => K::InvalidInput,
+            vfpool_daemon::DaemonError::Engine(e) => e.kind(),
+            _ => K::Io,
+        }
     } else if e.downcast_ref::<vfpool_model::InvalidValue>().is_some() {
         K::InvalidInput
     } else if let Some(h) = e.downcast_ref::<vfpool_host::HostError>() {
@@ -156,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vm(c) => vm_cmd::run(&ctx, c),
         Command::LibvirtHook(c) => hook_cmd::run(&ctx, c),
         Command::Debug(c) => host_cmd::run_debug(&ctx, c),
+        Command::Serve(a) => serve_cmd::run(ctx, a),
     }
 }
 

@@ -1,0 +1,104 @@
+//! What every request shares.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use vfpool_engine::{Engine, EngineError, Host};
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+
+/// The daemon's shared state; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    host: Arc<Host>,
+    /// Engines not in use. Each has its own SQLite connection, so requests on different
+    /// engines run at once; their writes still queue on the ledger's writers' lock and
+    /// share fsyncs (the ledger's group commit).
+    idle: Mutex<Vec<Engine>>,
+    auth: Auth,
+    /// Bumped whenever the host or the ledger changed (by this process or another one);
+    /// live views (server-sent events, the device plugin) re-read on a change.
+    changes: watch::Sender<u64>,
+}
+
+/// How many idle engines are kept open (more may be open while requests are in flight).
+const MAX_IDLE_ENGINES: usize = 8;
+
+impl AppState {
+    pub fn new(host: Host, auth: Auth) -> Self {
+        let (changes, _) = watch::channel(0);
+        Self(Arc::new(Inner {
+            host: Arc::new(host),
+            idle: Mutex::new(Vec::new()),
+            auth,
+            changes,
+        }))
+    }
+
+    pub fn host(&self) -> &Arc<Host> {
+        &self.0.host
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.0.auth
+    }
+
+    /// A receiver of the change counter.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.changes.subscribe()
+    }
+
+    /// Says that the host or the ledger changed.
+    pub fn changed(&self) {
+        self.0.changes.send_modify(|g| *g += 1);
+    }
+
+    /// Runs `f` with an open engine on a blocking thread (engine calls are synchronous:
+    /// SQLite, sysfs, rtnetlink).
+    pub async fn engine<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Host, &mut Engine) -> Result<T, EngineError> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut engine = state.checkout()?;
+            let out = f(&state.0.host, &mut engine);
+            state.checkin(engine);
+            Ok(out?)
+        })
+        .await
+        .map_err(ApiError::join)?
+    }
+
+    /// Runs `f` with the host on a blocking thread (inventory reads).
+    pub async fn with_host<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Host) -> Result<T, EngineError> + Send + 'static,
+    {
+        let host = self.0.host.clone();
+        tokio::task::spawn_blocking(move || Ok(f(&host)?))
+            .await
+            .map_err(ApiError::join)?
+    }
+
+    fn checkout(&self) -> Result<Engine, EngineError> {
+        let idle = self.0.idle.lock().ok().and_then(|mut v| v.pop());
+        match idle {
+            Some(e) => Ok(e),
+            None => self.0.host.engine(),
+        }
+    }
+
+    fn checkin(&self, engine: Engine) {
+        if let Ok(mut v) = self.0.idle.lock()
+            && v.len() < MAX_IDLE_ENGINES
+        {
+            v.push(engine);
+        }
+    }
+}
