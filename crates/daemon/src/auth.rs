@@ -175,15 +175,24 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
 }
 
-/// Paths anyone may read: the console's login page and its static files, health.
+/// Paths anyone may read: the console's login page (and logout, which only clears the
+/// cookie) and its static files, health.
 pub fn is_public(path: &str) -> bool {
-    path == "/login" || path == "/healthz" || path.starts_with("/static/")
+    path == "/login" || path == "/logout" || path == "/healthz" || path.starts_with("/static/")
 }
 
 /// The middleware that applies the rules above to every request.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match allow(state.auth(), &req) {
         Ok(()) => next.run(req).await,
+        // A person opening a console page without a valid token gets the login form.
+        Err(e)
+            if e.status == StatusCode::UNAUTHORIZED
+                && *req.method() == Method::GET
+                && crate::console::is_page(req.uri().path()) =>
+        {
+            axum::response::Redirect::to("/login").into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
