@@ -4,8 +4,8 @@
 //! `chromium-driver`), against `vfpool serve` on the demo host: the seed's flow — split a
 //! NIC, an L2 with SR-IOV and an L3, a VM with an SR-IOV NIC, start it and see its VF turn
 //! leased in the VF map without a reload, a lease from the CLI in another process changing
-//! the map, an error shown next to its field, and restore's confirmation naming what it
-//! detaches. A screenshot goes under target/ on failure.
+//! the map, an error shown next to its field, the VM's NIC type switched, and restore's
+//! confirmation naming what it detaches. A screenshot goes under target/ on failure.
 
 mod common;
 
@@ -348,6 +348,37 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
     if !text.contains("vm/vm1/nic0") || !text.contains("cli-owner") {
         return Err(format!("restore's confirmation: {text:?}"));
     }
+
+    // 8. The VM's NIC table says VF; stopped, the NIC's type switches to vNIC.
+    c.goto(&format!("{base}/vms/vm1"))
+        .await
+        .map_err(e("goto /vms/vm1"))?;
+    until(
+        c,
+        "nic0 of type VF",
+        "document.querySelector('#vm tbody tr td:nth-child(2)').textContent === 'VF'",
+    )
+    .await?;
+    click(c, "#vm p button").await?;
+    until(
+        c,
+        "vm1 stopped",
+        "document.querySelector('#vm p strong').textContent === 'stopped'",
+    )
+    .await?;
+    until(
+        c,
+        "the switch enabled",
+        "!document.querySelector('#vm tbody tr td:last-child button').disabled",
+    )
+    .await?;
+    click(c, "#vm tbody tr td:last-child button").await?;
+    until(
+        c,
+        "nic0 of type vNIC",
+        "document.querySelector('#vm tbody tr td:nth-child(2)').textContent === 'vNIC'",
+    )
+    .await?;
     Ok(())
 }
 
