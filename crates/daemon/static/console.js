@@ -225,6 +225,10 @@ function live() {
     if (first) { first = false; return; }
     refresh();
   });
+  // A browser holds about six connections per host: a page left behind (navigation, the
+  // back-forward cache) must not keep its stream open.
+  window.addEventListener("pagehide", () => es.close());
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted) { live(); refresh(); } });
   es.onopen = () => { document.body.dataset.live = "connected"; };
   es.onerror = () => { document.body.dataset.live = "reconnecting"; first = true; };
 }
