@@ -28,6 +28,10 @@ pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkg-config)
 [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+# The web console's browser test (crates/vfpool/tests/console_browser.rs): headless Chromium
+# driven over WebDriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "test-all: installing ${need[*]}" >&2
     apt-get update -qq

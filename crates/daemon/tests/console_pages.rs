@@ -325,3 +325,162 @@ async fn without_a_token_there_is_no_login() {
     let a = d.get("/nics").await;
     assert!(!a.text.contains("Log out"));
 }
+
+// ---- hosts, networks, VMs --------------------------------------------------------------
+
+#[tokio::test]
+async fn the_hosts_page_shows_iommu_enabled_and_ready_and_each_remedy() {
+    let d = support::daemon();
+    let a = d.get("/hosts").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(
+        a.text.contains("IOMMU enabled (next boot)</th><td>enabled"),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text
+            .contains("IOMMU ready (running kernel)</th><td class=\"ok\">ready")
+    );
+    assert!(
+        !a.text.contains("<code>"),
+        "no remedy while every check passes"
+    );
+    // The next boot's arguments lose intel_iommu=on: enabled says so, the check's remedy shows.
+    let grub = d.dir.path().join("demo-host/root/etc/default/grub");
+    let text = std::fs::read_to_string(&grub).unwrap();
+    std::fs::write(&grub, text.replace("intel_iommu=on", "")).unwrap();
+    let a = d.get("/hosts").await;
+    assert!(
+        a.text
+            .contains("IOMMU enabled (next boot)</th><td>disabled"),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text.contains("<td class=\"status-warn\">warn</td>"),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text
+            .contains("<code>keep it across reboots: vfpool host iommu enable</code>"),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains(r#"data-api="/api/v1/host/iommu""#));
+}
+
+#[tokio::test]
+async fn the_sriov_box_is_greyed_out_where_the_l2_cannot_have_it() {
+    let d = support::daemon();
+    let a = d.get("/networks").await;
+    // Each NIC of the L2 form says whether it can have SR-IOV; the first (eno1, the
+    // onboard NIC) cannot, so the box starts greyed out.
+    assert!(
+        a.text
+            .contains(r#"<option value="eno1" data-sriov="false">eno1 (unvirtualizable)</option>"#),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text
+            .contains(r#"<option value="eno49" data-sriov="true">"#)
+    );
+    assert!(
+        a.text
+            .contains(r#"<input id="l2-sriov" type="checkbox" name="sriov" disabled>"#),
+        "{}",
+        a.text
+    );
+
+    // An L2 on a NIC without SR-IOV: its "Enable SR-IOV" button is greyed out too.
+    let host = d.other_host();
+    let mut e = host.engine().unwrap();
+    e.l2_create(&vfpool_engine::L2Request {
+        name: "plain".into(),
+        nic: "eno1".into(),
+        l2_type: None,
+        vlan: None,
+        sriov: false,
+    })
+    .unwrap();
+    e.l2_create(&vfpool_engine::L2Request {
+        name: "fast".into(),
+        nic: "eno49".into(),
+        l2_type: None,
+        vlan: Some(100),
+        sriov: true,
+    })
+    .unwrap();
+    let a = d.get("/networks").await;
+    let row = |name: &str| {
+        a.text
+            .split("<tr>")
+            .find(|r| r.starts_with(&format!("<td>{name}</td>")))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        row("plain").contains("disabled title=\"its NIC is not SR-IOV capable\""),
+        "{}",
+        row("plain")
+    );
+    assert!(row("fast").contains("Disable SR-IOV") && !row("fast").contains(" disabled"));
+    assert!(
+        row("fast").contains("<td>vlan</td><td>100</td>"),
+        "{}",
+        row("fast")
+    );
+}
+
+#[tokio::test]
+async fn the_vm_page_shows_each_nics_type_and_the_switch() {
+    let d = support::daemon();
+    split_and_pool(&d, "eno50", 2);
+    let host = d.other_host();
+    let mut e = host.engine().unwrap();
+    e.l2_create(&vfpool_engine::L2Request {
+        name: "l2s".into(),
+        nic: "eno49".into(),
+        l2_type: None,
+        vlan: None,
+        sriov: true,
+    })
+    .unwrap();
+    e.l3_create(&vfpool_engine::L3Request {
+        name: "l3s".into(),
+        l2: "l2s".into(),
+        cidr: "192.168.90.0/24".into(),
+        gateway: "192.168.90.1".into(),
+        range: None,
+        dns: None,
+    })
+    .unwrap();
+    let nic = |sriov| vfpool_engine::VmNicSpec {
+        l3: "l3s".into(),
+        sriov,
+        mac: None,
+    };
+    e.vm_create("vm1", &[nic(true), nic(false)]).unwrap();
+
+    let a = d.get("/vms/vm1").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.text.contains("<td>nic0</td><td>VF</td>"), "{}", a.text);
+    assert!(a.text.contains("<td>nic1</td><td>vNIC</td>"), "{}", a.text);
+    assert!(a.text.contains(r#"data-api="/api/v1/vms/vm1/nics/0" data-method="PATCH" data-body="{&quot;type&quot;:&quot;vnic&quot;}""#), "{}", a.text);
+    assert!(a.text.contains(r#"data-api="/api/v1/vms/vm1/start""#));
+    // The VM list and its create form: the L3 with SR-IOV leaves the box usable.
+    let a = d.get("/vms").await;
+    assert!(
+        a.text.contains("nic0 VF on l3s, nic1 vNIC on l3s"),
+        "{}",
+        a.text
+    );
+    assert!(a.text.contains(r#"<option value="l3s" data-sriov="true">"#));
+    assert!(
+        !a.text
+            .contains(r#"name="nics.0.type" data-on="vf" data-off="vnic" disabled"#)
+    );
+    assert_eq!(d.get("/vms/nope").await.status, StatusCode::NOT_FOUND);
+}

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use maud::{DOCTYPE, Markup, html};
 use vfpool_engine::view::NicView;
-use vfpool_engine::{L2View, VmState, VmView};
+use vfpool_engine::{L2View, NicType, VmState, VmView};
 use vfpool_host::check::Status;
 use vfpool_model::NicState;
 
@@ -581,6 +581,14 @@ pub fn networks(n: &Networks, login: bool) -> Markup {
     )
 }
 
+/// A VM NIC's type as the seed writes it.
+fn nic_type(t: NicType) -> &'static str {
+    match t {
+        NicType::Vf => "VF",
+        NicType::Vnic => "vNIC",
+    }
+}
+
 fn vm_state(s: VmState) -> &'static str {
     s.as_str()
 }
@@ -604,7 +612,7 @@ pub fn vms(v: &Vms, login: bool) -> Markup {
                                 td class={ "vm-" (vm_state(vm.state)) } { (vm_state(vm.state)) }
                                 td { @for (i, n) in vm.nics.iter().enumerate() {
                                         @if i > 0 { ", " }
-                                        (n.name) " " (n.nic_type.as_str().to_uppercase()) " on " (n.l3)
+                                        (n.name) " " (nic_type(n.nic_type)) " on " (n.l3)
                                 } }
                                 td.actions { (vm_actions(vm)) }
                             }
@@ -668,17 +676,17 @@ pub fn vm(vm: &VmView, login: bool) -> Markup {
                         @for n in &vm.nics {
                             tr {
                                 td { (n.name) }
-                                td { (match n.nic_type { vfpool_engine::NicType::Vf => "VF", vfpool_engine::NicType::Vnic => "vNIC" }) }
+                                td { (nic_type(n.nic_type)) }
                                 td { (n.l3) } td { (n.l2) } td { (n.nic) } td { (opt(&n.vlan)) }
                                 td { (n.mac) } td { (opt(&n.address)) }
                                 td { (opt(&n.vf)) @if n.detached { " (detached)" } }
                                 td {
-                                    @let to = match n.nic_type { vfpool_engine::NicType::Vf => "vnic", vfpool_engine::NicType::Vnic => "vf" };
+                                    @let to = match n.nic_type { NicType::Vf => NicType::Vnic, NicType::Vnic => NicType::Vf };
                                     button type="button" data-api={ (base) "/nics/" (n.index) } data-method="PATCH"
-                                        data-body=(serde_json::json!({"type": to}).to_string())
+                                        data-body=(serde_json::json!({"type": to.as_str()}).to_string())
                                         disabled[vm.state != VmState::Stopped]
                                         title=(if vm.state == VmState::Stopped { "" } else { "stop the VM first" }) {
-                                        "Set type " (to.to_uppercase())
+                                        "Set type " (nic_type(to))
                                     }
                                 }
                             }
