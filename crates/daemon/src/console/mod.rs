@@ -141,6 +141,8 @@ async fn vm(State(s): State<AppState>, Path(name): Path<String>) -> Response {
 
 #[derive(Deserialize)]
 struct LoginForm {
+    /// Missing is the same as wrong.
+    #[serde(default)]
     token: String,
 }
 
