@@ -260,7 +260,12 @@ async fn login_sets_an_httponly_strict_cookie_that_opens_the_pages() {
     assert!(a.headers.get(header::SET_COOKIE).is_none());
     assert!(a.text.contains("the token is not valid"), "{}", a.text);
     let a = d.call(form("/login", "", &[])).await;
-    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "no token field: {}", a.text);
+    assert_eq!(
+        a.status,
+        StatusCode::UNAUTHORIZED,
+        "no token field: {}",
+        a.text
+    );
     assert!(a.headers.get(header::SET_COOKIE).is_none());
 
     for t in [TOKEN, READ] {

@@ -49,17 +49,12 @@ fn wait_listening(port: u16, what: &str, child: &mut Child) {
     }
 }
 
-fn daemon(state: &Path, port: u16) -> Killed {
-    let mut c = common::vfpool(
-        state,
-        &[
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--socket",
-            &state.join("api.sock").display().to_string(),
-        ],
-    );
+fn daemon(state: &Path, port: u16, extra: &[&str]) -> Killed {
+    let listen = format!("127.0.0.1:{port}");
+    let socket = state.join("api.sock").display().to_string();
+    let mut args = vec!["serve", "--listen", &listen, "--socket", &socket];
+    args.extend(extra);
+    let mut c = common::vfpool(state, &args);
     c.stdout(Stdio::null());
     let mut child = Killed(c.spawn().unwrap());
     wait_listening(port, "vfpool serve", &mut child.0);
@@ -386,14 +381,87 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
 async fn the_seeds_flow_in_a_browser() {
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _daemon = daemon(state.path(), port);
+    let _daemon = daemon(state.path(), port, &[]);
     let driver_port = free_port();
     let _driver = chromedriver(driver_port);
     let c = browser(driver_port).await;
     let out = walk(&c, &format!("http://127.0.0.1:{port}"), state.path()).await;
+    finish(c, out, "console-browser-failure.png").await;
+}
+
+const TOKEN: &str = "console-browser-token-0123456789";
+
+/// With a token the console asks for it once; its cookie then carries the page's changes
+/// (same origin) and the live stream.
+async fn login_walk(c: &Client, base: &str) -> R<()> {
+    c.goto(&format!("{base}/nics"))
+        .await
+        .map_err(e("goto /nics"))?;
+    until(c, "the login form", "location.pathname === '/login'").await?;
+    fill(c, "#token", "wrong-token-0123456789").await?;
+    click(c, r#"form[action="/login"] button[type="submit"]"#).await?;
+    until(
+        c,
+        "the wrong token refused",
+        "document.body.textContent.includes('the token is not valid')",
+    )
+    .await?;
+    fill(c, "#token", TOKEN).await?;
+    click(c, r#"form[action="/login"] button[type="submit"]"#).await?;
+    until(c, "the NIC table", "location.pathname === '/nics'").await?;
+    // The cookie is HttpOnly: no script sees it.
+    until(c, "no cookie for scripts", "document.cookie === ''").await?;
+    fill(c, r#"tr[data-nic="eno50"] input[name="vfs"]"#, "2").await?;
+    click(
+        c,
+        r#"tr[data-nic="eno50"] form.split button[type="submit"]"#,
+    )
+    .await?;
+    until(
+        c,
+        "eno50 split with the cookie",
+        r#"(() => { const r = document.querySelector('tr[data-nic="eno50"]');
+                    return r && r.textContent.includes('2 / 2'); })()"#,
+    )
+    .await?;
+    until(
+        c,
+        "the live stream",
+        "document.body.dataset.live === 'connected'",
+    )
+    .await?;
+    // Logged out, the pages ask again.
+    click(c, r#"form[action="/logout"] button"#).await?;
+    until(c, "the login form again", "location.pathname === '/login'").await?;
+    c.goto(&format!("{base}/nics"))
+        .await
+        .map_err(e("goto /nics"))?;
+    until(c, "still the login form", "location.pathname === '/login'").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_once_then_the_cookie_carries_the_console() {
+    let state = tempfile::tempdir().unwrap();
+    let token = state.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let port = free_port();
+    let _daemon = daemon(
+        state.path(),
+        port,
+        &["--token-file", &token.display().to_string()],
+    );
+    let driver_port = free_port();
+    let _driver = chromedriver(driver_port);
+    let c = browser(driver_port).await;
+    let out = login_walk(&c, &format!("http://127.0.0.1:{port}")).await;
+    finish(c, out, "console-login-failure.png").await;
+}
+
+/// Closes the browser; on failure, a screenshot under target/ first.
+async fn finish(c: Client, out: R<()>, name: &str) {
     if let Err(msg) = &out {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let shot = dir.join("console-browser-failure.png");
+        let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
         if let Ok(png) = c.screenshot().await {
             let _ = std::fs::write(&shot, png);
         }
