@@ -183,6 +183,24 @@ async function refreshOptions(page) {
   }
 }
 
+// "Add another NIC": a copy of the form's last NIC, numbered next (ids, names, its gate).
+function addNic(btn) {
+  const sets = btn.form.querySelectorAll("fieldset[data-nic]");
+  const last = sets[sets.length - 1];
+  const n = sets.length;
+  const copy = last.cloneNode(true);
+  const renum = (v) => v.replace(/nic\d+/, "nic" + n);
+  copy.querySelector("legend").textContent = "NIC " + n;
+  copy.querySelectorAll("[id]").forEach((el) => { el.id = renum(el.id); });
+  copy.querySelectorAll("label[for]").forEach((el) => { el.htmlFor = renum(el.htmlFor); });
+  copy.querySelectorAll("[data-sriov-gate]").forEach((el) => { el.dataset.sriovGate = renum(el.dataset.sriovGate); });
+  copy.querySelectorAll("[name]").forEach((el) => { el.name = el.name.replace(/^nics\.\d+\./, "nics." + n + "."); });
+  copy.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
+  copy.querySelectorAll("input[type=checkbox]").forEach((el) => { el.checked = false; });
+  last.after(copy);
+  copy.querySelectorAll("select[data-sriov-gate]").forEach(gate);
+}
+
 // Live regions: each [data-live] is replaced from its URL, or from a fresh copy of the page.
 let refreshing = null;
 let again = false;
@@ -238,6 +256,8 @@ document.addEventListener("submit", (ev) => {
   if (form.dataset && form.dataset.api) { ev.preventDefault(); submitForm(form); }
 });
 document.addEventListener("click", (ev) => {
+  const add = ev.target.closest("button[data-add-nic]");
+  if (add) { ev.preventDefault(); addNic(add); return; }
   const b = ev.target.closest("button[data-api], button[data-restore]");
   if (!b) return;
   ev.preventDefault();

@@ -478,6 +478,19 @@ async fn the_vm_page_shows_each_nics_type_and_the_switch() {
     assert!(a.text.contains("<td>nic1</td><td>vNIC</td>"), "{}", a.text);
     assert!(a.text.contains(r#"data-api="/api/v1/vms/vm1/nics/0" data-method="PATCH" data-body="{&quot;type&quot;:&quot;vnic&quot;}""#), "{}", a.text);
     assert!(a.text.contains(r#"data-api="/api/v1/vms/vm1/start""#));
+    assert!(
+        a.text
+            .contains(r#"<form id="nic-form" data-api="/api/v1/vms/vm1/nics" data-method="POST">"#)
+    );
+    assert!(
+        a.text.contains(r#"<select id="add-nic-l3" name="l3""#),
+        "{}",
+        a.text
+    );
+    assert!(
+        a.text
+            .contains(r#"data-api="/api/v1/vms/vm1/nics/1" data-method="DELETE""#)
+    );
     // The VM list and its create form: the L3 with SR-IOV leaves the box usable.
     let a = d.get("/vms").await;
     assert!(

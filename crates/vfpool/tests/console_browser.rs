@@ -242,6 +242,15 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
     )
     .await?;
     click(c, "#vm-nic0-sriov").await?;
+    // A second NIC, a vNIC on the same L3.
+    click(c, "button[data-add-nic]").await?;
+    choose(c, "#vm-nic1-l3", "l3sriov").await?;
+    until(
+        c,
+        "the second NIC's box unchecked",
+        "!document.getElementById('vm-nic1-sriov').checked",
+    )
+    .await?;
     click(c, r#"#vm-form button[type="submit"]"#).await?;
     until(
         c,
@@ -350,8 +359,8 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
         .map_err(e("goto /vms/vm1"))?;
     until(
         c,
-        "nic0 of type VF",
-        "document.querySelector('#vm tbody tr td:nth-child(2)').textContent === 'VF'",
+        "nic0 of type VF, nic1 vNIC",
+        "[...document.querySelectorAll('#vm tbody tr td:nth-child(2)')].map(t => t.textContent).join() === 'VF,vNIC'",
     )
     .await?;
     click(c, "#vm p button").await?;

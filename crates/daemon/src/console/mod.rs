@@ -130,9 +130,9 @@ async fn vms(State(s): State<AppState>) -> Response {
 async fn vm(State(s): State<AppState>, Path(name): Path<String>) -> Response {
     let login = s.auth().required();
     page(
-        s.engine(move |_, e| e.vm_show(&name))
+        s.engine(move |_, e| Ok((e.vm_show(&name)?, e.l3_list()?)))
             .await
-            .map(|v| pages::vm(&v, login)),
+            .map(|(v, l3)| pages::vm(&v, &l3, login)),
         &s,
     )
 }

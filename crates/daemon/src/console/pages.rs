@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use maud::{DOCTYPE, Markup, html};
 use vfpool_engine::view::NicView;
-use vfpool_engine::{L2View, NicType, VmState, VmView};
+use vfpool_engine::{L2View, L3View, NicType, VmState, VmView};
 use vfpool_host::check::Status;
 use vfpool_model::NicState;
 
@@ -593,8 +593,29 @@ fn vm_state(s: VmState) -> &'static str {
     s.as_str()
 }
 
+/// A VM NIC's L3 and its SR-IOV box (greyed out unless the chosen L3 has SR-IOV); `id`
+/// prefixes the ids, `name` the JSON fields.
+fn nic_fieldset(id: &str, name: &str, legend: Option<&str>, l3: &[L3View]) -> Markup {
+    let first_sriov = l3.first().is_some_and(|l| l.sriov);
+    html! {
+        fieldset data-nic {
+            @if let Some(l) = legend { legend { (l) } }
+            label for={ (id) "-l3" } { "L3 network" }
+            select id={ (id) "-l3" } name={ (name) "l3" } data-field="l3 nic" data-sriov-gate={ (id) "-sriov" } required data-options {
+                @for l in l3 { option value=(l.name) data-sriov=(l.sriov) { (l.name) (if l.sriov { " (SR-IOV)" } else { "" }) } }
+            }
+            (field_error())
+            label {
+                input id={ (id) "-sriov" } type="checkbox" name={ (name) "type" } data-on="vf" data-off="vnic" disabled[!first_sriov];
+                " Enable SR-IOV (a VF NIC)"
+            }
+            span.hint { "Greyed out when the L3's L2 network has no SR-IOV." }
+            (field_error())
+        }
+    }
+}
+
 pub fn vms(v: &Vms, login: bool) -> Markup {
-    let first_sriov = v.l3.first().is_some_and(|l| l.sriov);
     layout(
         "VMs",
         "/vms",
@@ -614,7 +635,11 @@ pub fn vms(v: &Vms, login: bool) -> Markup {
                                         @if i > 0 { ", " }
                                         (n.name) " " (nic_type(n.nic_type)) " on " (n.l3)
                                 } }
-                                td.actions { (vm_actions(vm)) }
+                                td.actions {
+                                    (vm_actions(vm))
+                                    button type="button" data-api={ "/api/v1/vms/" (seg(&vm.name)) } data-method="DELETE"
+                                        data-confirm={ "Delete VM " (vm.name) "?" } { "Delete" }
+                                }
                             }
                         }
                     }
@@ -625,20 +650,8 @@ pub fn vms(v: &Vms, login: bool) -> Markup {
                 label for="vm-name" { "Name" }
                 input #vm-name name="name" required;
                 (field_error())
-                fieldset {
-                    legend { "NIC 0" }
-                    label for="vm-nic0-l3" { "L3 network" }
-                    select #vm-nic0-l3 name="nics.0.l3" data-field="l3 nic" data-sriov-gate="vm-nic0-sriov" required data-options {
-                        @for l in &v.l3 { option value=(l.name) data-sriov=(l.sriov) { (l.name) (if l.sriov { " (SR-IOV)" } else { "" }) } }
-                    }
-                    (field_error())
-                    label {
-                        input #vm-nic0-sriov type="checkbox" name="nics.0.type" data-on="vf" data-off="vnic" disabled[!first_sriov];
-                        " Enable SR-IOV (a VF NIC)"
-                    }
-                    span.hint { "Greyed out when the L3's L2 network has no SR-IOV." }
-                    (field_error())
-                }
+                (nic_fieldset("vm-nic0", "nics.0.", Some("NIC 0"), &v.l3))
+                button type="button" data-add-nic { "Add another NIC" }
                 (submit("Create VM"))
             }
         },
@@ -656,7 +669,7 @@ fn vm_actions(vm: &VmView) -> Markup {
     }
 }
 
-pub fn vm(vm: &VmView, login: bool) -> Markup {
+pub fn vm(vm: &VmView, l3: &[L3View], login: bool) -> Markup {
     let base = format!("/api/v1/vms/{}", seg(&vm.name));
     layout(
         &format!("VM {}", vm.name),
@@ -688,11 +701,19 @@ pub fn vm(vm: &VmView, login: bool) -> Markup {
                                         title=(if vm.state == VmState::Stopped { "" } else { "stop the VM first" }) {
                                         "Set type " (nic_type(to))
                                     }
+                                    " "
+                                    button type="button" data-api={ (base) "/nics/" (n.index) } data-method="DELETE"
+                                        data-confirm={ "Remove " (n.name) " from " (vm.name) "?" } { "Remove" }
                                 }
                             }
                         }
                     }
                 }
+            }
+            h2 { "Add a NIC" }
+            form #nic-form data-api={ (base) "/nics" } data-method="POST" {
+                (nic_fieldset("add-nic", "", None, l3))
+                (submit("Add NIC"))
             }
         },
     )
