@@ -6,6 +6,14 @@
 //! leased in the VF map without a reload, a lease from the CLI in another process changing
 //! the map, an error shown next to its field, the VM's NIC type switched, and restore's
 //! confirmation naming what it detaches. A screenshot goes under target/ on failure.
+//!
+//! It needs the REST endpoints and `/api/v1/events` (issue 13's other parts). Run on a merge
+//! of them, it was seen failing on each of: the `change` event not re-fetching (the VM's VF
+//! never turned leased in the map), an API error put in the form's line instead of beside
+//! its field, restore's confirmation filtering leases on the wrong key, an added NIC
+//! copying the first one's SR-IOV box, the login cookie's Path narrowed to /login, and (a
+//! real bug, fixed) pages keeping their event stream after navigation until Chrome's six
+//! connections per host were used up.
 
 mod common;
 
