@@ -158,6 +158,18 @@ async fn choose(c: &Client, sel: &str, value: &str) -> R<()> {
         .map_err(e(sel))
 }
 
+/// The text of the dialog the page opens.
+async fn alert(c: &Client) -> R<String> {
+    let t = Instant::now();
+    loop {
+        match c.get_alert_text().await {
+            Ok(text) => return Ok(text),
+            Err(_) if t.elapsed() < WAIT => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(err) => return Err(format!("no confirmation dialog: {err}")),
+        }
+    }
+}
+
 /// The number of VF cells of each kind in the map.
 const COUNT: &str = "document.querySelectorAll('#vfmap li[data-kind=KIND]').length";
 
@@ -348,14 +360,7 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
         .await
         .map_err(e("goto /nics"))?;
     click(c, r#"button[data-restore="eno49"]"#).await?;
-    let t = Instant::now();
-    let text = loop {
-        match c.get_alert_text().await {
-            Ok(t) => break t,
-            Err(_) if t.elapsed() < WAIT => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(err) => return Err(format!("no confirmation for restore: {err}")),
-        }
-    };
+    let text = alert(c).await?;
     c.dismiss_alert().await.map_err(e("dismiss"))?;
     if !text.contains("vm/vm1/nic0") || !text.contains("cli-owner") {
         return Err(format!("restore's confirmation: {text:?}"));
@@ -389,6 +394,26 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
         c,
         "nic0 of type vNIC",
         "document.querySelector('#vm tbody tr td:nth-child(2)').textContent === 'vNIC'",
+    )
+    .await?;
+
+    // 9. Restore, confirmed: the CLI's lease is named, then eno49 has no VFs.
+    c.goto(&format!("{base}/nics"))
+        .await
+        .map_err(e("goto /nics"))?;
+    click(c, r#"button[data-restore="eno49"]"#).await?;
+    let text = alert(c).await?;
+    c.accept_alert().await.map_err(e("accept"))?;
+    if !text.contains("cli-owner") || text.contains("vm/vm1/nic0") {
+        return Err(format!(
+            "restore's confirmation after the VM stopped: {text:?}"
+        ));
+    }
+    until(
+        c,
+        "eno49 restored",
+        r#"(() => { const r = document.querySelector('tr[data-nic="eno49"]');
+                    return r && r.textContent.includes('virtualizable'); })()"#,
     )
     .await?;
     Ok(())
