@@ -231,24 +231,52 @@ async function refresh() {
   try { await refreshing; } finally { refreshing = null; }
 }
 
-function live() {
-  if (!window.EventSource || !document.querySelector("[data-live]")) return;
+// One event stream per browser, not per tab: the tab holding the Web Lock "vfpool-events"
+// keeps it open and passes each change to the other tabs over a BroadcastChannel. A browser
+// holds about six HTTP/1.1 connections per host, so seven tabs each with a stream would
+// starve every other request. Where those APIs are missing (plain HTTP to another host is
+// no secure context) each tab keeps its own stream.
+let channel = null;
+
+function stream(shared) {
   const es = new EventSource("/api/v1/events");
   let first = true;
   es.addEventListener("change", (ev) => {
     let g = null;
     try { g = JSON.parse(ev.data).generation; } catch (_) { /* ignore */ }
     document.body.dataset.generation = String(g);
-    // The first event comes at connect: the page is already fresh.
-    if (first) { first = false; return; }
+    if (channel) channel.postMessage({ generation: g });
+    // The first event comes at connect: a page of its own is already fresh, but a tab that
+    // took the stream over from another may have missed a change in between.
+    if (first && !shared) { first = false; return; }
+    first = false;
     refresh();
   });
-  // A browser holds about six connections per host: a page left behind (navigation, the
-  // back-forward cache) must not keep its stream open.
-  window.addEventListener("pagehide", () => es.close());
-  window.addEventListener("pageshow", (ev) => { if (ev.persisted) { live(); refresh(); } });
   es.onopen = () => { document.body.dataset.live = "connected"; };
   es.onerror = () => { document.body.dataset.live = "reconnecting"; first = true; };
+  return es;
+}
+
+function live() {
+  if (!window.EventSource || !document.querySelector("[data-live]")) return;
+  if (channel) channel.close();
+  channel = null;
+  if (window.BroadcastChannel && navigator.locks) {
+    channel = new BroadcastChannel("vfpool-events");
+    channel.onmessage = (m) => {
+      document.body.dataset.generation = String(m.data && m.data.generation);
+      refresh();
+    };
+    document.body.dataset.live = "shared";
+    navigator.locks.request("vfpool-events", () => new Promise((release) => {
+      const es = stream(true);
+      // A page left behind (navigation, the back-forward cache) hands the stream on.
+      window.addEventListener("pagehide", () => { es.close(); release(); }, { once: true });
+    }));
+    return;
+  }
+  const es = stream(false);
+  window.addEventListener("pagehide", () => es.close(), { once: true });
 }
 
 document.addEventListener("submit", (ev) => {
@@ -270,3 +298,4 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("select[data-sriov-gate]").forEach(gate);
   live();
 });
+window.addEventListener("pageshow", (ev) => { if (ev.persisted) { live(); refresh(); } });

@@ -295,7 +295,7 @@ async fn walk(c: &Client, base: &str, state: &Path) -> R<()> {
     until(
         c,
         "the live connection",
-        "document.body.dataset.live === 'connected'",
+        "['connected', 'shared'].includes(document.body.dataset.live)",
     )
     .await?;
     c.execute("window.notReloaded = true; return null;", vec![])
@@ -469,7 +469,7 @@ async fn login_walk(c: &Client, base: &str) -> R<()> {
     until(
         c,
         "the live stream",
-        "document.body.dataset.live === 'connected'",
+        "['connected', 'shared'].includes(document.body.dataset.live)",
     )
     .await?;
     // Logged out, the pages ask again.
@@ -511,4 +511,71 @@ async fn finish(c: Client, out: R<()>, name: &str) {
         panic!("{msg} (screenshot: {})", shot.display());
     }
     c.close().await.unwrap();
+}
+
+/// More tabs than a browser's connections per host: one event stream serves them all, so
+/// every tab stays live and can still make requests.
+async fn tabs_walk(c: &Client, base: &str, state: &Path) -> R<()> {
+    const TABS: usize = 9;
+    c.goto(&format!("{base}/nics/eno49"))
+        .await
+        .map_err(e("goto map"))?;
+    for _ in 1..TABS {
+        let w = c.new_window(true).await.map_err(e("new tab"))?.handle;
+        c.switch_to_window(w).await.map_err(e("switch"))?;
+        c.goto(&format!("{base}/nics/eno49"))
+            .await
+            .map_err(e("goto map"))?;
+    }
+    until(
+        c,
+        "2 free VFs",
+        &format!("{} === 2", COUNT.replace("KIND", "free")),
+    )
+    .await?;
+    c.execute(
+        "window.probe = 0; fetch('/api/v1/nics').then(r => { window.probe = r.status; }); return null;",
+        vec![],
+    )
+    .await
+    .map_err(e("probe"))?;
+    until(c, "a request from the last tab", "window.probe === 200").await?;
+    let out = common::run(
+        state,
+        &["lease", "acquire", "--pool", "p", "--owner", "tabs-owner"],
+    );
+    if !out.status.success() {
+        return Err(format!(
+            "vfpool lease acquire: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    until(
+        c,
+        "the CLI's lease in the last tab's map",
+        &format!("{} === 1", COUNT.replace("KIND", "manual")),
+    )
+    .await?;
+    let first = c.windows().await.map_err(e("windows"))?[0].clone();
+    c.switch_to_window(first).await.map_err(e("switch"))?;
+    until(
+        c,
+        "the CLI's lease in the first tab's map",
+        &format!("{} === 1", COUNT.replace("KIND", "manual")),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tabs_share_one_event_stream() {
+    let state = tempfile::tempdir().unwrap();
+    common::ok(state.path(), &["nic", "split", "eno49", "--vfs", "2"]);
+    common::ok(state.path(), &["pool", "create", "p", "--select", "eno49"]);
+    let port = free_port();
+    let _daemon = daemon(state.path(), port, &[]);
+    let driver_port = free_port();
+    let _driver = chromedriver(driver_port);
+    let c = browser(driver_port).await;
+    let out = tabs_walk(&c, &format!("http://127.0.0.1:{port}"), state.path()).await;
+    finish(c, out, "console-tabs-failure.png").await;
 }
