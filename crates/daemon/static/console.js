@@ -238,22 +238,24 @@ async function refresh() {
 // no secure context) each tab keeps its own stream.
 let channel = null;
 
-function stream(shared) {
+// A change: the page re-reads unless it was read at that generation already (the page's
+// body carries the generation it was read at).
+function changed(g) {
+  if (g !== null && g !== undefined && String(g) === document.body.dataset.generation) return;
+  document.body.dataset.generation = String(g);
+  refresh();
+}
+
+function stream() {
   const es = new EventSource("/api/v1/events");
-  let first = true;
   es.addEventListener("change", (ev) => {
     let g = null;
     try { g = JSON.parse(ev.data).generation; } catch (_) { /* ignore */ }
-    document.body.dataset.generation = String(g);
     if (channel) channel.postMessage({ generation: g });
-    // The first event comes at connect: a page of its own is already fresh, but a tab that
-    // took the stream over from another may have missed a change in between.
-    if (first && !shared) { first = false; return; }
-    first = false;
-    refresh();
+    changed(g);
   });
   es.onopen = () => { document.body.dataset.live = "connected"; };
-  es.onerror = () => { document.body.dataset.live = "reconnecting"; first = true; };
+  es.onerror = () => { document.body.dataset.live = "reconnecting"; };
   return es;
 }
 
@@ -263,19 +265,16 @@ function live() {
   channel = null;
   if (window.BroadcastChannel && navigator.locks) {
     channel = new BroadcastChannel("vfpool-events");
-    channel.onmessage = (m) => {
-      document.body.dataset.generation = String(m.data && m.data.generation);
-      refresh();
-    };
+    channel.onmessage = (m) => changed(m.data && m.data.generation);
     document.body.dataset.live = "shared";
     navigator.locks.request("vfpool-events", () => new Promise((release) => {
-      const es = stream(true);
+      const es = stream();
       // A page left behind (navigation, the back-forward cache) hands the stream on.
       window.addEventListener("pagehide", () => { es.close(); release(); }, { once: true });
     }));
     return;
   }
-  const es = stream(false);
+  const es = stream();
   window.addEventListener("pagehide", () => es.close(), { once: true });
 }
 

@@ -67,6 +67,21 @@ async fn every_page_renders() {
         assert!(a.text.starts_with("<!DOCTYPE html>"), "{path}");
         assert!(a.text.contains("/static/console.js"), "{path}");
     }
+    // Each page says the change counter it was read at: the script re-reads on another.
+    assert!(
+        d.get("/nics")
+            .await
+            .text
+            .contains(r#"<body data-generation="0">"#)
+    );
+    d.state.changed();
+    d.state.changed();
+    assert!(
+        d.get("/vms")
+            .await
+            .text
+            .contains(r#"<body data-generation="2">"#)
+    );
     let a = d.get("/").await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
     assert_eq!(a.headers[header::LOCATION], "/nics");

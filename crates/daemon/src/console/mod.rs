@@ -72,26 +72,24 @@ fn page(r: Result<Markup, ApiError>, s: &AppState) -> Response {
 }
 
 async fn hosts(State(s): State<AppState>) -> Response {
-    let login = s.auth().required();
-    page(data::hosts(&s).await.map(|h| pages::hosts(&h, login)), &s)
+    let cx = pages::Cx::of(&s);
+    page(data::hosts(&s).await.map(|h| pages::hosts(&h, cx)), &s)
 }
 
 async fn nics(State(s): State<AppState>) -> Response {
-    let login = s.auth().required();
+    let cx = pages::Cx::of(&s);
     page(
         s.with_host(|h| h.nics())
             .await
-            .map(|n| pages::nics(&n.view, &n.warnings, login)),
+            .map(|n| pages::nics(&n.view, &n.warnings, cx)),
         &s,
     )
 }
 
 async fn nic_map(State(s): State<AppState>, Path(nic): Path<String>) -> Response {
-    let login = s.auth().required();
+    let cx = pages::Cx::of(&s);
     page(
-        data::vf_map(&s, nic)
-            .await
-            .map(|m| pages::nic_map(&m, login)),
+        data::vf_map(&s, nic).await.map(|m| pages::nic_map(&m, cx)),
         &s,
     )
 }
@@ -105,34 +103,34 @@ async fn nic_map_fragment(State(s): State<AppState>, Path(nic): Path<String>) ->
 }
 
 async fn pools(State(s): State<AppState>) -> Response {
-    let login = s.auth().required();
-    page(data::pools(&s).await.map(|p| pages::pools(&p, login)), &s)
+    let cx = pages::Cx::of(&s);
+    page(data::pools(&s).await.map(|p| pages::pools(&p, cx)), &s)
 }
 
 async fn leases(State(s): State<AppState>) -> Response {
-    let login = s.auth().required();
-    page(data::leases(&s).await.map(|l| pages::leases(&l, login)), &s)
+    let cx = pages::Cx::of(&s);
+    page(data::leases(&s).await.map(|l| pages::leases(&l, cx)), &s)
 }
 
 async fn networks(State(s): State<AppState>) -> Response {
-    let login = s.auth().required();
+    let cx = pages::Cx::of(&s);
     page(
-        data::networks(&s).await.map(|n| pages::networks(&n, login)),
+        data::networks(&s).await.map(|n| pages::networks(&n, cx)),
         &s,
     )
 }
 
 async fn vms(State(s): State<AppState>) -> Response {
-    let login = s.auth().required();
-    page(data::vms(&s).await.map(|v| pages::vms(&v, login)), &s)
+    let cx = pages::Cx::of(&s);
+    page(data::vms(&s).await.map(|v| pages::vms(&v, cx)), &s)
 }
 
 async fn vm(State(s): State<AppState>, Path(name): Path<String>) -> Response {
-    let login = s.auth().required();
+    let cx = pages::Cx::of(&s);
     page(
         s.engine(move |_, e| Ok((e.vm_show(&name)?, e.l3_list()?)))
             .await
-            .map(|(v, l3)| pages::vm(&v, &l3, login)),
+            .map(|(v, l3)| pages::vm(&v, &l3, cx)),
         &s,
     )
 }

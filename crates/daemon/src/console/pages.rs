@@ -46,7 +46,34 @@ const NAV: [(&str, &str); 6] = [
     ("/vms", "VMs"),
 ];
 
-fn layout(title: &str, active: &str, login: bool, body: Markup) -> Markup {
+/// What every page's frame needs: whether to offer logging out, and the change counter the
+/// page was read at (the script re-reads it when an event names another).
+#[derive(Debug, Clone, Copy)]
+pub struct Cx {
+    pub login: bool,
+    pub generation: u64,
+}
+
+impl Cx {
+    /// Read before the page's data: a change made while the page is read is then
+    /// newer than the page says, and re-read.
+    pub fn of(s: &crate::state::AppState) -> Self {
+        Self {
+            login: s.auth().required(),
+            generation: *s.subscribe().borrow(),
+        }
+    }
+
+    /// The login form's and error pages' frame.
+    pub fn plain(login: bool) -> Self {
+        Self {
+            login,
+            generation: 0,
+        }
+    }
+}
+
+fn layout(title: &str, active: &str, cx: Cx, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -57,7 +84,7 @@ fn layout(title: &str, active: &str, login: bool, body: Markup) -> Markup {
                 link rel="stylesheet" href="/static/console.css";
                 script src="/static/console.js" defer {}
             }
-            body {
+            body data-generation=(cx.generation) {
                 header {
                     nav aria-label="Sections" {
                         span.brand { "vfpool" }
@@ -72,7 +99,7 @@ fn layout(title: &str, active: &str, login: bool, body: Markup) -> Markup {
                                 }
                             }
                         }
-                        @if login {
+                        @if cx.login {
                             form method="post" action="/logout" {
                                 button type="submit" { "Log out" }
                             }
@@ -120,7 +147,7 @@ pub fn error(e: &ErrorBody, login: bool) -> Markup {
     layout(
         "Error",
         "",
-        login,
+        Cx::plain(login),
         html! {
             p.error role="alert" { (e.kind) ": " (e.message) }
         },
@@ -131,7 +158,7 @@ pub fn login(err: Option<&str>) -> Markup {
     layout(
         "Log in",
         "",
-        false,
+        Cx::plain(false),
         html! {
             form method="post" action="/login" {
                 p { "This daemon needs a token (the first line of its --token-file)." }
@@ -154,12 +181,12 @@ fn status_text(s: Status) -> &'static str {
     }
 }
 
-pub fn hosts(h: &Hosts, login: bool) -> Markup {
+pub fn hosts(h: &Hosts, cx: Cx) -> Markup {
     let c = &h.check;
     layout(
         "Hosts",
         "/hosts",
-        login,
+        cx,
         html! {
             section #host data-live="" {
                 h2 { "This host" }
@@ -219,11 +246,11 @@ fn connected(n: &NicView) -> bool {
     n.operstate.as_deref() == Some("up")
 }
 
-pub fn nics(nics: &[NicView], warn: &[String], login: bool) -> Markup {
+pub fn nics(nics: &[NicView], warn: &[String], cx: Cx) -> Markup {
     layout(
         "Physical NICs",
         "/nics",
-        login,
+        cx,
         html! {
             (warnings(warn))
             section #nics data-live="" {
@@ -337,12 +364,12 @@ fn legend() -> Markup {
     }
 }
 
-pub fn nic_map(m: &VfMap, login: bool) -> Markup {
+pub fn nic_map(m: &VfMap, cx: Cx) -> Markup {
     let n = &m.nic;
     layout(
         &format!("NIC {}", n.name),
         "/nics",
-        login,
+        cx,
         html! {
             (warnings(&m.warnings))
             p {
@@ -354,11 +381,11 @@ pub fn nic_map(m: &VfMap, login: bool) -> Markup {
     )
 }
 
-pub fn pools(pools: &[vfpool_engine::PoolView], login: bool) -> Markup {
+pub fn pools(pools: &[vfpool_engine::PoolView], cx: Cx) -> Markup {
     layout(
         "Pools",
         "/pools",
-        login,
+        cx,
         html! {
             section #pools data-live="" {
                 table {
@@ -401,11 +428,11 @@ pub fn pools(pools: &[vfpool_engine::PoolView], login: bool) -> Markup {
     )
 }
 
-pub fn leases(l: &Leases, login: bool) -> Markup {
+pub fn leases(l: &Leases, cx: Cx) -> Markup {
     layout(
         "Leases",
         "/leases",
-        login,
+        cx,
         html! {
             section #leases data-live="" {
                 table {
@@ -458,7 +485,7 @@ fn l2_sriov_capable(n: &NicView) -> bool {
     matches!(n.state, NicState::Virtualized | NicState::Virtualizable)
 }
 
-pub fn networks(n: &Networks, login: bool) -> Markup {
+pub fn networks(n: &Networks, cx: Cx) -> Markup {
     let capable = |l2: &L2View| {
         n.nics.iter().any(|nic| {
             (nic.name == l2.nic || nic.pci.to_string() == l2.nic) && l2_sriov_capable(nic)
@@ -467,7 +494,7 @@ pub fn networks(n: &Networks, login: bool) -> Markup {
     layout(
         "L2 / L3 networks",
         "/networks",
-        login,
+        cx,
         html! {
             section #l2 data-live="" {
                 h2 { "L2 networks" }
@@ -615,11 +642,11 @@ fn nic_fieldset(id: &str, name: &str, legend: Option<&str>, l3: &[L3View]) -> Ma
     }
 }
 
-pub fn vms(v: &Vms, login: bool) -> Markup {
+pub fn vms(v: &Vms, cx: Cx) -> Markup {
     layout(
         "VMs",
         "/vms",
-        login,
+        cx,
         html! {
             section #vms data-live="" {
                 table {
@@ -669,12 +696,12 @@ fn vm_actions(vm: &VmView) -> Markup {
     }
 }
 
-pub fn vm(vm: &VmView, l3: &[L3View], login: bool) -> Markup {
+pub fn vm(vm: &VmView, l3: &[L3View], cx: Cx) -> Markup {
     let base = format!("/api/v1/vms/{}", seg(&vm.name));
     layout(
         &format!("VM {}", vm.name),
         "/vms",
-        login,
+        cx,
         html! {
             section #vm data-live="" {
                 p { "State: " strong class={ "vm-" (vm_state(vm.state)) } { (vm_state(vm.state)) } " · UUID " (vm.uuid) " " (vm_actions(vm)) }
