@@ -87,5 +87,6 @@ pub use view::{
 };
 pub use vm::{
     Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request, L3View, LedgerVms,
-    MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmState, VmView, parse_nic_ref,
+    MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmResources, VmState, VmView,
+    parse_nic_ref,
 };

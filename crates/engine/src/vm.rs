@@ -249,6 +249,63 @@ impl FromStr for VmNicSpec {
     }
 }
 
+/// A VM's memory and vCPUs (`vm create --memory MiB --vcpus N`): what its libvirt domain
+/// gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmResources {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+}
+
+impl VmResources {
+    /// Memory in MiB: 64 MiB to 4 TiB.
+    pub const MEMORY_MIB: std::ops::RangeInclusive<u64> = 64..=4 * 1024 * 1024;
+    /// vCPUs: KVM's per-VM limit on x86 (`KVM_MAX_VCPUS`).
+    pub const VCPUS: std::ops::RangeInclusive<u32> = 1..=4096;
+
+    /// Checked: memory in [`Self::MEMORY_MIB`], vCPUs in [`Self::VCPUS`].
+    pub fn new(memory_mib: u64, vcpus: u32) -> Result<Self, InvalidValue> {
+        if !Self::MEMORY_MIB.contains(&memory_mib) {
+            return Err(InvalidValue::new(
+                "memory",
+                memory_mib.to_string(),
+                "64..=4194304 (MiB)",
+            ));
+        }
+        if !Self::VCPUS.contains(&vcpus) {
+            return Err(InvalidValue::new("vcpus", vcpus.to_string(), "1..=4096"));
+        }
+        Ok(Self { memory_mib, vcpus })
+    }
+
+    /// From the command line's text; `None` takes the default (1024 MiB, one vCPU).
+    pub fn parse(memory_mib: Option<&str>, vcpus: Option<&str>) -> Result<Self, InvalidValue> {
+        let d = Self::default();
+        let memory_mib = match memory_mib {
+            None => d.memory_mib,
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| InvalidValue::new("memory", s, "64..=4194304 (MiB)"))?,
+        };
+        let vcpus = match vcpus {
+            None => d.vcpus,
+            Some(s) => s
+                .parse::<u32>()
+                .map_err(|_| InvalidValue::new("vcpus", s, "1..=4096"))?,
+        };
+        Self::new(memory_mib, vcpus)
+    }
+}
+
+impl Default for VmResources {
+    fn default() -> Self {
+        Self {
+            memory_mib: 1024,
+            vcpus: 1,
+        }
+    }
+}
+
 /// A VM NIC as named on the command line: `nic0` or `0`.
 pub fn parse_nic_ref(s: &str) -> Result<u32, InvalidValue> {
     s.strip_prefix("nic")
@@ -387,6 +444,12 @@ pub struct VmView {
     pub name: String,
     pub uuid: String,
     pub state: VmState,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The libvirt (URI) vfpool defined the VM's domain at (`vm start --libvirt`), until
+    /// `vm stop` undefines it.
+    pub libvirt: Option<String>,
     pub nics: Vec<VmNicView>,
 }
 
@@ -438,6 +501,9 @@ struct VmRow {
     name: String,
     uuid: String,
     state: VmState,
+    memory_mib: u64,
+    vcpus: u32,
+    libvirt_uri: Option<String>,
 }
 
 fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> EngineError {
@@ -562,7 +628,7 @@ impl Tx<'_> {
 
     fn vm_rows(&self) -> Result<Vec<VmRow>, EngineError> {
         self.query_all(
-            "SELECT name, uuid, state FROM vms ORDER BY name",
+            "SELECT name, uuid, state, memory_mib, vcpus, libvirt_uri FROM vms ORDER BY name",
             [],
             "read vms",
             |r| {
@@ -570,6 +636,10 @@ impl Tx<'_> {
                     name: r.get(0)?,
                     uuid: r.get(1)?,
                     state: VmState::parse(&r.get::<_, String>(2)?),
+                    // Written checked (`VmResources::new`); a negative one reads as 0.
+                    memory_mib: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    vcpus: r.get(4)?,
+                    libvirt_uri: r.get(5)?,
                 })
             },
         )
@@ -1282,9 +1352,21 @@ impl Engine {
             .count())
     }
 
-    /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0).
+    /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0), 1024 MiB
+    /// and one vCPU.
     pub fn vm_create(&mut self, name: &str, nics: &[VmNicSpec]) -> Result<VmView, EngineError> {
+        self.vm_create_with(name, nics, VmResources::default())
+    }
+
+    /// `vm create NAME --nic ... --memory MiB --vcpus N`.
+    pub fn vm_create_with(
+        &mut self,
+        name: &str,
+        nics: &[VmNicSpec],
+        res: VmResources,
+    ) -> Result<VmView, EngineError> {
         validate_name("vm", name)?;
+        VmResources::new(res.memory_mib, res.vcpus)?;
         let uuid = new_uuid()?;
         self.ledger.write(Durability::Synced, |tx| {
             if tx.vm_rows()?.iter().any(|v| v.name == name) {
@@ -1294,8 +1376,15 @@ impl Engine {
                 });
             }
             tx.exec(
-                "INSERT INTO vms (name, uuid, state, created) VALUES (?1, ?2, 'stopped', ?3)",
-                params![name, uuid, now()],
+                "INSERT INTO vms (name, uuid, state, created, memory_mib, vcpus) \
+                 VALUES (?1, ?2, 'stopped', ?3, ?4, ?5)",
+                params![
+                    name,
+                    uuid,
+                    now(),
+                    i64::try_from(res.memory_mib).unwrap_or(i64::MAX),
+                    res.vcpus
+                ],
                 "insert a vm",
             )?;
             for (i, spec) in nics.iter().enumerate() {
@@ -1314,6 +1403,20 @@ impl Engine {
     pub fn vm_list(&mut self) -> Result<Vec<VmView>, EngineError> {
         self.ledger
             .read(|tx| tx.vm_rows()?.into_iter().map(|v| vm_view(tx, v)).collect())
+    }
+
+    /// Records that vfpool defined VM `name`'s domain at libvirt `uri` (`vm start
+    /// --libvirt`), or (`None`) that it undefined it.
+    pub fn vm_set_libvirt(&mut self, name: &str, uri: Option<&str>) -> Result<(), EngineError> {
+        self.ledger.write(Durability::Synced, |tx| {
+            tx.vm_row(name)?;
+            tx.exec(
+                "UPDATE vms SET libvirt_uri = ?2 WHERE name = ?1",
+                params![name, uri],
+                "record a vm's libvirt domain",
+            )
+            .map(drop)
+        })
     }
 
     /// Only a stopped VM.
@@ -1840,6 +1943,9 @@ fn vm_view(tx: &Tx<'_>, vm: VmRow) -> Result<VmView, EngineError> {
         name: vm.name,
         uuid: vm.uuid,
         state: vm.state,
+        memory_mib: vm.memory_mib,
+        vcpus: vm.vcpus,
+        libvirt: vm.libvirt_uri,
         nics,
     })
 }

@@ -12,6 +12,7 @@ mod nic_cmd;
 mod pool_cmd;
 mod table;
 mod vm_cmd;
+mod vm_libvirt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
