@@ -383,6 +383,14 @@ pub struct L3AddressView {
     pub owner: String,
 }
 
+/// An address `lease gc` gave back: a pod's (`cni/...`) whose lease is gone (JSON contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FreedAddress {
+    pub l3: String,
+    pub address: Ipv4Addr,
+    pub owner: String,
+}
+
 /// An address an owner holds on an L3, with what a pod needs to use it (`l3_allocate`,
 /// the CNI plugin's `vfpool` IPAM).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1249,6 +1257,37 @@ impl Engine {
                     )?;
                     freed.push(o);
                 }
+            }
+            Ok(freed)
+        })
+    }
+
+    /// For `lease gc`: gives back the L3 addresses of pods (the CNI plugin's `vfpool` IPAM,
+    /// owner `cni/NETWORK/CONTAINERID/IFNAME`) that hold no lease. A pod's lease comes
+    /// before its address at ADD and goes after it at DEL (and its undo), so an address
+    /// without a lease is one a DEL or an undo died before giving back. One transaction:
+    /// an ADD cannot slip in between the look and the delete.
+    pub(crate) fn l3_gc_pods(&mut self) -> Result<Vec<FreedAddress>, EngineError> {
+        self.ledger.write(Durability::Synced, |tx| {
+            let orphans = tx.query_all(
+                "SELECT l3, address, owner FROM l3_addresses \
+                 WHERE owner LIKE 'cni/%' AND owner NOT IN (SELECT owner FROM leases) \
+                 ORDER BY owner",
+                [],
+                "read l3 addresses",
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+            )?;
+            let mut freed = Vec::new();
+            for (l3, address, owner) in orphans {
+                tx.exec(
+                    "DELETE FROM l3_addresses WHERE owner = ?1",
+                    [&owner],
+                    "free an l3 address",
+                )?;
+                let address = address
+                    .parse()
+                    .map_err(|_| corrupt(format!("l3 address '{address}' of {owner}")))?;
+                freed.push(FreedAddress { l3, address, owner });
             }
             Ok(freed)
         })
