@@ -67,21 +67,17 @@ pub enum InterfaceKind {
 }
 
 /// The PCI functions a domain passes through: its hostdev interfaces' (in document order),
-/// then its plain `<hostdev mode="subsystem" type="pci">`s' ([`pci_hostdevs_of`]); each
-/// once.
+/// then its plain `<hostdev mode="subsystem" type="pci">`s' ([`pci_hostdevs_of`]). A VF
+/// named twice is listed twice, as libvirt keeps it (and fails only at start).
 pub fn vf_addresses_of(xml: &str) -> Result<Vec<PciAddr>, ParseError> {
-    let mut out: Vec<PciAddr> = Vec::new();
-    let interfaces = interfaces_of(xml)?
+    let mut out: Vec<PciAddr> = interfaces_of(xml)?
         .into_iter()
         .filter_map(|i| match i.kind {
             InterfaceKind::Hostdev(pci) => Some(pci),
             _ => None,
-        });
-    for pci in interfaces.chain(pci_hostdevs_of(xml)?) {
-        if !out.contains(&pci) {
-            out.push(pci);
-        }
-    }
+        })
+        .collect();
+    out.extend(pci_hostdevs_of(xml)?);
     Ok(out)
 }
 
