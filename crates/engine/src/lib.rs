@@ -86,6 +86,7 @@ pub use view::{
     ReapplyView, Shown, VfDetail, VfView,
 };
 pub use vm::{
-    Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request, L3View, LedgerVms,
-    MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmState, VmView, parse_nic_ref,
+    FreedAddress, Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request,
+    L3View, LedgerVms, MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmResources,
+    VmState, VmView, parse_nic_ref,
 };
