@@ -74,7 +74,7 @@ fn start(lab: &Lab, claims: &Arc<Claims>) -> (watch::Sender<u64>, tokio::task::J
     (tx, task)
 }
 
-async fn wait_for(path: &PathBuf) {
+async fn wait_for(path: &std::path::Path) {
     tokio::time::timeout(WAIT, async {
         while !path.exists() {
             tokio::time::sleep(Duration::from_millis(20)).await;
