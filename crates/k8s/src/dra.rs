@@ -110,7 +110,7 @@ fn prepare(
         return Err(K8sError::NotApplied);
     }
     let mut made: Vec<String> = Vec::new();
-    let r = (|| -> Result<Vec<CdiVf>, K8sError> {
+    let r = (|| -> Result<(), K8sError> {
         let mut vfs = Vec::new();
         for (device, vf, req) in devices {
             let owner = dra_owner(uid, device);
@@ -135,13 +135,11 @@ fn prepare(
             }
             vfs.push(cdi_vf(host, device, *vf)?);
         }
-        Ok(vfs)
+        cdi::write_spec(&cfg.cdi_dir, &cfg.driver_name, uid, &vfs)?;
+        Ok(())
     })();
     match r {
-        Ok(vfs) => {
-            cdi::write_spec(&cfg.cdi_dir, &cfg.driver_name, uid, &vfs)?;
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(err) => {
             for o in made {
                 if let Err(u) = e.release(&ReleaseTarget::Owner(o.clone())) {

@@ -61,3 +61,39 @@ pub fn file_id(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_and_connect_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let e = bind(&file.join("s.sock")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot create the socket directory"),
+            "{e}"
+        );
+        let e = bind(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot remove the old socket"),
+            "{e}"
+        );
+        let missing = dir.path().join("none.sock");
+        let e = connect(&missing).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("cannot connect to {}", missing.display())
+        );
+        // A socket left by a dead process is replaced.
+        let s = dir.path().join("s.sock");
+        drop(bind(&s).unwrap());
+        assert!(s.exists());
+        let _l = bind(&s).unwrap();
+        assert!(connect(&s).await.is_ok());
+    }
+}

@@ -384,3 +384,27 @@ async fn a_claim_prepared_before_a_restart_is_still_prepared_after_it() {
     assert_eq!(d.unprepare("u7").await, "");
     assert_eq!(d.vlan("eno50", 0), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cdi_spec_that_cannot_be_written_or_removed_is_the_claims_error() {
+    let d = Dra::new(true).await;
+    let vf = d.lab.vf("eno49", 0);
+    // The spec's path is taken by a directory: it can be neither written nor removed.
+    let spec = d.spec("u8");
+    std::fs::create_dir_all(spec.join("x")).unwrap();
+    d.claims.set("u8", &[(vf, json!({"vlan": 7}))]);
+    let e = d.prepare("u8").await.error;
+    assert!(e.contains("cannot install the CDI spec"), "{e}");
+    assert!(d.owners().is_empty(), "the lease rolled back");
+    assert_eq!(d.vlan("eno49", 0), 0);
+
+    // Prepared while the path was free, then it is taken: unprepare releases the VF and
+    // reports the spec it could not remove.
+    std::fs::remove_dir_all(&spec).unwrap();
+    assert_eq!(d.prepare("u8").await.error, "");
+    std::fs::remove_file(&spec).unwrap();
+    std::fs::create_dir_all(spec.join("x")).unwrap();
+    let e = d.unprepare("u8").await;
+    assert!(e.contains("cannot remove the CDI spec"), "{e}");
+    assert!(d.owners().is_empty(), "released all the same");
+}
