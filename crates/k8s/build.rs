@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/deviceplugin.proto",
         "proto/pluginregistration.proto",
         "proto/dra.proto",
+        "proto/podresources.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -1,7 +1,7 @@
 //! The device plugin (`v1beta1`): one plugin per vfpool pool, live on the ledger and the
 //! host (see the crate docs for what each call does).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ use vfpool_model::PciAddr;
 use crate::proto::deviceplugin as pb;
 use crate::proto::deviceplugin::device_plugin_server::{DevicePlugin, DevicePluginServer};
 use crate::proto::deviceplugin::registration_client::RegistrationClient;
+use crate::proto::podresources as podres;
+use crate::proto::podresources::pod_resources_lister_client::PodResourcesListerClient;
 use crate::{Config, K8sError, blocking, pcidevice_env, uds};
 
 /// The device plugin API version registered.
@@ -506,6 +508,81 @@ async fn sync(
     ok
 }
 
+/// The devices the kubelet has given to pods, as (resource, device id); `None` when its
+/// pod resources API cannot be asked (then nothing is freed).
+async fn devices_in_pods(cfg: &Config) -> Option<HashSet<(String, String)>> {
+    let sock = cfg.kubelet_root.join("pod-resources/kubelet.sock");
+    let ch = uds::connect(&sock).await.ok()?;
+    let r = match PodResourcesListerClient::new(ch)
+        .list(podres::ListPodResourcesRequest {})
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the kubelet's pod resources List failed: no reservation freed");
+            return None;
+        }
+    };
+    Some(
+        r.pod_resources
+            .into_iter()
+            .flat_map(|p| p.containers)
+            .flat_map(|c| c.devices)
+            .flat_map(|d| {
+                let res = d.resource_name;
+                d.device_ids.into_iter().map(move |id| (res.clone(), id))
+            })
+            .collect(),
+    )
+}
+
+/// Releases the reservations (of this prefix's resources) at least `grace` old whose VF no
+/// pod holds: the pod they were made for is gone, or never started. Returns the owners.
+pub fn free_reservations(
+    host: &Host,
+    prefix: &str,
+    in_pods: &HashSet<(String, String)>,
+    grace: std::time::Duration,
+) -> Result<Vec<String>, K8sError> {
+    let mut e = host.engine()?;
+    let leases = e.ledger().read(|tx| tx.leases())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut freed = Vec::new();
+    for l in leases {
+        let Some((resource, pci)) = l
+            .owner
+            .strip_prefix(DEVICE_PLUGIN_OWNER_PREFIX)
+            .and_then(|r| r.rsplit_once('/'))
+        else {
+            continue;
+        };
+        let ours = resource
+            .strip_prefix(prefix)
+            .is_some_and(|r| r.starts_with('/'));
+        let age = now.saturating_sub(u64::try_from(l.created).unwrap_or(0));
+        if !ours
+            || l.netns.is_some()
+            || l.state != LeaseState::Active
+            || age < grace.as_secs()
+            || in_pods.contains(&(resource.to_owned(), pci.to_owned()))
+        {
+            continue;
+        }
+        match e.release(&ReleaseTarget::Owner(l.owner.clone())) {
+            Ok(_) => {
+                tracing::info!(owner = %l.owner, "reservation freed: no pod holds its VF");
+                freed.push(l.owner);
+            }
+            Err(err) => {
+                tracing::warn!(owner = %l.owner, error = %crate::chain(&err), "cannot free a reservation");
+            }
+        }
+    }
+    Ok(freed)
+}
+
 fn stop_all(served: &mut BTreeMap<String, Served>) {
     for (_, s) in std::mem::take(served) {
         s.stop();
@@ -548,6 +625,20 @@ pub async fn run_device_plugins(
                 }
                 Err(e) => {
                     tracing::warn!(error = %crate::chain(&e), "cannot read the pools; trying again");
+                }
+            }
+        }
+        if let Some(in_pods) = devices_in_pods(&cfg).await {
+            let (prefix, grace) = (cfg.resource_prefix.clone(), cfg.reservation_grace);
+            match blocking(&host, "reservation gc", move |h| {
+                free_reservations(h, &prefix, &in_pods, grace)
+            })
+            .await
+            {
+                Ok(freed) if !freed.is_empty() => dirty = true,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %crate::chain(&e), "cannot free reservations");
                 }
             }
         }

@@ -61,8 +61,12 @@ pub struct Config {
     pub driver_name: String,
     /// Where CDI spec files are written.
     pub cdi_dir: PathBuf,
-    /// How often the kubelet's sockets are checked (a kubelet restart makes them again).
+    /// How often the kubelet's sockets are checked (a kubelet restart makes them again),
+    /// and the reservations of pods that are gone freed.
     pub poll: Duration,
+    /// How old a device plugin's reservation must be before it is freed for want of a pod
+    /// holding its VF (the kubelet records a device for its pod only after Allocate).
+    pub reservation_grace: Duration,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             driver_name: "vfpool.io".to_owned(),
             cdi_dir: PathBuf::from("/var/run/cdi"),
             poll: Duration::from_secs(1),
+            reservation_grace: Duration::from_secs(60),
         }
     }
 }

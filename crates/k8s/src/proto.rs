@@ -14,6 +14,12 @@ pub mod pluginregistration {
     tonic::include_proto!("pluginregistration");
 }
 
+/// The kubelet's pod resources API `v1` (`PodResourcesLister.List`): which pod holds
+/// which device, for freeing reservations whose pod is gone.
+pub mod podresources {
+    tonic::include_proto!("v1");
+}
+
 /// DRA kubelet plugin `k8s.io.kubelet.pkg.apis.dra.v1` (`DRAPlugin`).
 pub mod dra {
     tonic::include_proto!("k8s.io.kubelet.pkg.apis.dra.v1");

@@ -377,3 +377,79 @@ async fn allocate_gives_vfio_pci_vfs_their_device_nodes() {
         format!("/dev/vfio/{group}")
     );
 }
+
+/// A reservation whose VF no pod holds (the kubelet's pod resources API says so) is freed;
+/// without that API nothing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_no_pod_holds_are_freed() {
+    let mut lab = Lab::new(true);
+    lab.cfg.reservation_grace = Duration::ZERO;
+    let mut k = Kubelet::start(&lab.device_plugins());
+    let _p = start(&lab);
+    registrations(&mut k, 2).await;
+    let mut c = client(&lab, "vfpool-gold.sock").await;
+    let (a, b, m) = (
+        lab.vf("ens1f0np0", 0),
+        lab.vf("ens1f0np0", 1),
+        lab.vf("ens1f0np0", 2),
+    );
+    let mut r = AcquireRequest::new("gold", "admin");
+    r.vf = Some(m);
+    lab.engine().acquire(&r).unwrap();
+    c.allocate(pb::AllocateRequest {
+        container_requests: vec![pb::ContainerAllocateRequest {
+            devices_ids: vec![a.to_string(), b.to_string()],
+        }],
+    })
+    .await
+    .unwrap();
+    let owners = || -> Vec<String> {
+        let mut v: Vec<String> = lab
+            .engine()
+            .leases()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.owner)
+            .collect();
+        v.sort();
+        v
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(owners().len(), 3, "no pod resources API: nothing freed");
+    // Younger than the grace (the kubelet records a pod's devices after Allocate): kept.
+    let none = std::collections::HashSet::new();
+    let freed = vfpool_k8s::deviceplugin::free_reservations(
+        &lab.host,
+        "vfpool.io",
+        &none,
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    assert!(freed.is_empty(), "{freed:?}");
+
+    let pods = support::PodResources::start(
+        &lab.cfg.kubelet_root,
+        vec![("vfpool.io/gold".into(), a.to_string())],
+    );
+    let want = vec![
+        "admin".to_owned(),
+        format!("deviceplugin/vfpool.io/gold/{a}"),
+    ];
+    tokio::time::timeout(WAIT, async {
+        while owners() != want {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("b's reservation freed, a's and the manual lease kept");
+    // The pod holding a is gone too.
+    pods.held.lock().unwrap().clear();
+    tokio::time::timeout(WAIT, async {
+        while owners() != ["admin"] {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a's reservation freed");
+    pods.stop();
+}

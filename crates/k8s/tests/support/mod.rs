@@ -178,3 +178,62 @@ impl Kubelet {
             .unwrap()
     }
 }
+
+/// The kubelet's pod resources API: which devices pods hold, as the test sets it.
+pub struct PodResources {
+    pub held: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    task: JoinHandle<()>,
+}
+
+struct Lister(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+#[tonic::async_trait]
+impl vfpool_k8s::proto::podresources::pod_resources_lister_server::PodResourcesLister for Lister {
+    async fn list(
+        &self,
+        _: Request<vfpool_k8s::proto::podresources::ListPodResourcesRequest>,
+    ) -> Result<Response<vfpool_k8s::proto::podresources::ListPodResourcesResponse>, Status> {
+        use vfpool_k8s::proto::podresources as pr;
+        let held = self.0.lock().unwrap().clone();
+        let containers = held
+            .into_iter()
+            .map(|(resource_name, id)| pr::ContainerResources {
+                name: "c".into(),
+                devices: vec![pr::ContainerDevices {
+                    resource_name,
+                    device_ids: vec![id],
+                }],
+            })
+            .collect();
+        Ok(Response::new(pr::ListPodResourcesResponse {
+            pod_resources: vec![pr::PodResources {
+                name: "pod".into(),
+                namespace: "default".into(),
+                containers,
+            }],
+        }))
+    }
+}
+
+impl PodResources {
+    pub fn start(kubelet_root: &Path, held: Vec<(String, String)>) -> Self {
+        let incoming =
+            vfpool_k8s::uds::bind(&kubelet_root.join("pod-resources/kubelet.sock")).unwrap();
+        let held = Arc::new(std::sync::Mutex::new(held));
+        let svc = Lister(held.clone());
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(
+                    vfpool_k8s::proto::podresources::pod_resources_lister_server::PodResourcesListerServer::new(svc),
+                )
+                .serve_with_incoming(incoming)
+                .await
+                .unwrap();
+        });
+        PodResources { held, task }
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
