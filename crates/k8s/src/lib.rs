@@ -13,7 +13,10 @@
 //!   then the pool's policy. Allocate reserves each VF in the ledger (owner
 //!   `deviceplugin/RESOURCE/PCI`, see [`vfpool_engine::DEVICE_PLUGIN_OWNER_PREFIX`]; the
 //!   CNI ADD naming it by `deviceID` takes it over) and sets `PCIDEVICE_...` ([`pcidevice_env`])
-//!   and its `_INFO` JSON, and `/dev/vfio` device specs for vfio-pci VFs.
+//!   and its `_INFO` JSON, and `/dev/vfio` device specs for vfio-pci VFs. A reservation
+//!   older than [`Config::reservation_grace`] whose VF no pod holds (the kubelet's pod
+//!   resources API, `pod-resources/kubelet.sock`) is released; a reservation the CNI took
+//!   over is an ordinary pod lease, which `lease gc` frees when its netns is gone.
 //! - [`run_dra_plugin`]`(cfg, host, changes, claims)`: the DRA kubelet plugin
 //!   (`v1.DRAPlugin`), registered through `KUBELET_ROOT/plugins_registry/DRIVER-reg.sock`
 //!   and served on `KUBELET_ROOT/plugins/DRIVER/dra.sock`. NodePrepareResources asks

@@ -122,6 +122,20 @@ async fn registers_each_pool_and_lists_live_with_health() {
     assert_eq!(leased[&vf.to_string()].0, "Unhealthy", "{leased:?}");
     assert_eq!(leased[&lab.vf("eno49", 0).to_string()].0, "Healthy");
 
+    // eno50's VFs vanish (its split undone): silver's list empties at once.
+    let mut silver = client(&lab, "vfpool-silver.sock").await;
+    let mut ss = silver
+        .list_and_watch(pb::Empty {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut ss).await.len(), 2);
+    lab.engine()
+        .restore_nics(&["eno50".to_owned()], Duration::from_secs(5), false)
+        .unwrap();
+    lab.bump();
+    assert!(next(&mut ss).await.is_empty());
+
     // A new pool gets its own plugin, registered.
     lab.engine()
         .pool_create(
