@@ -408,3 +408,39 @@ async fn a_cdi_spec_that_cannot_be_written_or_removed_is_the_claims_error() {
     assert!(e.contains("cannot remove the CDI spec"), "{e}");
     assert!(d.owners().is_empty(), "released all the same");
 }
+
+/// The daemon died during NodePrepareResources: the claim's lease is left `acquiring` (its
+/// VF half configured). The kubelet calls again; the lease is rolled back and made anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_half_prepared_by_a_dead_process_is_prepared_again() {
+    let d = Dra::new(true).await;
+    let vf = d.lab.vf("eno49", 0);
+    let owner = vfpool_k8s::dra_owner("u9", &device_name(vf));
+    let mut a = vfpool_engine::AcquireRequest::new("gold", &owner);
+    a.vf = Some(vf);
+    a.settings.vlan = Some(5);
+    let mut e = d.lab.engine();
+    let half = e.acquire(&a).unwrap();
+    e.ledger()
+        .write(vfpool_engine::Durability::Synced, |tx| {
+            tx.transition(
+                half.id,
+                &[vfpool_engine::LeaseState::Active],
+                vfpool_engine::LeaseState::Acquiring,
+                None,
+            )
+        })
+        .unwrap();
+    assert_eq!(d.vlan("eno49", 0), 5);
+
+    d.claims.set("u9", &[(vf, json!({"vlan": 100}))]);
+    assert_eq!(d.prepare("u9").await.error, "");
+    let leases = d.lab.engine().leases().unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        (leases[0].owner.as_str(), leases[0].state),
+        (owner.as_str(), vfpool_engine::LeaseState::Active)
+    );
+    assert_ne!(leases[0].id, half.id, "made anew");
+    assert_eq!(d.vlan("eno49", 0), 100);
+}
