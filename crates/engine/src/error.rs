@@ -267,6 +267,14 @@ pub enum EngineError {
     )]
     NothingToPersist,
 
+    /// The kernel's boot id, or the one `host apply` recorded, cannot be read.
+    #[error("cannot read the boot id {}", .path.display())]
+    BootId {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("cannot install {}", .path.display())]
     Install {
         path: PathBuf,
@@ -516,7 +524,8 @@ impl EngineError {
             | E::VfNotReported { .. }
             | E::SetNetdev { .. }
             | E::ReadNetdev { .. }
-            | E::Install { .. } => ErrorKind::Io,
+            | E::Install { .. }
+            | E::BootId { .. } => ErrorKind::Io,
         }
     }
 

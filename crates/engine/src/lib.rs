@@ -70,8 +70,8 @@ pub use nics::{
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pod::{
-    PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest, SERVICE_GATEWAY, ServiceEnds,
-    ServicePath, VfSource, service_host_ifname, service_pod_ifname,
+    DEVICE_PLUGIN_OWNER_PREFIX, PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest,
+    SERVICE_GATEWAY, ServiceEnds, ServicePath, VfSource, service_host_ifname, service_pod_ifname,
 };
 pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};
 pub use recover::{
