@@ -52,6 +52,7 @@ pub mod recover;
 pub mod selector;
 pub mod view;
 pub mod vm;
+mod vm_libvirt;
 
 pub use acquire::AcquireRequest;
 pub use attach::Mismatch;

@@ -160,11 +160,11 @@ pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
             engine.vm_create_with(&name, &specs, res)?
         }
         VmCmd::Start { name, libvirt } => match libvirt {
-            Some(uri) => crate::vm_libvirt::start(&mut engine, &uri, &name)?,
+            Some(uri) => engine.vm_start_libvirt(&name, &uri)?,
             None => engine.vm_start(&name)?,
         },
         VmCmd::Stop { name, libvirt } => match libvirt {
-            Some(uri) => crate::vm_libvirt::stop(&mut engine, &uri, &name)?,
+            Some(uri) => engine.vm_stop_libvirt(&name, &uri)?,
             None => engine.vm_stop(&name)?,
         },
         VmCmd::Show { name } => engine.vm_show(&name)?,
