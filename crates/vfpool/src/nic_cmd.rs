@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
