@@ -84,6 +84,15 @@ impl ApiError {
         err
     }
 
+    /// The engine names a field after what it is (`l2 create NAME`'s name is `l2`); a
+    /// body names it `name`: `from` becomes `to`.
+    pub fn field_renamed(mut self, from: &str, to: &str) -> Self {
+        if self.body.field.as_deref() == Some(from) {
+            self.body.field = Some(to.to_owned());
+        }
+        self
+    }
+
     pub(crate) fn join(e: tokio::task::JoinError) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /api/v1/leases`: as `vfpool lease acquire --pool P --owner O ...`. Each value is
-/// checked by the engine as the CLI's option is (`invalid vlan '5000': allowed 0..=4094`).
+/// checked by the engine as the CLI's option is (`invalid vlan '5000': 0..=4094`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {

@@ -229,6 +229,14 @@ pub fn created<T: Serialize>(v: T) -> Response {
     (StatusCode::CREATED, axum::Json(v)).into_response()
 }
 
+/// A bad value of the body's field `field` (a list's element: `select[1]`), the engine's
+/// message kept.
+pub fn invalid_in(field: String, e: &InvalidValue) -> ApiError {
+    let mut err = ApiError::invalid(e);
+    err.body.field = Some(field);
+    err
+}
+
 /// A bad value inside a list of the body: its field named with its place
 /// (`nics[1].l3`).
 pub fn invalid_at(prefix: &str, e: &InvalidValue) -> ApiError {
@@ -342,11 +350,11 @@ fn body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         Some(i) if inner.line() > 0 => &msg[..i],
         _ => msg.as_str(),
     };
-    let message = if inner.is_eof() && path == "body" {
-        "invalid body: a JSON object expected".to_owned()
-    } else {
-        format!("invalid {path}: {detail}")
-    };
+    // Broken JSON is the body's fault, not the field's where the parser stopped.
+    if inner.is_syntax() || inner.is_eof() {
+        return bad_body("body".to_owned(), format!("invalid body: not JSON: {msg}"));
+    }
+    let message = format!("invalid {path}: {detail}");
     bad_body(path, message)
 }
 

@@ -78,7 +78,10 @@ pub async fn l2_create(
         vlan: b.vlan,
         sriov: b.sriov,
     };
-    let v = s.engine(move |_, e| e.l2_create(&req)).await?;
+    let v = s
+        .engine(move |_, e| e.l2_create(&req))
+        .await
+        .map_err(|e| e.field_renamed("l2", "name"))?;
     s.changed();
     Ok(created(v))
 }
@@ -146,7 +149,10 @@ pub async fn l3_create(
         range: b.range,
         dns: b.dns,
     };
-    let v = s.engine(move |_, e| e.l3_create(&req)).await?;
+    let v = s
+        .engine(move |_, e| e.l3_create(&req))
+        .await
+        .map_err(|e| e.field_renamed("l3", "name"))?;
     s.changed();
     Ok(created(v))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use vfpool_engine::{Policy, PoolDeleted, PoolDetail, PoolSelector, PoolView};
 
-use super::{Body, created};
+use super::{Body, created, invalid_in};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -52,11 +52,16 @@ pub async fn create(
     let selectors = b
         .select
         .iter()
-        .map(|s| s.parse::<PoolSelector>())
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse::<PoolSelector>()
+                .map_err(|e| invalid_in(format!("select[{i}]"), &e))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let st = s
         .engine(move |_, e| e.pool_create(&b.name, selectors, policy))
-        .await?;
+        .await
+        .map_err(|e| e.field_renamed("pool", "name"))?;
     s.changed();
     Ok(created(PoolView::from(&st)))
 }

@@ -70,7 +70,10 @@ pub async fn create(
         .enumerate()
         .map(|(i, n)| n.spec().map_err(|e| invalid_at(&format!("nics[{i}]"), &e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let v = s.engine(move |_, e| e.vm_create(&b.name, &specs)).await?;
+    let v = s
+        .engine(move |_, e| e.vm_create(&b.name, &specs))
+        .await
+        .map_err(|e| e.field_renamed("vm", "name"))?;
     s.changed();
     Ok(created(v))
 }
