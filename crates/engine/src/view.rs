@@ -315,10 +315,10 @@ pub struct NicChangeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_settled: Option<bool>,
     /// Left out unless the PF was down and was brought up.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub link_brought_up: bool,
     /// Left out unless `--force` made leases stale.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub stale_leases: usize,
 }
 
@@ -619,7 +619,7 @@ pub struct PoolView {
     pub leased: usize,
     pub unhealthy: usize,
     /// `{reason: count}`; left out when no VF is unhealthy.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unhealthy_reasons: BTreeMap<String, usize>,
 }
 

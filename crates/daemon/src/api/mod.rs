@@ -47,7 +47,6 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
     ),
     paths(leases::show, leases::release),
     components(schemas(ErrorResponse, PoolDeleted)),
-    modifiers(&ErrorResponses),
     tags(
         (name = "host", description = "Host readiness and the IOMMU"),
         (name = "nics", description = "Physical NICs and their VFs"),
@@ -93,6 +92,7 @@ fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI 3 document of every API route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes().into_openapi();
+    utoipa::Modify::modify(&ErrorResponses, &mut doc);
     doc.paths.paths.insert(
         OPENAPI_PATH.to_owned(),
         utoipa::openapi::PathItem::new(
