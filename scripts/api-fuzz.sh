@@ -4,13 +4,15 @@
 # requests. Fails on any 5xx answer, on a daemon that crashed or panicked, or when the
 # document cannot be read. Bounded: under 3 minutes on a quiet machine.
 #
-#   scripts/api-fuzz.sh [EXAMPLES]     (default 30 examples per operation)
+#   scripts/api-fuzz.sh [EXAMPLES]     (default 30 examples per operation; the run stops
+#                                      after API_FUZZ_SECONDS, default 90)
 #
 # schemathesis comes from PyPI into a venv under target/ (installed once, then reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 examples="${1:-30}"
+seconds="${API_FUZZ_SECONDS:-90}"
 venv=target/venv
 if [ ! -x "$venv/bin/schemathesis" ]; then
     echo "api-fuzz: installing schemathesis into $venv" >&2
@@ -54,17 +56,20 @@ for _ in $(seq 1 100); do
 done
 
 rc=0
-"$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+# From the state directory: schemathesis keeps its cache (.schemathesis/) in its working
+# directory, which is not to be left in the tree.
+st="$PWD/$venv/bin/schemathesis"
+(cd "$state" && "$st" run "$base/api/v1/openapi.json" \
     --checks not_a_server_error \
     --max-examples "$examples" \
     --phases examples,coverage,fuzzing \
     --workers 2 \
-    --max-time 150 \
+    --max-time "$seconds" \
     --request-timeout 30 \
     --seed 7 \
     --generation-database none \
     --no-color \
-    --warnings off || rc=$?
+    --warnings off) || rc=$?
 
 if ! kill -0 "$pid" 2>/dev/null; then
     cat "$log" >&2

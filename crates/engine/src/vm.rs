@@ -1461,6 +1461,7 @@ impl Engine {
     /// for every NIC. All or nothing: when a VF or an address is missing, what was taken
     /// is given back and the VM stays stopped.
     pub fn vm_start(&mut self, name: &str) -> Result<VmView, EngineError> {
+        let _lock = self.vm_lock(name)?;
         // Marked running first: `lease gc` keeps the leases of a running VM, and a second
         // start is refused here rather than racing this one.
         let (nics, l3s, l2s) = self.ledger.write(Durability::Unsynced, |tx| {
@@ -1608,10 +1609,20 @@ impl Engine {
         Ok(())
     }
 
+    /// VM `name`'s start/stop lock; none for a name no VM can have (the lookup that
+    /// follows answers for it).
+    fn vm_lock(&self, name: &str) -> Result<Option<crate::lock::VmLock>, EngineError> {
+        if validate_name("vm", name).is_err() {
+            return Ok(None);
+        }
+        crate::lock::VmLock::take(&self.state, name).map(Some)
+    }
+
     /// Stops a VM: releases its VFs and addresses, marks it stopped. Best effort: every
     /// lease is tried; a release that fails is left for `lease gc` (which releases the
     /// leases of a stopped VM) and reported.
     pub fn vm_stop(&mut self, name: &str) -> Result<VmView, EngineError> {
+        let _lock = self.vm_lock(name)?;
         let (vm, nics) = self
             .ledger
             .read(|tx| Ok((tx.vm_row(name)?, tx.nic_rows(name)?)))?;
