@@ -5,7 +5,8 @@
 # document cannot be read. Bounded: under 3 minutes on a quiet machine.
 #
 #   scripts/api-fuzz.sh [EXAMPLES]     (default 30 examples per operation; the run stops
-#                                      after API_FUZZ_SECONDS, default 90)
+#                                      after API_FUZZ_SECONDS, default 90; the data
+#                                      from API_FUZZ_SEED, default 7)
 #
 # schemathesis comes from PyPI into a venv under target/ (installed once, then reused).
 set -euo pipefail
@@ -66,7 +67,7 @@ st="$PWD/$venv/bin/schemathesis"
     --workers 2 \
     --max-time "$seconds" \
     --request-timeout 30 \
-    --seed 7 \
+    --seed "${API_FUZZ_SEED:-7}" \
     --generation-database none \
     --no-color \
     --warnings off) || rc=$?

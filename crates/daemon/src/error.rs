@@ -86,6 +86,7 @@ impl ApiError {
 
     /// The engine names a field after what it is (`l2 create NAME`'s name is `l2`); a
     /// body names it `name`: `from` becomes `to`.
+    #[must_use]
     pub fn field_renamed(mut self, from: &str, to: &str) -> Self {
         if self.body.field.as_deref() == Some(from) {
             self.body.field = Some(to.to_owned());

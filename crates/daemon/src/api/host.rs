@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vfpool_engine::{CheckView, IommuChangeView, IommuStatusView};
 use vfpool_host::iommu::{EnableRequest, Vendor};
@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /api/v1/host/iommu`: as `vfpool host iommu enable|disable`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IommuBody {
     /// `true`: write the IOMMU's kernel arguments for the next boot; `false`: remove

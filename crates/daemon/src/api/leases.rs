@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vfpool_engine::{AcquireInput, GcView, LeaseView, ReleaseTarget};
 
@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 /// `POST /api/v1/leases`: as `vfpool lease acquire --pool P --owner O ...`. Each value is
 /// checked by the engine as the CLI's option is (`invalid vlan '5000': 0..=4094`).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcquireBody {
     /// The pool to take a VF from.

@@ -408,6 +408,32 @@ mod tests {
         (e.body.field.unwrap(), e.body.message)
     }
 
+    /// A client (`vfpool --api`) may build its bodies from these types: what they write,
+    /// the daemon reads back the same.
+    #[test]
+    fn bodies_written_by_a_client_read_back() {
+        let vm = vms::VmBody {
+            name: "v".into(),
+            nics: vec![vms::VmNicBody {
+                l3: "n".into(),
+                nic_type: Some("vf".into()),
+                mac: None,
+            }],
+        };
+        let bytes = serde_json::to_vec(&vm).unwrap();
+        let back: vms::VmBody = parse_body(&bytes).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{vm:?}"));
+        let split = nics::SplitBody {
+            vfs: 4,
+            autoprobe: None,
+            force: false,
+            keep_link: true,
+            timeout: Some(30),
+        };
+        let back: nics::SplitBody = parse_body(&serde_json::to_vec(&split).unwrap()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{split:?}"));
+    }
+
     #[test]
     fn a_body_that_does_not_parse_names_its_field() {
         assert_eq!(field(r#"{}"#).0, "name");

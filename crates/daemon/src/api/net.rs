@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vfpool_engine::{L2Request, L2Type, L2View, L3Request, L3View, PoolDeleted};
 
@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /api/v1/l2`: as `vfpool l2 create NAME --nic NIC ...`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct L2Body {
     /// 1 to 63 letters, digits, '-', '_' or '.'.
@@ -30,7 +30,7 @@ pub struct L2Body {
 }
 
 /// `PATCH /api/v1/l2/{name}`: as `vfpool l2 set NAME --sriov on|off`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct L2Patch {
     /// Off is refused while a VM NIC on it is a VF NIC.
@@ -38,7 +38,7 @@ pub struct L2Patch {
 }
 
 /// `POST /api/v1/l3`: as `vfpool l3 create NAME --l2 L2 --cidr ... --gateway ...`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct L3Body {
     /// 1 to 63 letters, digits, '-', '_' or '.'.

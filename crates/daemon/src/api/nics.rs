@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vfpool_engine::{NicChangeView, NicShow, NicView, NicsOutcome, SplitRequest, parse_timeout};
 
@@ -14,7 +14,7 @@ use crate::state::AppState;
 const DEFAULT_TIMEOUT: u64 = 180;
 
 /// `POST /api/v1/nics/{nic}/split`: as `vfpool nic split NIC --vfs N`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitBody {
     /// How many VFs (1..=sriov_totalvfs).
@@ -35,7 +35,7 @@ pub struct SplitBody {
 }
 
 /// `POST /api/v1/nics/{nic}/restore`: as `vfpool nic restore NIC`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     /// Remove the VFs even when some are leased (their leases become stale); without it a

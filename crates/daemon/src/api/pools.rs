@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vfpool_engine::{Policy, PoolDeleted, PoolDetail, PoolSelector, PoolView};
 
@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /api/v1/pools`: as `vfpool pool create NAME --select ... --policy ...`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolBody {
     /// 1 to 63 letters, digits, '.', '_' or '-' (not first).

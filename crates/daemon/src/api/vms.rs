@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use vfpool_engine::{NicType, PoolDeleted, VmNicSpec, VmView, parse_nic_ref};
 
@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `POST /api/v1/vms`: as `vfpool vm create NAME --nic ...`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmBody {
     /// 1 to 63 letters, digits, '-', '_' or '.'.
@@ -22,7 +22,7 @@ pub struct VmBody {
 }
 
 /// One VM NIC: the CLI's `l3=L3[,sriov][,mac=MAC]`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmNicBody {
     /// The L3 network it is on.
@@ -42,7 +42,7 @@ impl VmNicBody {
 }
 
 /// `PATCH /api/v1/vms/{vm}/nics/{index}`: as `vfpool vm nic set-type VM NIC vf|vnic`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VmNicPatch {
     /// `vf` or `vnic`.
