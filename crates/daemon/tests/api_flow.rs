@@ -21,6 +21,19 @@ fn generation(d: &Daemon) -> u64 {
     *d.state.subscribe().borrow()
 }
 
+/// A change: when it succeeds, the change counter moved (live views re-read).
+async fn change(d: &Daemon, method: &str, path: &str, body: Value) -> Answer {
+    let g = generation(d);
+    let a = d.send(method, path, body).await;
+    if a.status.is_success() {
+        assert!(
+            generation(d) > g,
+            "{method} {path} succeeded without a change signal"
+        );
+    }
+    a
+}
+
 /// The owner of VF `vf` in `GET /api/v1/nics/{pf}`.
 async fn owner_of(d: &Daemon, pf: &str, vf: &str) -> Value {
     let a = d.get(&format!("/api/v1/nics/{pf}")).await;
@@ -146,7 +159,8 @@ async fn the_seeds_flow_over_the_api() {
 async fn networks_and_vms_every_endpoint() {
     let d = support::daemon();
     ok(
-        &d.send(
+        &change(
+            &d,
             "POST",
             "/api/v1/nics/eno49/split",
             json!({"vfs": 2, "keep_link": true, "timeout": 60}),
@@ -155,7 +169,8 @@ async fn networks_and_vms_every_endpoint() {
         StatusCode::OK,
     );
     ok(
-        &d.send(
+        &change(
+            &d,
             "POST",
             "/api/v1/l2",
             json!({"name": "a", "nic": "eno49", "type": "novlan"}),
@@ -167,44 +182,44 @@ async fn networks_and_vms_every_endpoint() {
     assert_eq!(ok(&a, StatusCode::OK).as_array().unwrap().len(), 1);
     let a = d.get("/api/v1/l2/a").await;
     assert_eq!(ok(&a, StatusCode::OK)["sriov"], false);
-    let a = d
-        .send("PATCH", "/api/v1/l2/a", json!({"sriov": true}))
-        .await;
+    let a = change(&d, "PATCH", "/api/v1/l2/a", json!({"sriov": true})).await;
     assert_eq!(ok(&a, StatusCode::OK)["sriov"], true);
-    ok(&d.send("POST", "/api/v1/l3", json!({"name": "n", "l2": "a", "cidr": "10.1.0.0/24", "gateway": "10.1.0.1", "dns": "10.1.0.2"})).await, StatusCode::CREATED);
+    ok(&change(&d, "POST", "/api/v1/l3", json!({"name": "n", "l2": "a", "cidr": "10.1.0.0/24", "gateway": "10.1.0.1", "dns": "10.1.0.2"})).await, StatusCode::CREATED);
     let a = d.get("/api/v1/l3").await;
     assert_eq!(ok(&a, StatusCode::OK)[0]["dns"], "10.1.0.2");
 
     ok(
-        &d.send("POST", "/api/v1/vms", json!({"name": "v"})).await,
+        &change(&d, "POST", "/api/v1/vms", json!({"name": "v"})).await,
         StatusCode::CREATED,
     );
-    let a = d
-        .send("POST", "/api/v1/vms/v/nics", json!({"l3": "n"}))
-        .await;
+    let a = change(&d, "POST", "/api/v1/vms/v/nics", json!({"l3": "n"})).await;
     assert_eq!(ok(&a, StatusCode::OK)["nics"][0]["type"], "vnic");
-    let a = d
-        .send(
-            "POST",
-            "/api/v1/vms/v/nics",
-            json!({"l3": "n", "type": "vf"}),
-        )
-        .await;
+    let a = change(
+        &d,
+        "POST",
+        "/api/v1/vms/v/nics",
+        json!({"l3": "n", "type": "vf"}),
+    )
+    .await;
     assert_eq!(ok(&a, StatusCode::OK)["nics"][1]["type"], "vf");
-    let a = d
-        .send("PATCH", "/api/v1/vms/v/nics/nic0", json!({"type": "vf"}))
-        .await;
+    let a = change(
+        &d,
+        "PATCH",
+        "/api/v1/vms/v/nics/nic0",
+        json!({"type": "vf"}),
+    )
+    .await;
     assert_eq!(ok(&a, StatusCode::OK)["nics"][0]["type"], "vf");
-    let a = d.send("DELETE", "/api/v1/vms/v/nics/1", json!(null)).await;
+    let a = change(&d, "DELETE", "/api/v1/vms/v/nics/1", json!(null)).await;
     assert_eq!(ok(&a, StatusCode::OK)["nics"].as_array().unwrap().len(), 1);
     let a = d.get("/api/v1/vms").await;
     assert_eq!(ok(&a, StatusCode::OK)[0]["name"], "v");
 
-    let a = d.send("DELETE", "/api/v1/vms/v", json!(null)).await;
+    let a = change(&d, "DELETE", "/api/v1/vms/v", json!(null)).await;
     assert_eq!(ok(&a, StatusCode::OK)["deleted"], "v");
-    let a = d.send("DELETE", "/api/v1/l3/n", json!(null)).await;
+    let a = change(&d, "DELETE", "/api/v1/l3/n", json!(null)).await;
     assert_eq!(ok(&a, StatusCode::OK)["deleted"], "n");
-    let a = d.send("DELETE", "/api/v1/l2/a", json!(null)).await;
+    let a = change(&d, "DELETE", "/api/v1/l2/a", json!(null)).await;
     assert_eq!(ok(&a, StatusCode::OK)["deleted"], "a");
     assert_eq!(d.get("/api/v1/vms/v").await.status, StatusCode::NOT_FOUND);
 }
@@ -213,12 +228,12 @@ async fn networks_and_vms_every_endpoint() {
 async fn pools_and_leases_every_endpoint() {
     let d = support::daemon();
     ok(
-        &d.send("POST", "/api/v1/nics/eno50/split", json!({"vfs": 4}))
-            .await,
+        &change(&d, "POST", "/api/v1/nics/eno50/split", json!({"vfs": 4})).await,
         StatusCode::OK,
     );
     ok(
-        &d.send(
+        &change(
+            &d,
             "POST",
             "/api/v1/pools",
             json!({"name": "p", "select": ["eno50"]}),
@@ -229,14 +244,14 @@ async fn pools_and_leases_every_endpoint() {
     let a = d.get("/api/v1/pools").await;
     assert_eq!(ok(&a, StatusCode::OK)[0]["policy"], "first-fit");
 
-    let a = d
-        .send(
-            "POST",
-            "/api/v1/leases",
-            json!({"pool": "p", "owner": "c1", "mac": "02:00:00:00:00:09", "vlan": 10, "qos": 3,
+    let a = change(
+        &d,
+        "POST",
+        "/api/v1/leases",
+        json!({"pool": "p", "owner": "c1", "mac": "02:00:00:00:00:09", "vlan": 10, "qos": 3,
                    "spoofchk": false, "trust": true}),
-        )
-        .await;
+    )
+    .await;
     let l = ok(&a, StatusCode::CREATED).clone();
     assert_eq!(l["state"], "active");
     assert_eq!(
@@ -257,7 +272,7 @@ async fn pools_and_leases_every_endpoint() {
     assert_eq!(ok(&a, StatusCode::OK)[0]["owner"], "c1");
     let a = d.get("/api/v1/leases/c1").await;
     assert_eq!(ok(&a, StatusCode::OK)["vf_pci"], l["vf_pci"]);
-    let a = d.send("DELETE", "/api/v1/leases/c1", json!(null)).await;
+    let a = change(&d, "DELETE", "/api/v1/leases/c1", json!(null)).await;
     assert_eq!(ok(&a, StatusCode::OK)["state"], "released");
     assert_eq!(
         d.get("/api/v1/leases/c1").await.status,
@@ -270,11 +285,9 @@ async fn pools_and_leases_every_endpoint() {
         0
     );
 
-    let a = d.send("DELETE", "/api/v1/pools/p", json!(null)).await;
+    let a = change(&d, "DELETE", "/api/v1/pools/p", json!(null)).await;
     assert_eq!(ok(&a, StatusCode::OK)["deleted"], "p");
-    let a = d
-        .send("POST", "/api/v1/nics/eno50/restore", json!({}))
-        .await;
+    let a = change(&d, "POST", "/api/v1/nics/eno50/restore", json!({})).await;
     let c = ok(&a, StatusCode::OK);
     assert_eq!(
         (c["num_vfs"].as_u64(), c["previous"].as_u64()),
