@@ -3,6 +3,9 @@
 //! Every REST endpoint's success path on the demo host, and the seed's flow: eno49 split
 //! in 7, a pool, an SR-IOV L2 on eno49, an L3, a VM with a VF NIC started (its VF leased
 //! to `vm/NAME/nic0`, seen in `GET /api/v1/nics/eno49`) and stopped (the VF free).
+//!
+//! Seen failing: a split or a pool create without `changed()`; a VM start or stop without
+//! the VM's lock.
 
 mod support;
 
