@@ -28,6 +28,8 @@ pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkg-config)
 [ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need+=(libvirt-daemon-driver-qemu)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+# The REST API's fuzz run (scripts/api-fuzz.sh): schemathesis from PyPI in a venv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "test-all: installing ${need[*]}" >&2
     apt-get update -qq
@@ -38,6 +40,8 @@ fi
 # set here: a root-only test that cannot run fails.
 unset VFPOOL_ALLOW_SKIP
 cargo test --workspace --locked
+# The REST API fuzzed from its OpenAPI document (no 5xx, no crash).
+scripts/api-fuzz.sh
 # The libvirt API (off by default so that the static builds link): test driver and libvirtd.
 cargo test -p vfpool-libvirt --features libvirt-api --locked
 # The CLI's `vm start|stop --libvirt` (vfpool's `libvirt` feature): test driver and libvirtd.

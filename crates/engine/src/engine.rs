@@ -167,6 +167,17 @@ impl Engine {
         Ok(leases)
     }
 
+    /// One lease, by its owner, as [`Engine::leases`] shows it.
+    pub fn lease(&mut self, owner: &str) -> Result<Lease, EngineError> {
+        vfpool_model::validate_owner(owner)?;
+        self.leases()?
+            .into_iter()
+            .find(|l| l.owner == owner)
+            .ok_or_else(|| EngineError::UnknownOwner {
+                owner: owner.to_owned(),
+            })
+    }
+
     /// Marks the leases on every VF of PF `pf_pci` stale, for `nic restore --force` and a
     /// forced `nic split` (which destroy the VFs). Returns how many.
     pub fn mark_pf_stale(&mut self, pf_pci: PciAddr) -> Result<usize, EngineError> {

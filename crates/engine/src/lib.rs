@@ -54,7 +54,7 @@ pub mod view;
 pub mod vm;
 mod vm_libvirt;
 
-pub use acquire::AcquireRequest;
+pub use acquire::{AcquireInput, AcquireRequest};
 pub use attach::Mismatch;
 pub use backend::{Host, HostConfig};
 pub use domain::{
@@ -68,6 +68,7 @@ pub use lease::{Applied, DesiredNic, DriverChoice, Lease, LeaseState, Original, 
 pub use ledger::{Durability, Ledger, SCHEMA_VERSION, VfLock};
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
+    parse_timeout,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pod::{

@@ -3,7 +3,7 @@
 //! leases whose owner is gone, removes leases on VFs that vanished) and `reapply` (puts
 //! leases back on VFs re-created after a reboot).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vfpool_model::{PciAddr, validate_owner};
 
 use crate::domain::LibvirtDomains;
@@ -35,7 +35,8 @@ pub struct GcAction {
 }
 
 /// What `lease gc` did to one lease (JSON: the kebab-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum GcKind {
     /// An acquire whose process died: the VF restored, the row removed.
@@ -77,7 +78,8 @@ pub struct ReapplyAction {
 }
 
 /// What `reapply` did to one lease (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReapplyKind {
     /// Its configuration is on its VF again.

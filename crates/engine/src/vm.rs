@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vfpool_host::Inventory;
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfSettings};
 
@@ -35,7 +35,8 @@ pub const VM_OWNER_PREFIX: &str = "vm/";
 // ---- values ----------------------------------------------------------------------------
 
 /// How an L2 network separates its traffic (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum L2Type {
     NoVlan,
@@ -66,7 +67,8 @@ impl FromStr for L2Type {
 }
 
 /// A VM NIC's type (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NicType {
     /// A VF passed through (an SR-IOV L3 only).
@@ -96,7 +98,8 @@ impl FromStr for NicType {
 }
 
 /// Whether a VM runs (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VmState {
     Stopped,
@@ -306,6 +309,27 @@ impl Default for VmResources {
     }
 }
 
+impl VmNicSpec {
+    /// A NIC from its parts (the REST API's `{"l3": .., "type": .., "mac": ..}`), checked
+    /// as the text form is: `type` is `vf` (a VF NIC) or `vnic` (default).
+    pub fn from_parts(
+        l3: &str,
+        nic_type: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<Self, InvalidValue> {
+        validate_name("l3", l3)?;
+        let sriov = match nic_type {
+            Some(t) => t.parse::<NicType>()? == NicType::Vf,
+            None => false,
+        };
+        Ok(VmNicSpec {
+            l3: l3.to_owned(),
+            sriov,
+            mac: mac.map(MacAddr::parse_unicast).transpose()?,
+        })
+    }
+}
+
 /// A VM NIC as named on the command line: `nic0` or `0`.
 pub fn parse_nic_ref(s: &str) -> Result<u32, InvalidValue> {
     s.strip_prefix("nic")
@@ -342,7 +366,8 @@ pub struct L3Request {
 }
 
 /// An L2 network (`l2 list`, `l2 show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L2View {
     pub name: String,
     pub nic: String,
@@ -356,7 +381,8 @@ pub struct L2View {
 }
 
 /// An L3 network (`l3 list`, `l3 show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L3View {
     pub name: String,
     pub l2: String,
@@ -365,9 +391,13 @@ pub struct L3View {
     /// The L2's flag.
     pub sriov: bool,
     pub cidr: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub gateway: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub range_first: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub range_last: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub dns: Option<Ipv4Addr>,
     /// Addresses handed out now.
     pub allocated: usize,
@@ -377,35 +407,44 @@ pub struct L3View {
 }
 
 /// One address handed out on an L3 (`l3 show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L3AddressView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub address: Ipv4Addr,
     pub owner: String,
 }
 
 /// An address `lease gc` gave back: a pod's (`cni/...`) whose lease is gone (JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FreedAddress {
     pub l3: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub address: Ipv4Addr,
     pub owner: String,
 }
 
 /// An address an owner holds on an L3, with what a pod needs to use it (`l3_allocate`,
 /// the CNI plugin's `vfpool` IPAM).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L3Allocation {
     pub l3: String,
     pub owner: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub address: Ipv4Addr,
     /// The L3's prefix length.
     pub prefix: u8,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub gateway: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub dns: Option<Ipv4Addr>,
 }
 
 /// `l3 check-vf`: the VFs a VF NIC on this L3 can get now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VfCheckView {
     pub l3: String,
     pub l2: String,
@@ -421,7 +460,8 @@ pub struct VfCheckView {
 }
 
 /// A VM NIC (`vm show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VmNicView {
     pub index: u32,
     /// `nicN`.
@@ -436,6 +476,7 @@ pub struct VmNicView {
     pub vlan: Option<u32>,
     pub mac: MacAddr,
     /// Its L3 address while the VM runs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub address: Option<Ipv4Addr>,
     /// The VF leased to it while the VM runs (VF NICs).
     pub vf: Option<PciAddr>,
@@ -447,7 +488,8 @@ pub struct VmNicView {
 }
 
 /// A VM (`vm list`, `vm show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VmView {
     pub name: String,
     pub uuid: String,
@@ -462,7 +504,8 @@ pub struct VmView {
 }
 
 /// `vm migrate`: what was decided (the migration itself is the platform's job).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrateView {
     pub vm: String,
     pub to: String,
@@ -1562,6 +1605,7 @@ impl Engine {
     /// for every NIC. All or nothing: when a VF or an address is missing, what was taken
     /// is given back and the VM stays stopped.
     pub fn vm_start(&mut self, name: &str) -> Result<VmView, EngineError> {
+        let _lock = self.vm_lock(name)?;
         // Marked running first: `lease gc` keeps the leases of a running VM, and a second
         // start is refused here rather than racing this one.
         let (nics, l3s, l2s) = self.ledger.write(Durability::Unsynced, |tx| {
@@ -1709,10 +1753,20 @@ impl Engine {
         Ok(())
     }
 
+    /// VM `name`'s start/stop lock; none for a name no VM can have (the lookup that
+    /// follows answers for it).
+    fn vm_lock(&self, name: &str) -> Result<Option<crate::lock::VmLock>, EngineError> {
+        if validate_name("vm", name).is_err() {
+            return Ok(None);
+        }
+        crate::lock::VmLock::take(&self.state, name).map(Some)
+    }
+
     /// Stops a VM: releases its VFs and addresses, marks it stopped. Best effort: every
     /// lease is tried; a release that fails is left for `lease gc` (which releases the
     /// leases of a stopped VM) and reported.
     pub fn vm_stop(&mut self, name: &str) -> Result<VmView, EngineError> {
+        let _lock = self.vm_lock(name)?;
         let (vm, nics) = self
             .ledger
             .read(|tx| Ok((tx.vm_row(name)?, tx.nic_rows(name)?)))?;

@@ -887,7 +887,7 @@ impl SimHost {
                 })?;
             }
         }
-        fs::write(pf_dir.join("sriov_numvfs"), format!("{n}\n"))
+        replace_attr(&pf_dir.join("sriov_numvfs"), &format!("{n}\n"))
     }
 
     fn create_vf(&self, pf_dir: &Path, pf: PciAddr, i: u32) -> Result<(), HostError> {
@@ -1102,6 +1102,17 @@ fn link(at: &Path, target: &str) -> Result<(), HostError> {
     }
 }
 
+/// Writes an attribute's new value as the kernel does: a reader sees the old value or the
+/// new one, never an empty or half-written file (a plain `fs::write` truncates first, and
+/// readers do not take the simulator's lock). Written beside it, then renamed over it.
+fn replace_attr(path: &Path, value: &str) -> io::Result<()> {
+    let name = file_name(path)?;
+    let dir = fs::canonicalize(path.parent().ok_or_else(|| io_err(EINVAL))?)?;
+    let tmp = dir.join(format!(".{name}.sim-new"));
+    fs::write(&tmp, value)?;
+    fs::rename(&tmp, dir.join(name))
+}
+
 impl AttrWriter for SimHost {
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
         let _lock = self.lock().map_err(to_io)?;
@@ -1111,14 +1122,14 @@ impl AttrWriter for SimHost {
         match name.as_str() {
             "sriov_numvfs" => self.write_numvfs(&parent, value),
             "sriov_drivers_autoprobe" => match value.trim() {
-                "0" | "1" => fs::write(path, format!("{}\n", value.trim())),
+                "0" | "1" => replace_attr(path, &format!("{}\n", value.trim())),
                 _ => Err(io_err(EINVAL)),
             },
             "driver_override" => {
                 let v = value.trim();
-                fs::write(
+                replace_attr(
                     path,
-                    if v.is_empty() {
+                    &if v.is_empty() {
                         "(null)\n".to_owned()
                     } else {
                         format!("{v}\n")
@@ -1187,7 +1198,7 @@ impl AttrWriter for SimHost {
                 if !path.exists() {
                     return Err(io_err(ENOENT));
                 }
-                fs::write(path, value)
+                replace_attr(path, value)
             }
         }
     }
