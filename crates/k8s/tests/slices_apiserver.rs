@@ -730,8 +730,10 @@ async fn a_bad_driver_name_stops_the_publisher_with_one_line() {
     let mut c = cfg();
     c.driver = "VFPOOL".into();
     let (_tx, rx) = watch::channel(0);
-    let e = run_slice_publisher(c, demo.host.clone(), client, rx, Arc::new(|| true))
+    let run = run_slice_publisher(c, demo.host.clone(), client, rx, Arc::new(|| true));
+    let e = tokio::time::timeout(Duration::from_secs(5), run)
         .await
+        .expect("a bad configuration ends the publisher at once")
         .unwrap_err();
     assert_eq!(
         e.to_string(),
