@@ -491,6 +491,8 @@ async fn node_uid(cfg: &SliceConfig, client: &kube::Client) -> Result<String, Sl
 /// on any host or ledger change), until its sender is dropped. A failed publication (the
 /// API server unreachable, a 5xx, a conflict with another writer, a host read that fails)
 /// is logged and tried again after [`SliceConfig::backoff`], or at once on the next bump.
+/// (A client from `kube::Config` with `default_retry` also retries 429, 503 and 504 inside
+/// each request.)
 ///
 /// `ready` says whether `host apply` has run since boot (the daemon passes the engine's
 /// `applied_since_boot`); until it has, the node's slices are deleted and none published.
