@@ -357,15 +357,16 @@ async fn delete(State(api): State<ApiServer>, Path(name): Path<String>) -> Respo
     r
 }
 
+/// A node without a uid: what no API server sends, which the publisher must not take.
+const NODE_WITHOUT_UID: &str = "worker-nouid";
+
 async fn node(Path(name): Path<String>) -> Response {
-    if name != NODE {
-        return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
-    }
-    Json(json!({
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": NODE, "uid": NODE_UID, "resourceVersion": "1"},
-    }))
-    .into_response()
+    let meta = match name.as_str() {
+        NODE => json!({"name": NODE, "uid": NODE_UID, "resourceVersion": "1"}),
+        NODE_WITHOUT_UID => json!({"name": NODE_WITHOUT_UID, "resourceVersion": "1"}),
+        _ => return status(404, "NotFound", &format!("nodes \"{name}\" not found")),
+    };
+    Json(json!({"apiVersion": "v1", "kind": "Node", "metadata": meta})).into_response()
 }
 
 /// Starts the stand-in on a loopback port; a kube client for it.
@@ -453,15 +454,31 @@ struct Publisher {
 
 impl Publisher {
     fn start(demo: &Demo, client: kube::Client, ready: bool) -> Self {
-        let (changes, rx) = watch::channel(0);
         let flag = Arc::new(AtomicBool::new(ready));
         let f = flag.clone();
-        let task = tokio::spawn(run_slice_publisher(
+        Self::start_with(
+            demo,
+            client,
             cfg(),
+            flag,
+            Arc::new(move || f.load(Ordering::SeqCst)),
+        )
+    }
+
+    fn start_with(
+        demo: &Demo,
+        client: kube::Client,
+        cfg: SliceConfig,
+        flag: Arc<AtomicBool>,
+        ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> Self {
+        let (changes, rx) = watch::channel(0);
+        let task = tokio::spawn(run_slice_publisher(
+            cfg,
             demo.host.clone(),
             client,
             rx,
-            Arc::new(move || f.load(Ordering::SeqCst)),
+            ready,
         ));
         Publisher {
             changes,
@@ -602,7 +619,12 @@ async fn over_128_vfs_several_slices_with_their_count_and_generation() {
         .collect();
     assert_eq!(sizes, [128, 126]);
 
-    // Down to one NIC's VFs: one slice, the second deleted.
+    // Down to one NIC's VFs: one slice, the second deleted (after a failed delete).
+    api.0
+        .lock()
+        .unwrap()
+        .faults
+        .push_back((Some(Method::DELETE), 500));
     let out = demo
         .engine()
         .restore_nics(&["ens1f1np1".into()], Duration::from_secs(5), false)
@@ -611,7 +633,9 @@ async fn over_128_vfs_several_slices_with_their_count_and_generation() {
     p.bump();
     until("one slice", || api.slices_of(NODE).len() == 1).await;
     assert_eq!(api.names_of(NODE), demo.vfs_of("ens1f0np0"));
-    assert_eq!(generations(&api), [(2, 1)]);
+    // The failed delete came after the replace at generation 2; the retry bumps again.
+    assert_eq!(api.log_of(500), 1);
+    assert_eq!(generations(&api), [(3, 1)]);
     p.stop().await;
     assert!(api.rejected().is_empty(), "{:?}", api.rejected());
 }
@@ -777,4 +801,97 @@ fn the_stand_in_refuses_unknown_fields_and_invalid_slices() {
     let mut bad = good;
     bad["spec"].as_object_mut().unwrap().remove("nodeName");
     assert!(check(&bad).unwrap_err().contains("exactly one of nodeName"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_cannot_be_read_is_tried_again() {
+    let demo = Demo::new();
+    demo.split("eno49", 2);
+    let api = ApiServer::default();
+    let client = serve(&api).await;
+    // The readiness check panics once (the host read's task fails), then the sysfs tree
+    // is missing (the engine's read fails): nothing is written meanwhile.
+    let devices = demo.host.fs.path("bus/pci/devices");
+    let hidden = devices.with_file_name("devices.hidden");
+    std::fs::rename(&devices, &hidden).unwrap();
+    let panicked = Arc::new(AtomicBool::new(false));
+    let pa = panicked.clone();
+    let ready = Arc::new(move || {
+        if !pa.swap(true, Ordering::SeqCst) {
+            panic!("the readiness check fails once");
+        }
+        true
+    });
+    let p = Publisher::start_with(&demo, client, cfg(), Arc::new(AtomicBool::new(true)), ready);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(panicked.load(Ordering::SeqCst));
+    assert!(api.0.lock().unwrap().log.is_empty());
+    std::fs::rename(&hidden, &devices).unwrap();
+    until("publication once the host reads", || {
+        api.names_of(NODE) == demo.vfs_of("eno49")
+    })
+    .await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_node_or_one_without_uid_gets_no_slices() {
+    let demo = Demo::new();
+    demo.split("eno49", 2);
+    for node in ["worker-9", NODE_WITHOUT_UID] {
+        let api = ApiServer::default();
+        let client = serve(&api).await;
+        let mut c = cfg();
+        c.node_name = node.into();
+        let p = Publisher::start_with(
+            &demo,
+            client,
+            c,
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(|| true),
+        );
+        // Listed, the node looked up and refused, tried again: never written.
+        until("a retry", || api.log_of(200) >= 2).await;
+        assert_eq!(api.writes(), 0, "{node}");
+        assert!(api.0.lock().unwrap().slices.is_empty());
+        p.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_slice_gone_before_its_delete_is_not_an_error() {
+    let api = ApiServer::default();
+    api.put(json!({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+        "metadata": {"name": "worker-1-vfpool.io-0"},
+        "spec": {"driver": "vfpool.io", "nodeName": NODE,
+                 "pool": {"name": NODE, "generation": 2, "resourceSliceCount": 1},
+                 "devices": []},
+    }));
+    api.0
+        .lock()
+        .unwrap()
+        .faults
+        .push_back((Some(Method::DELETE), 404));
+    let client = serve(&api).await;
+    let done = vfpool_k8s::publish(&cfg(), &client, None).await.unwrap();
+    assert_eq!(done, vfpool_k8s::Published::default());
+    // Any other status is an error naming the slice.
+    api.0
+        .lock()
+        .unwrap()
+        .faults
+        .push_back((Some(Method::DELETE), 500));
+    let e = vfpool_k8s::publish(&cfg(), &client, None)
+        .await
+        .unwrap_err();
+    assert!(
+        vfpool_engine::chain(&e).starts_with("delete ResourceSlice 'worker-1-vfpool.io-0': "),
+        "{}",
+        vfpool_engine::chain(&e)
+    );
+    // The next one deletes it.
+    let done = vfpool_k8s::publish(&cfg(), &client, None).await.unwrap();
+    assert_eq!(done.deleted, 1);
+    assert!(api.slices_of(NODE).is_empty());
 }
