@@ -895,3 +895,29 @@ async fn a_slice_gone_before_its_delete_is_not_an_error() {
     assert_eq!(done.deleted, 1);
     assert!(api.slices_of(NODE).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_deleted_by_someone_else_is_put_back_at_the_resync() {
+    let demo = Demo::new();
+    demo.split("eno49", 2);
+    let api = ApiServer::default();
+    let client = serve(&api).await;
+    let mut c = cfg();
+    c.resync = Duration::from_millis(200);
+    let p = Publisher::start_with(
+        &demo,
+        client,
+        c,
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(|| true),
+    );
+    until("the first publication", || api.slices_of(NODE).len() == 1).await;
+    api.0.lock().unwrap().slices.clear();
+    until("the slice put back", || {
+        api.names_of(NODE) == demo.vfs_of("eno49")
+    })
+    .await;
+    // Put back, with no bump of the change counter.
+    assert_eq!(generations(&api), [(1, 1)]);
+    p.stop().await;
+}
