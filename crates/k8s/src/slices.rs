@@ -103,6 +103,9 @@ pub struct SliceConfig {
     /// Leases whose owner starts with this are DRA claims' (their VFs stay published).
     pub claim_owner_prefix: String,
     pub backoff: Backoff,
+    /// How long after a publication the API server's set is checked again with no change
+    /// on the host (a slice deleted or edited by someone else is put back).
+    pub resync: Duration,
 }
 
 impl SliceConfig {
@@ -113,6 +116,7 @@ impl SliceConfig {
             node_name: node_name.to_owned(),
             claim_owner_prefix: DEFAULT_CLAIM_OWNER_PREFIX.to_owned(),
             backoff: Backoff::default(),
+            resync: Duration::from_secs(300),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -137,6 +141,9 @@ impl SliceConfig {
                 &self.node_name,
                 format!("a node name (a lower-case DNS subdomain) of at most {max} characters"),
             ));
+        }
+        if self.resync.is_zero() {
+            return Err(InvalidValue::new("resync", "0s", "a non-zero interval"));
         }
         if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
             return Err(InvalidValue::new(
@@ -488,7 +495,8 @@ async fn node_uid(cfg: &SliceConfig, client: &kube::Client) -> Result<String, Sl
 }
 
 /// Publishes the node's slices, then again on every bump of `changes` (the daemon bumps it
-/// on any host or ledger change), until its sender is dropped. A failed publication (the
+/// on any host or ledger change) and every [`SliceConfig::resync`], until its sender is
+/// dropped. A failed publication (the
 /// API server unreachable, a 5xx, a conflict with another writer, a host read that fails)
 /// is logged and tried again after [`SliceConfig::backoff`], or at once on the next bump.
 /// (A client from `kube::Config` with `default_retry` also retries 429, 503 and 504 inside
@@ -527,8 +535,9 @@ pub async fn run_slice_publisher(
                     deleted = p.deleted,
                     "ResourceSlices published"
                 );
-                if changes.changed().await.is_err() {
-                    return Ok(());
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return Ok(()) },
+                    () = tokio::time::sleep(cfg.resync) => {}
                 }
             }
             Err(e) => {
@@ -806,6 +815,12 @@ mod tests {
         assert_eq!(
             c.validate().unwrap_err().to_string(),
             "invalid backoff '0ns..30s': a non-zero initial delay no longer than the maximum"
+        );
+        let mut c = cfg();
+        c.resync = Duration::ZERO;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid resync '0s': a non-zero interval"
         );
         assert!(SliceConfig::new("vfpool.io", "node-1.example.com").is_ok());
     }
