@@ -527,14 +527,22 @@ pub async fn run_slice_publisher(
         match result {
             Ok(p) => {
                 delay = cfg.backoff.initial;
-                tracing::info!(
-                    change = seen,
-                    generation = p.generation,
-                    created = p.created,
-                    replaced = p.replaced,
-                    deleted = p.deleted,
-                    "ResourceSlices published"
-                );
+                if p.created + p.replaced + p.deleted == 0 {
+                    tracing::debug!(
+                        change = seen,
+                        generation = p.generation,
+                        "ResourceSlices current"
+                    );
+                } else {
+                    tracing::info!(
+                        change = seen,
+                        generation = p.generation,
+                        created = p.created,
+                        replaced = p.replaced,
+                        deleted = p.deleted,
+                        "ResourceSlices published"
+                    );
+                }
                 tokio::select! {
                     r = changes.changed() => if r.is_err() { return Ok(()) },
                     () = tokio::time::sleep(cfg.resync) => {}
