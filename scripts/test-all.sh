@@ -40,6 +40,8 @@ unset VFPOOL_ALLOW_SKIP
 cargo test --workspace --locked
 # The libvirt API (off by default so that the static builds link): test driver and libvirtd.
 cargo test -p vfpool-libvirt --features libvirt-api --locked
+# The CLI's `vm start|stop --libvirt` (vfpool's `libvirt` feature): test driver and libvirtd.
+cargo test -p vfpool --features libvirt --locked --bin vfpool --test cli_vm_libvirt
 
 # Tier 3: real VFs from QEMU's emulated igb NIC (installs qemu when missing).
 cargo xtask vmtest

@@ -29,6 +29,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot use TLS file {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
     #[error("cannot serve: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -31,6 +31,15 @@ pub struct ServeConfig {
     pub read_token_file: Option<PathBuf>,
     /// How often `gc` runs (leases whose owner is gone, steps a crash left).
     pub gc_interval: Duration,
+    /// Serve TCP over TLS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ServeConfig {
@@ -41,6 +50,7 @@ impl Default for ServeConfig {
             token_file: None,
             read_token_file: None,
             gc_interval: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -74,6 +84,7 @@ pub fn check_listen(listen: Option<SocketAddr>, auth: &Auth) -> Result<(), Inval
 pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
     let auth = Auth::from_files(cfg.token_file.as_deref(), cfg.read_token_file.as_deref())?;
     check_listen(cfg.listen, &auth)?;
+    let tls = cfg.tls.as_ref().map(tls_config).transpose()?;
     let socket = cfg.socket.clone().unwrap_or_else(|| {
         if host.is_simulated() {
             host.state_dir().join("api.sock")
@@ -96,22 +107,52 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
         }
     });
     if let Some(addr) = cfg.listen {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
+        let tcp = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| DaemonError::Listen {
                 addr: addr.to_string(),
                 source,
             })?;
-        tracing::info!(%addr, "serving over TCP");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "serving over TCP");
         eprintln!(
-            "vfpool serve: http://{addr}/ (API under /api/v1/), socket {}",
+            "vfpool serve: {scheme}://{addr}/ (API under /api/v1/), socket {}",
             socket.display()
         );
-        tasks.spawn(async move {
-            axum::serve(tcp, app)
-                .with_graceful_shutdown(shutdown())
-                .await
-        });
+        match tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                tokio::spawn({
+                    let handle = handle.clone();
+                    async move {
+                        shutdown().await;
+                        handle.graceful_shutdown(Some(Duration::from_secs(5)));
+                    }
+                });
+                let server = axum_server::from_tcp_rustls(tcp, tls).map_err(|source| {
+                    DaemonError::Listen {
+                        addr: addr.to_string(),
+                        source,
+                    }
+                })?;
+                tasks.spawn(
+                    async move { server.handle(handle).serve(app.into_make_service()).await },
+                );
+            }
+            None => {
+                let tcp = tokio::net::TcpListener::from_std(tcp).map_err(|source| {
+                    DaemonError::Listen {
+                        addr: addr.to_string(),
+                        source,
+                    }
+                })?;
+                tasks.spawn(async move {
+                    axum::serve(tcp, app)
+                        .with_graceful_shutdown(shutdown())
+                        .await
+                });
+            }
+        }
     }
     tasks.spawn(gc_loop(state, cfg.gc_interval));
     let out = match tasks.join_next().await {
@@ -122,6 +163,40 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
     tasks.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     out
+}
+
+/// The TLS configuration from PEM files: TLS 1.2 and 1.3 with rustls's safe defaults
+/// (the `ring` provider), HTTP/1.1.
+pub fn tls_config(files: &TlsFiles) -> Result<axum_server::tls_rustls::RustlsConfig, DaemonError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |path: &std::path::Path, what: &str, e: &dyn std::fmt::Display| DaemonError::Tls {
+        path: path.to_owned(),
+        reason: format!("{what}: {e}"),
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&files.cert, "not a PEM certificate chain", &e))?;
+    if certs.is_empty() {
+        return Err(bad(
+            &files.cert,
+            "not a PEM certificate chain",
+            &"no CERTIFICATE block",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| bad(&files.key, "not a PEM private key", &e))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&files.cert, "no TLS version", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&files.key, "the key does not fit the certificate", &e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        std::sync::Arc::new(config),
+    ))
 }
 
 /// Binds the unix socket, mode 0600, replacing a stale one.

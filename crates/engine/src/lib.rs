@@ -52,6 +52,7 @@ pub mod recover;
 pub mod selector;
 pub mod view;
 pub mod vm;
+mod vm_libvirt;
 
 pub use acquire::AcquireRequest;
 pub use attach::Mismatch;
@@ -70,8 +71,8 @@ pub use nics::{
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pod::{
-    PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest, SERVICE_GATEWAY, ServiceEnds,
-    ServicePath, VfSource, service_host_ifname, service_pod_ifname,
+    DEVICE_PLUGIN_OWNER_PREFIX, PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest,
+    SERVICE_GATEWAY, ServiceEnds, ServicePath, VfSource, service_host_ifname, service_pod_ifname,
 };
 pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};
 pub use recover::{
@@ -86,6 +87,7 @@ pub use view::{
     ReapplyView, Shown, VfDetail, VfView,
 };
 pub use vm::{
-    Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request, L3View, LedgerVms,
-    MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmState, VmView, parse_nic_ref,
+    FreedAddress, Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request,
+    L3View, LedgerVms, MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmResources,
+    VmState, VmView, parse_nic_ref,
 };

@@ -285,6 +285,10 @@ impl Engine {
             out.leases = self.reapply()?;
             out.gc = self.gc()?;
         }
+        if only.is_none() {
+            // The whole host is as recorded: what the Kubernetes plugins wait for.
+            self.record_applied_boot()?;
+        }
         Ok(out)
     }
 

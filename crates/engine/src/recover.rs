@@ -116,6 +116,8 @@ pub struct GcReport {
     pub in_progress: usize,
     /// Leases kept: healthy, or owner unknown.
     pub kept: usize,
+    /// Pods' L3 addresses whose lease is gone, given back.
+    pub addresses_freed: Vec<crate::vm::FreedAddress>,
     pub errors: Vec<String>,
 }
 
@@ -284,6 +286,11 @@ impl Engine {
                 action,
                 reason,
             });
+        }
+        // After the leases: a pod whose lease went above gives its address back too.
+        match self.l3_gc_pods() {
+            Ok(freed) => report.addresses_freed = freed,
+            Err(e) => report.errors.push(chain(&e)),
         }
         Ok(report)
     }

@@ -766,6 +766,8 @@ pub struct GcView {
     pub in_progress: usize,
     /// Leases kept: healthy, or owner unknown.
     pub kept: usize,
+    /// Pods' L3 addresses (`vfpool` IPAM) whose lease is gone, given back.
+    pub addresses_freed: Vec<crate::vm::FreedAddress>,
     pub errors: Vec<String>,
 }
 
@@ -798,6 +800,7 @@ impl From<&GcReport> for GcView {
             actions: r.actions.iter().map(GcActionView::from).collect(),
             in_progress: r.in_progress,
             kept: r.kept,
+            addresses_freed: r.addresses_freed.clone(),
             errors: r.errors.clone(),
         }
     }

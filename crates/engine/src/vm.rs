@@ -249,6 +249,63 @@ impl FromStr for VmNicSpec {
     }
 }
 
+/// A VM's memory and vCPUs (`vm create --memory MiB --vcpus N`): what its libvirt domain
+/// gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmResources {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+}
+
+impl VmResources {
+    /// Memory in MiB: 64 MiB to 4 TiB.
+    pub const MEMORY_MIB: std::ops::RangeInclusive<u64> = 64..=4 * 1024 * 1024;
+    /// vCPUs: KVM's per-VM limit on x86 (`KVM_MAX_VCPUS`).
+    pub const VCPUS: std::ops::RangeInclusive<u32> = 1..=4096;
+
+    /// Checked: memory in [`Self::MEMORY_MIB`], vCPUs in [`Self::VCPUS`].
+    pub fn new(memory_mib: u64, vcpus: u32) -> Result<Self, InvalidValue> {
+        if !Self::MEMORY_MIB.contains(&memory_mib) {
+            return Err(InvalidValue::new(
+                "memory",
+                memory_mib.to_string(),
+                "64..=4194304 (MiB)",
+            ));
+        }
+        if !Self::VCPUS.contains(&vcpus) {
+            return Err(InvalidValue::new("vcpus", vcpus.to_string(), "1..=4096"));
+        }
+        Ok(Self { memory_mib, vcpus })
+    }
+
+    /// From the command line's text; `None` takes the default (1024 MiB, one vCPU).
+    pub fn parse(memory_mib: Option<&str>, vcpus: Option<&str>) -> Result<Self, InvalidValue> {
+        let d = Self::default();
+        let memory_mib = match memory_mib {
+            None => d.memory_mib,
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| InvalidValue::new("memory", s, "64..=4194304 (MiB)"))?,
+        };
+        let vcpus = match vcpus {
+            None => d.vcpus,
+            Some(s) => s
+                .parse::<u32>()
+                .map_err(|_| InvalidValue::new("vcpus", s, "1..=4096"))?,
+        };
+        Self::new(memory_mib, vcpus)
+    }
+}
+
+impl Default for VmResources {
+    fn default() -> Self {
+        Self {
+            memory_mib: 1024,
+            vcpus: 1,
+        }
+    }
+}
+
 /// A VM NIC as named on the command line: `nic0` or `0`.
 pub fn parse_nic_ref(s: &str) -> Result<u32, InvalidValue> {
     s.strip_prefix("nic")
@@ -326,6 +383,14 @@ pub struct L3AddressView {
     pub owner: String,
 }
 
+/// An address `lease gc` gave back: a pod's (`cni/...`) whose lease is gone (JSON contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FreedAddress {
+    pub l3: String,
+    pub address: Ipv4Addr,
+    pub owner: String,
+}
+
 /// An address an owner holds on an L3, with what a pod needs to use it (`l3_allocate`,
 /// the CNI plugin's `vfpool` IPAM).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -387,6 +452,12 @@ pub struct VmView {
     pub name: String,
     pub uuid: String,
     pub state: VmState,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The libvirt (URI) vfpool defined the VM's domain at (`vm start --libvirt`), until
+    /// `vm stop` undefines it.
+    pub libvirt: Option<String>,
     pub nics: Vec<VmNicView>,
 }
 
@@ -438,6 +509,9 @@ struct VmRow {
     name: String,
     uuid: String,
     state: VmState,
+    memory_mib: u64,
+    vcpus: u32,
+    libvirt_uri: Option<String>,
 }
 
 fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> EngineError {
@@ -562,7 +636,7 @@ impl Tx<'_> {
 
     fn vm_rows(&self) -> Result<Vec<VmRow>, EngineError> {
         self.query_all(
-            "SELECT name, uuid, state FROM vms ORDER BY name",
+            "SELECT name, uuid, state, memory_mib, vcpus, libvirt_uri FROM vms ORDER BY name",
             [],
             "read vms",
             |r| {
@@ -570,6 +644,10 @@ impl Tx<'_> {
                     name: r.get(0)?,
                     uuid: r.get(1)?,
                     state: VmState::parse(&r.get::<_, String>(2)?),
+                    // Written checked (`VmResources::new`); a negative one reads as 0.
+                    memory_mib: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    vcpus: r.get(4)?,
+                    libvirt_uri: r.get(5)?,
                 })
             },
         )
@@ -1184,6 +1262,37 @@ impl Engine {
         })
     }
 
+    /// For `lease gc`: gives back the L3 addresses of pods (the CNI plugin's `vfpool` IPAM,
+    /// owner `cni/NETWORK/CONTAINERID/IFNAME`) that hold no lease. A pod's lease comes
+    /// before its address at ADD and goes after it at DEL (and its undo), so an address
+    /// without a lease is one a DEL or an undo died before giving back. One transaction:
+    /// an ADD cannot slip in between the look and the delete.
+    pub(crate) fn l3_gc_pods(&mut self) -> Result<Vec<FreedAddress>, EngineError> {
+        self.ledger.write(Durability::Synced, |tx| {
+            let orphans = tx.query_all(
+                "SELECT l3, address, owner FROM l3_addresses \
+                 WHERE owner LIKE 'cni/%' AND owner NOT IN (SELECT owner FROM leases) \
+                 ORDER BY owner",
+                [],
+                "read l3 addresses",
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+            )?;
+            let mut freed = Vec::new();
+            for (l3, address, owner) in orphans {
+                tx.exec(
+                    "DELETE FROM l3_addresses WHERE owner = ?1",
+                    [&owner],
+                    "free an l3 address",
+                )?;
+                let address = address
+                    .parse()
+                    .map_err(|_| corrupt(format!("l3 address '{address}' of {owner}")))?;
+                freed.push(FreedAddress { l3, address, owner });
+            }
+            Ok(freed)
+        })
+    }
+
     /// Refused while a VM NIC is on it or an address is handed out on it.
     pub fn l3_delete(&mut self, name: &str) -> Result<(), EngineError> {
         self.ledger.write(Durability::Synced, |tx| {
@@ -1282,9 +1391,21 @@ impl Engine {
             .count())
     }
 
-    /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0).
+    /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0), 1024 MiB
+    /// and one vCPU.
     pub fn vm_create(&mut self, name: &str, nics: &[VmNicSpec]) -> Result<VmView, EngineError> {
+        self.vm_create_with(name, nics, VmResources::default())
+    }
+
+    /// `vm create NAME --nic ... --memory MiB --vcpus N`.
+    pub fn vm_create_with(
+        &mut self,
+        name: &str,
+        nics: &[VmNicSpec],
+        res: VmResources,
+    ) -> Result<VmView, EngineError> {
         validate_name("vm", name)?;
+        VmResources::new(res.memory_mib, res.vcpus)?;
         let uuid = new_uuid()?;
         self.ledger.write(Durability::Synced, |tx| {
             if tx.vm_rows()?.iter().any(|v| v.name == name) {
@@ -1294,8 +1415,15 @@ impl Engine {
                 });
             }
             tx.exec(
-                "INSERT INTO vms (name, uuid, state, created) VALUES (?1, ?2, 'stopped', ?3)",
-                params![name, uuid, now()],
+                "INSERT INTO vms (name, uuid, state, created, memory_mib, vcpus) \
+                 VALUES (?1, ?2, 'stopped', ?3, ?4, ?5)",
+                params![
+                    name,
+                    uuid,
+                    now(),
+                    i64::try_from(res.memory_mib).unwrap_or(i64::MAX),
+                    res.vcpus
+                ],
                 "insert a vm",
             )?;
             for (i, spec) in nics.iter().enumerate() {
@@ -1314,6 +1442,20 @@ impl Engine {
     pub fn vm_list(&mut self) -> Result<Vec<VmView>, EngineError> {
         self.ledger
             .read(|tx| tx.vm_rows()?.into_iter().map(|v| vm_view(tx, v)).collect())
+    }
+
+    /// Records that vfpool defined VM `name`'s domain at libvirt `uri` (`vm start
+    /// --libvirt`), or (`None`) that it undefined it.
+    pub fn vm_set_libvirt(&mut self, name: &str, uri: Option<&str>) -> Result<(), EngineError> {
+        self.ledger.write(Durability::Synced, |tx| {
+            tx.vm_row(name)?;
+            tx.exec(
+                "UPDATE vms SET libvirt_uri = ?2 WHERE name = ?1",
+                params![name, uri],
+                "record a vm's libvirt domain",
+            )
+            .map(drop)
+        })
     }
 
     /// Only a stopped VM.
@@ -1840,6 +1982,9 @@ fn vm_view(tx: &Tx<'_>, vm: VmRow) -> Result<VmView, EngineError> {
         name: vm.name,
         uuid: vm.uuid,
         state: vm.state,
+        memory_mib: vm.memory_mib,
+        vcpus: vm.vcpus,
+        libvirt: vm.libvirt_uri,
         nics,
     })
 }

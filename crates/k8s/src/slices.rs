@@ -15,6 +15,8 @@
 //!   claim (owner starting with [`SliceConfig::claim_owner_prefix`]) stays, since the
 //!   scheduler tracks that allocation itself and the claim refers to the device;
 //! - before `host apply` has run since boot, nothing: the node's slices are deleted.
+//!
+//! The device names are [`device_name`]'s, by which the DRA plugin maps a claim back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -247,7 +249,7 @@ pub fn devices(cfg: &SliceConfig, input: &SliceInput<'_>) -> Vec<Device> {
             int(cfg.attr("numaNode"), i64::from(n));
         }
         out.push(Device {
-            name: device_name(pci),
+            name: device_name(*pci),
             attributes: Some(attrs),
             ..Default::default()
         });
@@ -344,16 +346,16 @@ fn is_root_complex(name: &str) -> bool {
 }
 
 /// Reads what the slices are built from and builds the devices: `None` when `host apply`
-/// has not run since boot (`ready` says so).
+/// has not run since boot, or `gate` says no.
 fn read_devices(
     cfg: &SliceConfig,
     host: &Host,
-    ready: &(dyn Fn() -> bool + Send + Sync),
+    gate: &(dyn Fn() -> bool + Send + Sync),
 ) -> Result<Option<Vec<Device>>, SliceError> {
-    if !ready() {
+    let mut engine = host.engine().map_err(SliceError::ReadHost)?;
+    if !engine.applied_since_boot().map_err(SliceError::ReadHost)? || !gate() {
         return Ok(None);
     }
-    let mut engine = host.engine().map_err(SliceError::ReadHost)?;
     let view = engine.host().map_err(SliceError::ReadHost)?;
     let (pools, leases) = engine
         .ledger()
@@ -502,14 +504,25 @@ async fn node_uid(cfg: &SliceConfig, client: &kube::Client) -> Result<String, Sl
 /// (A client from `kube::Config` with `default_retry` also retries 429, 503 and 504 inside
 /// each request.)
 ///
-/// `ready` says whether `host apply` has run since boot (the daemon passes the engine's
-/// `applied_since_boot`); until it has, the node's slices are deleted and none published.
+/// Until `host apply` has run since boot ([`vfpool_engine::Engine::applied_since_boot`]),
+/// the node's slices are deleted and none published.
 pub async fn run_slice_publisher(
     cfg: SliceConfig,
     host: Arc<Host>,
     client: kube::Client,
+    changes: watch::Receiver<u64>,
+) -> Result<(), SliceError> {
+    run_slice_publisher_gated(cfg, host, client, changes, Arc::new(|| true)).await
+}
+
+/// [`run_slice_publisher`] with one more condition for publishing: `gate` (called on the
+/// blocking pool before each publication; false: publish nothing, as before `host apply`).
+pub async fn run_slice_publisher_gated(
+    cfg: SliceConfig,
+    host: Arc<Host>,
+    client: kube::Client,
     mut changes: watch::Receiver<u64>,
-    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    gate: Arc<dyn Fn() -> bool + Send + Sync>,
 ) -> Result<(), SliceError> {
     cfg.validate()?;
     let cfg = Arc::new(cfg);
@@ -517,8 +530,8 @@ pub async fn run_slice_publisher(
     loop {
         let seen = *changes.borrow_and_update();
         let result = {
-            let (cfg2, host, ready) = (cfg.clone(), host.clone(), ready.clone());
-            match tokio::task::spawn_blocking(move || read_devices(&cfg2, &host, &*ready)).await {
+            let (cfg2, host, gate) = (cfg.clone(), host.clone(), gate.clone());
+            match tokio::task::spawn_blocking(move || read_devices(&cfg2, &host, &*gate)).await {
                 Ok(Ok(devices)) => publish(&cfg, &client, devices.as_deref()).await,
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(SliceError::ReadHostTask(e)),
@@ -576,7 +589,16 @@ mod tests {
     }
 
     impl Demo {
+        /// The demo host, `host apply` run.
         fn new() -> Self {
+            let demo = Self::before_apply();
+            demo.engine()
+                .apply_boot(None, Duration::from_secs(5), false)
+                .unwrap();
+            demo
+        }
+
+        fn before_apply() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let host = Host::open(&HostConfig {
                 demo: true,
@@ -657,7 +679,7 @@ mod tests {
             .pci;
         let devs = demo.devices(&cfg());
         assert_eq!(devs.len(), 6, "{:?}", devs.keys());
-        let d = &devs[&device_name(&vf0)];
+        let d = &devs[&device_name(vf0)];
         let want: BTreeMap<String, DeviceAttribute> = [
             ("vfpool.io/pciAddress", s(&vf0.to_string())),
             ("vfpool.io/pfName", s("eno49")),
@@ -683,7 +705,7 @@ mod tests {
             .unwrap()
             .pci;
         assert!(
-            !devs[&device_name(&vf2)]
+            !devs[&device_name(vf2)]
                 .attributes
                 .as_ref()
                 .unwrap()
@@ -701,7 +723,7 @@ mod tests {
         let other = SliceConfig::new("sriov.example.com", "worker-1").unwrap();
         let devs = demo.devices(&other);
         assert!(
-            devs[&device_name(&vf0)]
+            devs[&device_name(vf0)]
                 .attributes
                 .as_ref()
                 .unwrap()
@@ -722,8 +744,8 @@ mod tests {
             .acquire(&AcquireRequest::new("web", "dra/claim-uid-1/vf"))
             .unwrap();
         let devs = demo.devices(&cfg());
-        assert!(!devs.contains_key(&device_name(&cli.vf_pci)));
-        assert!(devs.contains_key(&device_name(&claim.vf_pci)));
+        assert!(!devs.contains_key(&device_name(cli.vf_pci)));
+        assert!(devs.contains_key(&device_name(claim.vf_pci)));
         assert_eq!(devs.len(), 2 + 4 - 1);
         // eno50 down: its VFs are unhealthy and go.
         demo.host.netops().unwrap().set_up("eno50", false).unwrap();
@@ -733,12 +755,25 @@ mod tests {
             devs.values()
                 .all(|d| attr(d, "vfpool.io/pfName") == &s("eno49"))
         );
-        // Not ready (no `host apply` since boot): nothing at all.
+        // The gate closed: nothing at all.
         assert!(
             read_devices(&cfg(), &demo.host, &|| false)
                 .unwrap()
                 .is_none()
         );
+        // No `host apply` since boot: nothing at all either.
+        let fresh = Demo::before_apply();
+        fresh.split("eno49", 2);
+        assert!(
+            read_devices(&cfg(), &fresh.host, &|| true)
+                .unwrap()
+                .is_none()
+        );
+        fresh
+            .engine()
+            .apply_boot(None, Duration::from_secs(5), false)
+            .unwrap();
+        assert_eq!(fresh.devices(&cfg()).len(), 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use k8s_openapi::api::resource::v1::ResourceSlice;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use vfpool_engine::{Engine, Host, HostConfig, SplitRequest};
-use vfpool_k8s::{Backoff, SliceConfig, run_slice_publisher};
+use vfpool_k8s::{Backoff, SliceConfig, run_slice_publisher, run_slice_publisher_gated};
 
 const NODE: &str = "worker-1";
 const NODE_UID: &str = "6b1f3c2e-0000-4000-8000-000000000001";
@@ -394,7 +394,20 @@ struct Demo {
 }
 
 impl Demo {
+    /// The demo host, `host apply` run.
     fn new() -> Self {
+        let demo = Self::before_apply();
+        demo.apply();
+        demo
+    }
+
+    fn apply(&self) {
+        self.engine()
+            .apply_boot(None, Duration::from_secs(5), false)
+            .unwrap();
+    }
+
+    fn before_apply() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let host = Host::open(&HostConfig {
             demo: true,
@@ -432,7 +445,7 @@ impl Demo {
             .vfs
             .values()
             .filter(|v| v.pf.name == nic)
-            .map(|v| vfpool_k8s::device_name(&v.pci))
+            .map(|v| vfpool_k8s::device_name(v.pci))
             .collect()
     }
 }
@@ -449,42 +462,27 @@ fn cfg() -> SliceConfig {
 struct Publisher {
     changes: watch::Sender<u64>,
     task: tokio::task::JoinHandle<Result<(), vfpool_k8s::SliceError>>,
-    ready: Arc<AtomicBool>,
 }
 
 impl Publisher {
-    fn start(demo: &Demo, client: kube::Client, ready: bool) -> Self {
-        let flag = Arc::new(AtomicBool::new(ready));
-        let f = flag.clone();
-        Self::start_with(
-            demo,
-            client,
-            cfg(),
-            flag,
-            Arc::new(move || f.load(Ordering::SeqCst)),
-        )
+    fn start(demo: &Demo, client: kube::Client) -> Self {
+        Self::start_with(demo, client, cfg(), None)
     }
 
+    /// With `gate`: [`run_slice_publisher_gated`].
     fn start_with(
         demo: &Demo,
         client: kube::Client,
         cfg: SliceConfig,
-        flag: Arc<AtomicBool>,
-        ready: Arc<dyn Fn() -> bool + Send + Sync>,
+        gate: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     ) -> Self {
         let (changes, rx) = watch::channel(0);
-        let task = tokio::spawn(run_slice_publisher(
-            cfg,
-            demo.host.clone(),
-            client,
-            rx,
-            ready,
-        ));
-        Publisher {
-            changes,
-            task,
-            ready: flag,
-        }
+        let host = demo.host.clone();
+        let task = match gate {
+            None => tokio::spawn(run_slice_publisher(cfg, host, client, rx)),
+            Some(g) => tokio::spawn(run_slice_publisher_gated(cfg, host, client, rx, g)),
+        };
+        Publisher { changes, task }
     }
 
     fn bump(&self) {
@@ -538,7 +536,7 @@ async fn first_publication_then_a_split_then_vfs_removed_and_unhealthy() {
     check(&other).unwrap();
     api.put(other.clone());
     let client = serve(&api).await;
-    let p = Publisher::start(&demo, client, true);
+    let p = Publisher::start(&demo, client);
 
     until("the first publication", || {
         api.names_of(NODE) == demo.vfs_of("eno49")
@@ -609,7 +607,7 @@ async fn over_128_vfs_several_slices_with_their_count_and_generation() {
     demo.split("ens1f1np1", 127);
     let api = ApiServer::default();
     let client = serve(&api).await;
-    let p = Publisher::start(&demo, client, true);
+    let p = Publisher::start(&demo, client);
     until("254 devices", || api.names_of(NODE).len() == 254).await;
     assert_eq!(generations(&api), [(1, 2), (1, 2)]);
     let sizes: Vec<usize> = api
@@ -654,7 +652,7 @@ async fn server_errors_are_retried_with_backoff() {
     }
     let client = serve(&api).await;
     let start = Instant::now();
-    let p = Publisher::start(&demo, client, true);
+    let p = Publisher::start(&demo, client);
     until("publication after the errors", || {
         api.names_of(NODE) == demo.vfs_of("eno49")
     })
@@ -696,7 +694,7 @@ async fn a_conflict_is_retried_from_a_new_list() {
         .faults
         .push_back((Some(Method::PUT), 409));
     let client = serve(&api).await;
-    let p = Publisher::start(&demo, client, true);
+    let p = Publisher::start(&demo, client);
     until("the current set", || {
         api.names_of(NODE) == demo.vfs_of("eno49") && api.slices_of(NODE).len() == 1
     })
@@ -710,7 +708,7 @@ async fn a_conflict_is_retried_from_a_new_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_published_before_host_apply_and_a_restart_writes_nothing_new() {
-    let demo = Demo::new();
+    let demo = Demo::before_apply();
     demo.split("eno49", 3);
     let api = ApiServer::default();
     // A slice left from before the reboot.
@@ -722,12 +720,12 @@ async fn nothing_is_published_before_host_apply_and_a_restart_writes_nothing_new
                  "devices": [{"name": "vf-0000-99-00-0"}]},
     }));
     let client = serve(&api).await;
-    let p = Publisher::start(&demo, client.clone(), false);
+    let p = Publisher::start(&demo, client.clone());
     until("the old slice deleted", || api.slices_of(NODE).is_empty()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(api.slices_of(NODE).is_empty());
     // `host apply` ran: the daemon bumps.
-    p.ready.store(true, Ordering::SeqCst);
+    demo.apply();
     p.bump();
     until("the VFs published", || {
         api.names_of(NODE) == demo.vfs_of("eno49")
@@ -739,7 +737,7 @@ async fn nothing_is_published_before_host_apply_and_a_restart_writes_nothing_new
     // A restart over the same host: what is there is current, nothing written.
     let writes = api.writes();
     let reads = api.log_of(200);
-    let p = Publisher::start(&demo, client, true);
+    let p = Publisher::start(&demo, client);
     until("the restarted publisher's list", || api.log_of(200) > reads).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(api.writes(), writes);
@@ -755,7 +753,7 @@ async fn a_bad_driver_name_stops_the_publisher_with_one_line() {
     let mut c = cfg();
     c.driver = "VFPOOL".into();
     let (_tx, rx) = watch::channel(0);
-    let run = run_slice_publisher(c, demo.host.clone(), client, rx, Arc::new(|| true));
+    let run = run_slice_publisher(c, demo.host.clone(), client, rx);
     let e = tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .expect("a bad configuration ends the publisher at once")
@@ -822,7 +820,7 @@ async fn a_host_that_cannot_be_read_is_tried_again() {
         }
         true
     });
-    let p = Publisher::start_with(&demo, client, cfg(), Arc::new(AtomicBool::new(true)), ready);
+    let p = Publisher::start_with(&demo, client, cfg(), Some(ready));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(panicked.load(Ordering::SeqCst));
     assert!(api.0.lock().unwrap().log.is_empty());
@@ -843,13 +841,7 @@ async fn an_unknown_node_or_one_without_uid_gets_no_slices() {
         let client = serve(&api).await;
         let mut c = cfg();
         c.node_name = node.into();
-        let p = Publisher::start_with(
-            &demo,
-            client,
-            c,
-            Arc::new(AtomicBool::new(true)),
-            Arc::new(|| true),
-        );
+        let p = Publisher::start_with(&demo, client, c, None);
         // Listed, the node looked up and refused, tried again: never written.
         until("a retry", || api.log_of(200) >= 2).await;
         assert_eq!(api.writes(), 0, "{node}");
@@ -904,13 +896,7 @@ async fn a_slice_deleted_by_someone_else_is_put_back_at_the_resync() {
     let client = serve(&api).await;
     let mut c = cfg();
     c.resync = Duration::from_millis(200);
-    let p = Publisher::start_with(
-        &demo,
-        client,
-        c,
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(|| true),
-    );
+    let p = Publisher::start_with(&demo, client, c, None);
     until("the first publication", || api.slices_of(NODE).len() == 1).await;
     api.0.lock().unwrap().slices.clear();
     until("the slice put back", || {

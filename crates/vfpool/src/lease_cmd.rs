@@ -216,6 +216,14 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
                         a.reason
                     );
                 }
+                for a in &rep.addresses_freed {
+                    crate::outln!(
+                        "freed address {} on {} ({}): its lease is gone",
+                        a.address,
+                        a.l3,
+                        a.owner
+                    );
+                }
                 crate::outln!(
                     "{} done, {} kept, {} in progress elsewhere, {} failed",
                     rep.actions.len(),

@@ -30,6 +30,17 @@ pub struct ServeArgs {
     /// A file whose first line is a read-only token (GET only).
     #[arg(long, value_name = "FILE", requires = "token_file")]
     read_token_file: Option<PathBuf>,
+    /// Serve TCP over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "no_tcp"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds between two `gc` runs (1..=86400).
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     gc_interval: String,
@@ -65,6 +76,10 @@ pub fn run(ctx: Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         token_file: args.token_file,
         read_token_file: args.read_token_file,
         gc_interval: Duration::from_secs(gc),
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| vfpool_daemon::server::TlsFiles { cert, key }),
     };
     if ctx.host.is_simulated() {
         eprintln!(
