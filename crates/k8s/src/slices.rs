@@ -34,6 +34,7 @@ use vfpool_engine::{EngineError, Host, HostView, Lease, Pool, chain};
 use vfpool_host::Sysfs;
 use vfpool_model::{InvalidValue, PciAddr};
 
+use crate::dra::DRA_OWNER_PREFIX;
 use crate::names::device_name;
 
 /// The driver name when none is given.
@@ -44,8 +45,6 @@ pub const MAX_DEVICES_PER_SLICE: usize = 128;
 /// The standard attribute for a PCI device's root complex (`pci<domain>:<bus>`), defined in
 /// Kubernetes 1.34 (`k8s.io/dynamic-resource-allocation/deviceattribute`).
 pub const PCIE_ROOT_ATTRIBUTE: &str = "resource.kubernetes.io/pcieRoot";
-/// The owner prefix of the leases the DRA kubelet plugin makes for claims.
-pub const DEFAULT_CLAIM_OWNER_PREFIX: &str = "dra/";
 
 /// Errors of ResourceSlice publication.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +101,8 @@ pub struct SliceConfig {
     pub driver: String,
     /// This node's name (`spec.nodeName`, and the pool's name).
     pub node_name: String,
-    /// Leases whose owner starts with this are DRA claims' (their VFs stay published).
+    /// Leases whose owner starts with this are DRA claims' (their VFs stay published):
+    /// the DRA kubelet plugin's [`DRA_OWNER_PREFIX`] unless changed.
     pub claim_owner_prefix: String,
     pub backoff: Backoff,
     /// How long after a publication the API server's set is checked again with no change
@@ -116,7 +116,7 @@ impl SliceConfig {
         let cfg = Self {
             driver: driver.to_owned(),
             node_name: node_name.to_owned(),
-            claim_owner_prefix: DEFAULT_CLAIM_OWNER_PREFIX.to_owned(),
+            claim_owner_prefix: DRA_OWNER_PREFIX.to_owned(),
             backoff: Backoff::default(),
             resync: Duration::from_secs(300),
         };
@@ -741,7 +741,10 @@ mod tests {
             .unwrap();
         let cli = e.acquire(&AcquireRequest::new("web", "manual-1")).unwrap();
         let claim = e
-            .acquire(&AcquireRequest::new("web", "dra/claim-uid-1/vf"))
+            .acquire(&AcquireRequest::new(
+                "web",
+                &crate::dra::dra_owner("claim-uid-1", "vf-0000-03-10-1"),
+            ))
             .unwrap();
         let devs = demo.devices(&cfg());
         assert!(!devs.contains_key(&device_name(cli.vf_pci)));
