@@ -42,6 +42,8 @@ unset VFPOOL_ALLOW_SKIP
 cargo test --workspace --locked
 # The REST API fuzzed from its OpenAPI document (no 5xx, no crash).
 scripts/api-fuzz.sh
+# deploy/ against the Kubernetes 1.34 schemas (kubernetes-validate from PyPI).
+scripts/validate-deploy.sh
 # The libvirt API (off by default so that the static builds link): test driver and libvirtd.
 cargo test -p vfpool-libvirt --features libvirt-api --locked
 # The CLI's `vm start|stop --libvirt` (vfpool's `libvirt` feature): test driver and libvirtd.

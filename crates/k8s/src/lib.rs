@@ -26,7 +26,13 @@
 //!   ([`cdi`]) and returns its device ids; NodeUnprepareResources releases. Devices are
 //!   named as in the ResourceSlices: [`device_name`].
 //!
-//! Both return `Ok(())` when `changes`' sender is dropped (the daemon stops), and neither
+//! - [`run_slice_publisher`]`(cfg, host, client, changes)`: the DRA driver's ResourceSlices
+//!   (`resource.k8s.io/v1`) on the API server through `kube`: one pool per node, a device
+//!   per VF that can be allocated now, built by the pure [`slices::devices`] /
+//!   [`build_slices`] from the engine's views; published again on every bump of `changes`
+//!   ([`slices`]).
+//!
+//! All three return `Ok(())` when `changes`' sender is dropped (the daemon stops), and none
 //! advertises or prepares anything until `host apply` has run since boot
 //! ([`vfpool_engine::Engine::applied_since_boot`]). `changes` is a generation counter the
 //! daemon bumps whenever the host or the ledger changed. Engine calls run in
@@ -40,6 +46,7 @@ pub mod dra;
 pub mod names;
 pub mod proto;
 pub mod settings;
+pub mod slices;
 pub mod uds;
 
 use std::path::PathBuf;
@@ -52,6 +59,11 @@ use vfpool_model::InvalidValue;
 pub use deviceplugin::run_device_plugins;
 pub use dra::{AllocatedDevice, BoxFuture, ClaimRef, ClaimSource, dra_owner, run_dra_plugin};
 pub use names::{device_name, parse_device_name, pcidevice_env};
+pub use slices::{
+    Backoff, DEFAULT_DRIVER, MAX_DEVICES_PER_SLICE, PCIE_ROOT_ATTRIBUTE, Published, SliceConfig,
+    SliceError, SliceInput, build_slices, pcie_roots, publish, run_slice_publisher,
+    run_slice_publisher_gated,
+};
 
 /// Where the kubelet is and how vfpool names itself to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
