@@ -29,6 +29,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
     #[error("cannot serve: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -9,6 +9,8 @@
 //! - [`auth`]: bearer tokens (a read-only one apart), compared in constant time.
 //! - [`server`]: the listeners (a unix socket, mode 0600, and loopback TCP unless a token is
 //!   set) and the router.
+//! - [`watch`]: change detection without polling (inotify on the ledger and the demo host,
+//!   rtnetlink and uevents on a real host), coalesced into one bump of the change counter.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod server;
 pub mod state;
+pub mod watch;
 
 pub use error::{ApiError, DaemonError};
 pub use server::{ServeConfig, router, serve};

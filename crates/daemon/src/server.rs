@@ -83,6 +83,8 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
     });
     let state = AppState::new(host, auth);
     let app = router(state.clone());
+    // Live changes: the ledger and the host, whoever changed them (stopped when dropped).
+    let _watchers = crate::watch::start(&state, crate::watch::Coalescer::default())?;
 
     let unix = bind_unix(&socket)?;
     tracing::info!(socket = %socket.display(), "serving on the unix socket");

@@ -10,11 +10,12 @@ use vfpool_engine::view::Shown;
 
 use crate::state::AppState;
 
+pub mod events;
 pub mod nics;
 
 /// Every API route.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(nics::router())
+    Router::new().merge(nics::router()).merge(events::router())
 }
 
 /// A view as JSON, its warnings as `Vfpool-Warning` headers.
