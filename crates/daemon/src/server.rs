@@ -49,7 +49,13 @@ impl Default for ServeConfig {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
         .merge(crate::api::router())
+        // On the matched routes only: the metrics key on the route, not the raw path.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,

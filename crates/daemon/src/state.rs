@@ -7,6 +7,8 @@ use vfpool_engine::{Engine, EngineError, Host};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::snapshot::SnapshotCache;
 
 /// The daemon's shared state; cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -22,6 +24,9 @@ struct Inner {
     /// Bumped whenever the host or the ledger changed (by this process or another one);
     /// live views (server-sent events, the device plugin) re-read on a change.
     changes: watch::Sender<u64>,
+    /// The last `GET /api/v1/nics` answer, until the next change.
+    snapshots: SnapshotCache,
+    metrics: Metrics,
 }
 
 /// How many idle engines are kept open (more may be open while requests are in flight).
@@ -35,6 +40,8 @@ impl AppState {
             idle: Mutex::new(Vec::new()),
             auth,
             changes,
+            snapshots: SnapshotCache::default(),
+            metrics: Metrics::default(),
         }))
     }
 
@@ -49,6 +56,26 @@ impl AppState {
     /// A receiver of the change counter.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.changes.subscribe()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// The change counter now.
+    pub fn generation(&self) -> u64 {
+        *self.0.changes.borrow()
+    }
+
+    /// The cached answers of reads ([`crate::snapshot`]).
+    pub fn snapshots(&self) -> &SnapshotCache {
+        &self.0.snapshots
+    }
+
+    /// Drops the cached answers: this daemon just changed something (its own clients then
+    /// read their writes before the watchers' bump).
+    pub fn invalidate_snapshots(&self) {
+        self.0.snapshots.invalidate();
     }
 
     /// Says that the host or the ledger changed.

@@ -144,6 +144,18 @@ pub fn start(state: &AppState, coalescer: Coalescer) -> Result<Watchers, WatchEr
         let trigger = trigger.clone();
         async move { coalescer.run(trigger, || state.changed()).await }
     }));
+    // The NIC list is computed again after each change, before anyone asks.
+    tasks.push(tokio::spawn({
+        let state = state.clone();
+        let mut rx = state.subscribe();
+        async move {
+            while rx.changed().await.is_ok() {
+                if let Err(e) = state.snapshots().nics(&state).await {
+                    tracing::warn!(error = %e.body.message, "cannot read the NIC list");
+                }
+            }
+        }
+    }));
     let host = state.host();
     // Opening an engine creates the ledger if this is a new state directory.
     drop(host.engine()?);

@@ -15,9 +15,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/nics/{nic}", get(show))
 }
 
-/// `GET /api/v1/nics`: as `vfpool nic list -o json`.
+/// `GET /api/v1/nics`: as `vfpool nic list -o json`, from the snapshot kept until the next
+/// change ([`crate::snapshot`]).
 async fn list(State(s): State<AppState>) -> Result<Response, ApiError> {
-    Ok(shown(s.with_host(|h| h.nics()).await?))
+    Ok(s.snapshots().nics(&s).await?.response())
 }
 
 /// `GET /api/v1/nics/{nic}`: as `vfpool nic show NIC -o json`.
