@@ -92,14 +92,23 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
     // Live changes: the ledger and the host, whoever changed them (stopped when dropped).
     let _watchers = crate::watch::start(&state, crate::watch::Coalescer::default())?;
 
+    // SIGINT or SIGTERM: the listeners stop accepting, event streams end.
+    tokio::spawn({
+        let state = state.clone();
+        async move {
+            shutdown().await;
+            state.stop();
+        }
+    });
     let unix = bind_unix(&socket)?;
     tracing::info!(socket = %socket.display(), "serving on the unix socket");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let app = app.clone();
+        let state = state.clone();
         async move {
             axum::serve(unix, app)
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(async move { state.stopped().await })
                 .await
         }
     });
@@ -115,9 +124,10 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
             "vfpool serve: http://{addr}/ (API under /api/v1/), socket {}",
             socket.display()
         );
+        let state = state.clone();
         tasks.spawn(async move {
             axum::serve(tcp, app)
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(async move { state.stopped().await })
                 .await
         });
     }

@@ -27,6 +27,9 @@ struct Inner {
     /// The last `GET /api/v1/nics` answer, until the next change.
     snapshots: SnapshotCache,
     metrics: Metrics,
+    /// Set when the daemon is asked to stop: long-lived answers (server-sent events) end, so
+    /// that the graceful shutdown does not wait for their clients.
+    stopping: watch::Sender<bool>,
 }
 
 /// How many idle engines are kept open (more may be open while requests are in flight).
@@ -42,6 +45,7 @@ impl AppState {
             changes,
             snapshots: SnapshotCache::default(),
             metrics: Metrics::default(),
+            stopping: watch::channel(false).0,
         }))
     }
 
@@ -60,6 +64,18 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Asks long-lived answers to end: the daemon is stopping.
+    pub fn stop(&self) {
+        self.0.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Self::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.0.stopping.subscribe();
+        // The sender lives as long as `self`: an error cannot happen while we wait.
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     /// The change counter now.

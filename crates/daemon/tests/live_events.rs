@@ -124,6 +124,23 @@ async fn events_stream_a_change_made_by_another_engine() {
         waited < Duration::from_millis(100),
         "event {waited:?} after the acquire"
     );
+
+    // The daemon stopping ends the stream (a graceful shutdown would wait for it otherwise).
+    d.state.stop();
+    let end = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match events.body.frame().await {
+                None => return,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("{e}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the event stream did not end when the daemon stopped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -22,7 +22,8 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    Sse::new(changes(s.subscribe())).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    let stream = changes(s.subscribe()).take_until(async move { s.stopped().await });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 
 /// The generation now, then each new one (generations that come faster than the client reads
