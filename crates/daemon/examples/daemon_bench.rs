@@ -226,16 +226,25 @@ async fn main() {
         let conn = conns[i as usize % conns.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut c = conn.lock().await;
+            let sent = tokio::time::Instant::now();
             let (s, len) = get(&mut c, addr, "/api/v1/nics").await;
             assert_eq!(s, 200);
             assert_eq!(len, bytes);
-            ms(due.elapsed())
+            (ms(due.elapsed()), ms(sent.elapsed()))
         }));
     }
     let mut fixed = Vec::new();
+    let mut service = Vec::new();
     for t in tasks {
-        fixed.push(t.await.unwrap());
+        let (from_due, from_sent) = t.await.unwrap();
+        fixed.push(from_due);
+        service.push(from_sent);
     }
+    let over = |v: &[f64]| v.iter().filter(|x| **x > 10.0).count();
+    let (over_due, over_sent) = (over(&fixed), over(&service));
+    let tail = |v: &mut Vec<f64>| (pct(v, 0.9), pct(v, 0.999), pct(v, 1.0));
+    let (due90, due999, due_max) = tail(&mut fixed);
+    let (sent90, sent999, sent_max) = tail(&mut service);
     let rss_load = sampler.await.unwrap();
 
     // wrk (Debian's: closed loop, no fixed rate), if installed.
@@ -357,6 +366,10 @@ async fn main() {
         ),
         &mut fixed,
     );
+    let (s50, s99) = row(
+        "same, timed from the send (client stalls left out)",
+        &mut service,
+    );
     let (c50, _) = row(
         "`vfpool nic list -o json`, one process per call (peer)",
         &mut peer,
@@ -374,6 +387,10 @@ async fn main() {
     println!(
         "ratio daemon p50 / CLI p50: {:.4} ({f50:.2} / {c50:.2} ms); p99 goal 10 ms: {f99:.2}",
         f50 / c50
+    );
+    println!(
+        "fixed rate, from due: p90 {due90:.2} p99.9 {due999:.2} max {due_max:.2} ms, {over_due} of {n} over 10 ms; \
+         from send: p50 {s50:.2} p90 {sent90:.2} p99 {s99:.2} p99.9 {sent999:.2} max {sent_max:.2} ms, {over_sent} over 10 ms"
     );
     println!(
         "RSS: idle {:.1} MiB, under the fixed-rate load (max of 100 ms samples) {:.1} MiB, after wrk {:.1} MiB, VmHWM {:.1} MiB",
