@@ -31,6 +31,8 @@ pub enum DaemonError {
     },
     #[error("cannot use TLS file {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
     #[error("cannot serve: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -18,14 +18,21 @@
 //! - [`auth`]: bearer tokens (a read-only one apart), compared in constant time.
 //! - [`server`]: the listeners (a unix socket, mode 0600, and loopback TCP unless a token is
 //!   set) and the router.
+//! - [`metrics`]: `GET /metrics` and the layer that times lease operations and splits.
+//! - [`snapshot`]: the last `GET /api/v1/nics` answer, kept until the next change.
+//! - [`watch`]: change detection without polling (inotify on the ledger and the demo host,
+//!   rtnetlink and uevents on a real host), coalesced into one bump of the change counter.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod metrics;
 pub mod server;
+pub mod snapshot;
 pub mod state;
+pub mod watch;
 
 pub use error::{ApiError, DaemonError};
 pub use server::{ServeConfig, router, serve};

@@ -28,6 +28,7 @@ use vfpool_model::InvalidValue;
 use crate::error::{ApiError, ErrorResponse};
 use crate::state::AppState;
 
+pub mod events;
 pub mod host;
 pub mod leases;
 pub mod net;
@@ -122,6 +123,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Every API route, and the document at [`OPENAPI_PATH`].
 pub fn router() -> Router<AppState> {
     let (router, _) = routes().split_for_parts();
+    let router = router.merge(events::router());
     // Written once; serializing a document of plain maps and strings does not fail.
     let doc: Arc<Result<axum::body::Bytes, String>> = Arc::new(
         serde_json::to_vec(&openapi())

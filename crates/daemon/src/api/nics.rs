@@ -51,11 +51,12 @@ fn timeout(t: Option<u64>) -> Result<std::time::Duration, ApiError> {
     Ok(parse_timeout(&t.unwrap_or(DEFAULT_TIMEOUT).to_string())?)
 }
 
-/// `GET /api/v1/nics`: as `vfpool nic list -o json`.
+/// `GET /api/v1/nics`: as `vfpool nic list -o json`, from the snapshot kept until the next
+/// change ([`crate::snapshot`]).
 #[utoipa::path(get, path = "/api/v1/nics", tag = "nics",
     responses((status = 200, description = "Every physical NIC", body = Vec<NicView>)))]
 pub async fn list(State(s): State<AppState>) -> Result<Response, ApiError> {
-    Ok(shown(s.with_host(|h| h.nics()).await?))
+    Ok(s.snapshots().nics(&s).await?.response())
 }
 
 /// `GET /api/v1/nics/{nic}`: as `vfpool nic show NIC -o json` (a PF with its VFs, or a VF).
