@@ -32,6 +32,8 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
 # driven over WebDriver.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# The REST API's fuzz run (scripts/api-fuzz.sh): schemathesis from PyPI in a venv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "test-all: installing ${need[*]}" >&2
     apt-get update -qq
@@ -42,8 +44,14 @@ fi
 # set here: a root-only test that cannot run fails.
 unset VFPOOL_ALLOW_SKIP
 cargo test --workspace --locked
+# The REST API fuzzed from its OpenAPI document (no 5xx, no crash).
+scripts/api-fuzz.sh
+# deploy/ against the Kubernetes 1.34 schemas (kubernetes-validate from PyPI).
+scripts/validate-deploy.sh
 # The libvirt API (off by default so that the static builds link): test driver and libvirtd.
 cargo test -p vfpool-libvirt --features libvirt-api --locked
+# The CLI's `vm start|stop --libvirt` (vfpool's `libvirt` feature): test driver and libvirtd.
+cargo test -p vfpool --features libvirt --locked --bin vfpool --test cli_vm_libvirt
 
 # Tier 3: real VFs from QEMU's emulated igb NIC (installs qemu when missing).
 cargo xtask vmtest

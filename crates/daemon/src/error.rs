@@ -31,6 +31,8 @@ pub enum DaemonError {
     },
     #[error("cannot use TLS file {path}: {reason}")]
     Tls { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
     #[error("cannot serve: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -42,16 +44,24 @@ pub struct ApiError {
     pub body: ErrorBody,
 }
 
-/// The JSON of a failed request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// The JSON of a failed request: `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The engine's error kind (`invalid-input`, `not-found`, `conflict`, `busy`,
-    /// `exhausted`, `refused`, `io`, `corrupt-state`), or `unauthorized`, `forbidden`.
+    /// `exhausted`, `refused`, `io`, `corrupt-state`), or `unauthorized`, `forbidden`,
+    /// `too-large` (413), `unsupported-media-type` (415).
     pub kind: String,
     /// The one-line message, as the CLI prints it.
     pub message: String,
-    /// The field of the request that is wrong, for `invalid-input`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The field of the request that is wrong, for `invalid-input` (a body's field by its
+    /// path, `nics[0].type`; `body` for the body as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 
@@ -76,6 +86,16 @@ impl ApiError {
         );
         err.body.field = Some(e.field.to_string());
         err
+    }
+
+    /// The engine names a field after what it is (`l2 create NAME`'s name is `l2`); a
+    /// body names it `name`: `from` becomes `to`.
+    #[must_use]
+    pub fn field_renamed(mut self, from: &str, to: &str) -> Self {
+        if self.body.field.as_deref() == Some(from) {
+            self.body.field = Some(to.to_owned());
+        }
+        self
     }
 
     pub(crate) fn join(e: tokio::task::JoinError) -> Self {

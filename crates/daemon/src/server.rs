@@ -59,8 +59,14 @@ impl Default for ServeConfig {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/metrics", axum::routing::get(crate::metrics::scrape))
         .merge(crate::api::router())
         .merge(crate::console::router())
+        // On the matched routes only: the metrics key on the route, not the raw path.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
@@ -95,15 +101,26 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
     });
     let state = AppState::new(host, auth);
     let app = router(state.clone());
+    // Live changes: the ledger and the host, whoever changed them (stopped when dropped).
+    let _watchers = crate::watch::start(&state, crate::watch::Coalescer::default())?;
 
+    // SIGINT or SIGTERM: the listeners stop accepting, event streams end.
+    tokio::spawn({
+        let state = state.clone();
+        async move {
+            shutdown().await;
+            state.stop();
+        }
+    });
     let unix = bind_unix(&socket)?;
     tracing::info!(socket = %socket.display(), "serving on the unix socket");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let app = app.clone();
+        let state = state.clone();
         async move {
             axum::serve(unix, app)
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(async move { state.stopped().await })
                 .await
         }
     });
@@ -125,8 +142,9 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
                 let handle = axum_server::Handle::new();
                 tokio::spawn({
                     let handle = handle.clone();
+                    let state = state.clone();
                     async move {
-                        shutdown().await;
+                        state.stopped().await;
                         handle.graceful_shutdown(Some(Duration::from_secs(5)));
                     }
                 });
@@ -147,9 +165,10 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
                         source,
                     }
                 })?;
+                let state = state.clone();
                 tasks.spawn(async move {
                     axum::serve(tcp, app)
-                        .with_graceful_shutdown(shutdown())
+                        .with_graceful_shutdown(async move { state.stopped().await })
                         .await
                 });
             }

@@ -7,6 +7,8 @@ use vfpool_engine::{Engine, EngineError, Host};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::snapshot::SnapshotCache;
 
 /// The daemon's shared state; cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -22,6 +24,12 @@ struct Inner {
     /// Bumped whenever the host or the ledger changed (by this process or another one);
     /// live views (server-sent events, the device plugin) re-read on a change.
     changes: watch::Sender<u64>,
+    /// The last `GET /api/v1/nics` answer, until the next change.
+    snapshots: SnapshotCache,
+    metrics: Metrics,
+    /// Set when the daemon is asked to stop: long-lived answers (server-sent events) end, so
+    /// that the graceful shutdown does not wait for their clients.
+    stopping: watch::Sender<bool>,
 }
 
 /// How many idle engines are kept open (more may be open while requests are in flight).
@@ -35,6 +43,9 @@ impl AppState {
             idle: Mutex::new(Vec::new()),
             auth,
             changes,
+            snapshots: SnapshotCache::default(),
+            metrics: Metrics::default(),
+            stopping: watch::channel(false).0,
         }))
     }
 
@@ -49,6 +60,38 @@ impl AppState {
     /// A receiver of the change counter.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.0.changes.subscribe()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Asks long-lived answers to end: the daemon is stopping.
+    pub fn stop(&self) {
+        self.0.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Self::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.0.stopping.subscribe();
+        // The sender lives as long as `self`: an error cannot happen while we wait.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// The change counter now.
+    pub fn generation(&self) -> u64 {
+        *self.0.changes.borrow()
+    }
+
+    /// The cached answers of reads ([`crate::snapshot`]).
+    pub fn snapshots(&self) -> &SnapshotCache {
+        &self.0.snapshots
+    }
+
+    /// Drops the cached answers: this daemon just changed something (its own clients then
+    /// read their writes before the watchers' bump).
+    pub fn invalidate_snapshots(&self) {
+        self.0.snapshots.invalidate();
     }
 
     /// Says that the host or the ledger changed.

@@ -66,6 +66,90 @@ impl AcquireRequest {
 }
 
 /// What the write transaction of an acquire ends with.
+/// `lease acquire`'s options as a user typed them (the CLI's options, the REST API's body):
+/// every front end turns them into an [`AcquireRequest`] here, with the same one-line
+/// errors naming the option (`invalid vlan '5000': allowed 0..=4094`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AcquireInput {
+    pub pool: String,
+    pub owner: String,
+    /// `container`, `vm` or `manual` (default).
+    pub owner_kind: Option<String>,
+    pub vf: Option<String>,
+    pub mac: Option<String>,
+    pub vlan: Option<String>,
+    pub qos: Option<String>,
+    pub vlan_proto: Option<String>,
+    pub spoofchk: Option<String>,
+    pub trust: Option<String>,
+    pub link_state: Option<String>,
+    pub min_rate: Option<String>,
+    pub max_rate: Option<String>,
+    pub mtu: Option<String>,
+    pub driver: Option<String>,
+    pub numa: Option<String>,
+    pub netns: Option<PathBuf>,
+}
+
+fn num<T: std::str::FromStr>(
+    field: &'static str,
+    v: &Option<String>,
+    allowed: &str,
+) -> Result<Option<T>, InvalidValue> {
+    v.as_deref()
+        .map(|s| {
+            s.parse::<T>()
+                .map_err(|_| InvalidValue::new(field, s, allowed))
+        })
+        .transpose()
+}
+
+fn text<T: std::str::FromStr<Err = InvalidValue>>(
+    v: &Option<String>,
+) -> Result<Option<T>, InvalidValue> {
+    v.as_deref().map(str::parse).transpose()
+}
+
+impl AcquireInput {
+    /// The request, each value parsed and range-checked (the rules that need the VF's
+    /// driver are checked by [`Engine::acquire`]).
+    pub fn request(&self) -> Result<AcquireRequest, InvalidValue> {
+        let on_off = |field, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| vfpool_model::parse_on_off(field, s))
+                .transpose()
+        };
+        let settings = VfSettings {
+            mac: self
+                .mac
+                .as_deref()
+                .map(vfpool_model::MacAddr::parse_unicast)
+                .transpose()?,
+            vlan: num("vlan", &self.vlan, "0..=4094")?,
+            qos: num("qos", &self.qos, "0..=7")?,
+            vlan_proto: text(&self.vlan_proto)?,
+            spoofchk: on_off("spoofchk", &self.spoofchk)?,
+            trust: on_off("trust", &self.trust)?,
+            link_state: text(&self.link_state)?,
+            min_tx_rate: num("min-rate", &self.min_rate, "Mbit/s, 0..=4294967295")?,
+            max_tx_rate: num("max-rate", &self.max_rate, "Mbit/s, 0..=4294967295")?,
+            mtu: num("mtu", &self.mtu, "a number of bytes like 9000")?,
+        };
+        Ok(AcquireRequest {
+            pool: self.pool.clone(),
+            owner: self.owner.clone(),
+            owner_kind: self.owner_kind.as_deref().unwrap_or("manual").parse()?,
+            vf: text::<PciAddr>(&self.vf)?,
+            settings,
+            driver: text(&self.driver)?,
+            numa: num("numa", &self.numa, "a NUMA node number like 0")?,
+            netns: self.netns.clone(),
+            ifname: None,
+            attach_if_netdev: false,
+        })
+    }
+}
+
 enum Picked {
     /// The lease row, and the VF's in-flight lock (held until the acquire is done).
     Lease(Box<Lease>, VfLock),

@@ -191,6 +191,7 @@ impl Host {
         };
         Ok(Engine::open(&self.state, self.fs.clone(), self.netops()?)?
             .with_split_settle(settle)
+            .with_proc_root(&self.paths.proc)
             .with_boot_args(self.boot_args())
             .with_libvirt_run_dir(self.libvirt_run_dir()))
     }

@@ -40,7 +40,12 @@ pub struct Engine {
     pub(crate) libvirt_run: PathBuf,
     /// The host's SR-IOV PFs as last read (no VFs): see [`crate::pfcache::pool_pfs`].
     pub(crate) pfs: Option<PfCache>,
+    /// Where the running kernel's boot id is (`/proc/sys/kernel/random/boot_id`).
+    pub(crate) boot_id: PathBuf,
 }
+
+/// Where [`Engine::apply_boot`] records the boot id it ran in, in the state directory.
+pub const APPLIED_BOOT_FILE: &str = "applied-boot-id";
 
 pub(crate) fn now() -> i64 {
     SystemTime::now()
@@ -73,6 +78,7 @@ impl Engine {
             vms: Box::new(NoVmLayer),
             libvirt_run: PathBuf::from(crate::domain::LIBVIRT_RUN_DIR),
             pfs: None,
+            boot_id: PathBuf::from("/proc/sys/kernel/random/boot_id"),
         })
     }
 
@@ -94,6 +100,45 @@ impl Engine {
     pub fn with_vm_owners(mut self, vms: Box<dyn VmOwners>) -> Self {
         self.vms = vms;
         self
+    }
+
+    /// Where procfs is (default `/proc`): the boot id is read there.
+    pub fn with_proc_root(mut self, proc: &Path) -> Self {
+        self.boot_id = proc.join("sys/kernel/random/boot_id");
+        self
+    }
+
+    /// The running kernel's boot id.
+    pub fn boot_id(&self) -> Result<String, EngineError> {
+        std::fs::read_to_string(&self.boot_id)
+            .map(|s| s.trim().to_owned())
+            .map_err(|source| EngineError::BootId {
+                path: self.boot_id.clone(),
+                source,
+            })
+    }
+
+    /// Whether `host apply` ([`Engine::apply_boot`]) has run since the kernel booted: until
+    /// it has, the VFs have the kernel's defaults rather than the leases' settings, and
+    /// nothing should be handed out (the Kubernetes plugins advertise nothing).
+    pub fn applied_since_boot(&self) -> Result<bool, EngineError> {
+        let now = self.boot_id()?;
+        let path = self.state.join(APPLIED_BOOT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Ok(s.trim() == now),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(EngineError::BootId { path, source }),
+        }
+    }
+
+    /// Records that `host apply` ran in this boot (written whole, then renamed).
+    pub(crate) fn record_applied_boot(&self) -> Result<(), EngineError> {
+        let id = self.boot_id()?;
+        let path = self.state.join(APPLIED_BOOT_FILE);
+        let tmp = self.state.join(format!("{APPLIED_BOOT_FILE}.tmp"));
+        std::fs::write(&tmp, format!("{id}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|source| EngineError::Install { path, source })
     }
 
     pub(crate) fn net(&self) -> &Arc<dyn NetOps> {
@@ -120,6 +165,17 @@ impl Engine {
             }
         }
         Ok(leases)
+    }
+
+    /// One lease, by its owner, as [`Engine::leases`] shows it.
+    pub fn lease(&mut self, owner: &str) -> Result<Lease, EngineError> {
+        vfpool_model::validate_owner(owner)?;
+        self.leases()?
+            .into_iter()
+            .find(|l| l.owner == owner)
+            .ok_or_else(|| EngineError::UnknownOwner {
+                owner: owner.to_owned(),
+            })
     }
 
     /// Marks the leases on every VF of PF `pf_pci` stale, for `nic restore --force` and a

@@ -267,6 +267,14 @@ pub enum EngineError {
     )]
     NothingToPersist,
 
+    /// The kernel's boot id, or the one `host apply` recorded, cannot be read.
+    #[error("cannot read the boot id {}", .path.display())]
+    BootId {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("cannot install {}", .path.display())]
     Install {
         path: PathBuf,
@@ -333,6 +341,59 @@ pub enum EngineError {
         nic: String,
         free: usize,
         needed: usize,
+    },
+
+    /// `--libvirt` in a build without libvirt's API.
+    #[error(
+        "--libvirt: this vfpool was built without libvirt's API (cargo feature `libvirt` of the `vfpool` crate); without --libvirt it leases only, and `vm xml` gives the domain"
+    )]
+    LibvirtUnbuilt,
+
+    /// libvirt refused or could not be reached (its message names the URI or the domain).
+    #[error(transparent)]
+    Libvirt(Box<dyn std::error::Error + Send + Sync>),
+
+    /// A libvirt domain of the VM's name that is not this VM (another UUID).
+    #[error(
+        "libvirt at '{uri}' has a domain '{vm}' with UUID {found}, not VM '{vm}''s {uuid}: {what}"
+    )]
+    ForeignDomain {
+        uri: String,
+        vm: String,
+        found: String,
+        uuid: String,
+        what: &'static str,
+    },
+
+    /// A start through libvirt that failed; what it had done was undone (or not: `undo`).
+    #[error(
+        "vm {vm} not started through libvirt at '{uri}'; {}",
+        match .undo { None => "its VFs and addresses were given back".to_string(), Some(u) => format!("and undoing it failed too ({u}); `lease gc` gives back what is left") }
+    )]
+    LibvirtStart {
+        vm: String,
+        uri: String,
+        undo: Option<String>,
+        #[source]
+        source: Box<EngineError>,
+    },
+
+    /// A stop through libvirt that could not destroy the domain: the VM keeps its VFs.
+    #[error("vm {vm} still running in libvirt at '{uri}': its VFs are kept")]
+    LibvirtStillRunning {
+        vm: String,
+        uri: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A stop that gave the VFs back but could not undefine the domain vfpool defined.
+    #[error("vm {vm} stopped and its VFs given back, but its domain is still defined at '{uri}'")]
+    LibvirtStillDefined {
+        vm: String,
+        uri: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     #[error("vm '{vm}' is {state}: {what}")]
@@ -463,6 +524,7 @@ impl EngineError {
             | E::CidrOverlap { .. }
             | E::MacTaken { .. }
             | E::VmState { .. }
+            | E::ForeignDomain { .. }
             | E::VfAttached { .. }
             | E::VfsInVms { .. }
             | E::DomainVfTaken { .. }
@@ -471,6 +533,11 @@ impl EngineError {
             | E::AddressHeld { .. } => ErrorKind::Conflict,
             E::NoFreeVf { .. } | E::NoFreeAddress { .. } => ErrorKind::Exhausted,
             E::VmStop { .. } | E::Random { .. } => ErrorKind::Io,
+            E::LibvirtUnbuilt => ErrorKind::Refused,
+            E::Libvirt(_) | E::LibvirtStillRunning { .. } | E::LibvirtStillDefined { .. } => {
+                ErrorKind::Io
+            }
+            E::LibvirtStart { source, .. } => source.kind(),
             E::CorruptVmRow { .. } => ErrorKind::CorruptState,
             E::PoolExists { .. }
             | E::PoolOverlap { .. }
@@ -516,7 +583,8 @@ impl EngineError {
             | E::VfNotReported { .. }
             | E::SetNetdev { .. }
             | E::ReadNetdev { .. }
-            | E::Install { .. } => ErrorKind::Io,
+            | E::Install { .. }
+            | E::BootId { .. } => ErrorKind::Io,
         }
     }
 

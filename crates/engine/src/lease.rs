@@ -19,6 +19,7 @@ pub struct DesiredNic {
 
 /// Who holds a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OwnerKind {
     Container,
@@ -87,6 +88,7 @@ impl LeaseState {
 
 /// The driver a lease asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DriverChoice {
     /// The kernel's VF driver (igbvf, ixgbevf, iavf, mlx5_core): the VF gets a netdev.
@@ -108,6 +110,7 @@ impl FromStr for DriverChoice {
 
 /// What a lease applies to its VF.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Applied {
     #[serde(flatten)]
@@ -118,6 +121,7 @@ pub struct Applied {
 
 /// The VF as it was before the lease touched it: what release puts back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Original {
     /// The PF-side configuration (IFLA_VFINFO_LIST).
     pub vf: VfConfig,

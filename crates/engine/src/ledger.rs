@@ -153,8 +153,18 @@ CREATE TABLE IF NOT EXISTS vm_nics (
 PRAGMA user_version = 7;
 ";
 
+/// Version 8 gives a VM its memory (MiB) and vCPUs (a schema-7 VM gets the 1024 MiB and one
+/// vCPU its domain had) and `libvirt_uri`: the libvirt vfpool defined the VM's domain at
+/// (`vm start --libvirt`; `NULL`: vfpool defined none, so `vm stop` undefines none).
+const MIGRATE_VM_SIZE: &str = "
+ALTER TABLE vms ADD COLUMN memory_mib INTEGER NOT NULL DEFAULT 1024;
+ALTER TABLE vms ADD COLUMN vcpus INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE vms ADD COLUMN libvirt_uri TEXT;
+PRAGMA user_version = 8;
+";
+
 /// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Whether a commit must be on disk when [`Ledger::write`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -642,6 +652,7 @@ impl Ledger {
                         MIGRATE_DESIRED,
                         MIGRATE_ATTACH,
                         MIGRATE_VM,
+                        MIGRATE_VM_SIZE,
                     ],
                     2 => &[
                         MIGRATE_2,
@@ -649,16 +660,19 @@ impl Ledger {
                         MIGRATE_DESIRED,
                         MIGRATE_ATTACH,
                         MIGRATE_VM,
+                        MIGRATE_VM_SIZE,
                     ],
                     3 => &[
                         MIGRATE_NETNS_ID,
                         MIGRATE_DESIRED,
                         MIGRATE_ATTACH,
                         MIGRATE_VM,
+                        MIGRATE_VM_SIZE,
                     ],
-                    4 => &[MIGRATE_DESIRED, MIGRATE_ATTACH, MIGRATE_VM],
-                    5 => &[MIGRATE_ATTACH, MIGRATE_VM],
-                    6 => &[MIGRATE_VM],
+                    4 => &[MIGRATE_DESIRED, MIGRATE_ATTACH, MIGRATE_VM, MIGRATE_VM_SIZE],
+                    5 => &[MIGRATE_ATTACH, MIGRATE_VM, MIGRATE_VM_SIZE],
+                    6 => &[MIGRATE_VM, MIGRATE_VM_SIZE],
+                    7 => &[MIGRATE_VM_SIZE],
                     _ => &[],
                 };
                 steps
@@ -689,7 +703,7 @@ impl Ledger {
             // Nothing was ever written: no pools, no leases.
             let conn = Connection::open_in_memory().map_err(open_err)?;
             conn.execute_batch(&format!(
-                "{SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}{MIGRATE_VM}"
+                "{SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}{MIGRATE_VM}{MIGRATE_VM_SIZE}"
             ))
             .map_err(open_err)?;
             conn.pragma_update(None, "query_only", true)
@@ -922,7 +936,7 @@ fn create(path: &Path) -> Result<(), EngineError> {
             source,
         })?;
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = FULL; BEGIN; {SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}{MIGRATE_VM} COMMIT;"
+            "PRAGMA synchronous = FULL; BEGIN; {SCHEMA}{MIGRATE_2}{MIGRATE_NETNS_ID}{MIGRATE_DESIRED}{MIGRATE_ATTACH}{MIGRATE_VM}{MIGRATE_VM_SIZE} COMMIT;"
         ))
         .map_err(EngineError::db("create the schema"))?;
         conn.close()

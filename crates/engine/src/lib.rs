@@ -52,8 +52,9 @@ pub mod recover;
 pub mod selector;
 pub mod view;
 pub mod vm;
+mod vm_libvirt;
 
-pub use acquire::AcquireRequest;
+pub use acquire::{AcquireInput, AcquireRequest};
 pub use attach::Mismatch;
 pub use backend::{Host, HostConfig};
 pub use domain::{
@@ -67,11 +68,12 @@ pub use lease::{Applied, DesiredNic, DriverChoice, Lease, LeaseState, Original, 
 pub use ledger::{Durability, Ledger, SCHEMA_VERSION, VfLock};
 pub use nics::{
     ApplyOutcome, BootHook, NicChange, NicFailure, NicsOutcome, PersistReport, SplitRequest,
+    parse_timeout,
 };
 pub use owner::{NoVmLayer, OwnerStatus, VmOwners};
 pub use pod::{
-    PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest, SERVICE_GATEWAY, ServiceEnds,
-    ServicePath, VfSource, service_host_ifname, service_pod_ifname,
+    DEVICE_PLUGIN_OWNER_PREFIX, PodAttachment, PodGcReport, PodIp, PodRelease, PodRequest,
+    SERVICE_GATEWAY, ServiceEnds, ServicePath, VfSource, service_host_ifname, service_pod_ifname,
 };
 pub use pool::{Policy, Pool, PoolStatus, PoolVf, VfState};
 pub use recover::{
@@ -86,6 +88,7 @@ pub use view::{
     ReapplyView, Shown, VfDetail, VfView,
 };
 pub use vm::{
-    Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request, L3View, LedgerVms,
-    MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmState, VmView, parse_nic_ref,
+    FreedAddress, Ipv4Cidr, L2Request, L2Type, L2View, L3AddressView, L3Allocation, L3Request,
+    L3View, LedgerVms, MigrateView, NicType, VfCheckView, VmNicSpec, VmNicView, VmResources,
+    VmState, VmView, parse_nic_ref,
 };

@@ -10,10 +10,6 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::vm::{NicType, VmState};
 
-/// What a domain gets that vfpool does not model (yet): libvirt needs them.
-const DEFAULT_MEMORY_MIB: u64 = 1024;
-const DEFAULT_VCPUS: u32 = 1;
-
 impl Engine {
     /// The libvirt domain of VM `name`: a VF NIC as a managed hostdev interface with its
     /// VF's PCI address, MAC and the L2's VLAN; a vNIC as macvtap (bridge mode) on the L2's
@@ -60,8 +56,8 @@ impl Engine {
         let domain = Vm {
             name: vm.name.clone(),
             uuid: Some(vm.uuid.clone()),
-            memory_mib: DEFAULT_MEMORY_MIB,
-            vcpus: DEFAULT_VCPUS,
+            memory_mib: vm.memory_mib,
+            vcpus: vm.vcpus,
             disks: Vec::new(),
             nics,
         };

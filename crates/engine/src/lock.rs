@@ -149,3 +149,42 @@ mod tests {
         t.join().unwrap();
     }
 }
+
+/// A VM's start or stop, held from its first read to its last write: a stop waits for a
+/// start of the same VM under way (in this process or another) instead of finding its
+/// leases half-acquired, and the other way round. An exclusive `flock` of
+/// `STATE/locks/vm-<NAME>.lock`, freed on drop or by the kernel when the process dies.
+#[derive(Debug)]
+pub struct VmLock {
+    _file: File,
+}
+
+impl VmLock {
+    /// Takes VM `name`'s lock, waiting for it. `name` must be a valid VM name (it is a
+    /// file name here).
+    pub fn take(state: &Path, name: &str) -> Result<Self, EngineError> {
+        let dir = dir_in(state);
+        let path = dir.join(format!("vm-{name}.lock"));
+        let err = |source| EngineError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let open = || {
+            File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let f = match open() {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir).map_err(err)?;
+                open().map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
+        f.lock().map_err(err)?;
+        Ok(Self { _file: f })
+    }
+}

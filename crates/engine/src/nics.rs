@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vfpool_host::persist::{self, Desired};
 use vfpool_host::split::{self, SplitOptions, SplitReport};
 use vfpool_host::{HostError, Inventory, Nic, Sysfs};
@@ -27,6 +27,18 @@ use crate::{GcReport, ReapplyReport};
 /// How long a split waits at most for the link of a PF it brought up (autonegotiation
 /// takes seconds; a PF with no cable must not hold the split for its whole timeout).
 pub const LINK_UP_WAIT: Duration = Duration::from_secs(30);
+
+/// A `--timeout` (the REST API's `timeout`): whole seconds, 1..=86400.
+pub fn parse_timeout(s: &str) -> Result<Duration, vfpool_model::InvalidValue> {
+    match s.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(vfpool_model::InvalidValue::new(
+            "timeout",
+            s,
+            "whole seconds, 1..=86400",
+        )),
+    }
+}
 
 /// What `nic split` asks for.
 #[derive(Debug, Clone)]
@@ -84,7 +96,8 @@ pub struct NicsOutcome {
 }
 
 /// How `host persist` makes the counts survive a reboot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BootHook {
     /// `vfpool-apply.service`, a oneshot before networking, libvirt and the kubelet.
@@ -284,6 +297,10 @@ impl Engine {
         if only.is_none() || !out.nics.changed.is_empty() {
             out.leases = self.reapply()?;
             out.gc = self.gc()?;
+        }
+        if only.is_none() {
+            // The whole host is as recorded: what the Kubernetes plugins wait for.
+            self.record_applied_boot()?;
         }
         Ok(out)
     }

@@ -32,6 +32,11 @@ use crate::pools::{find_pool, pf_pool_name, with_pf_pool};
 /// Calico's `169.254.1.1`): the pod's route to the service CIDR goes through it.
 pub const SERVICE_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+/// The owner prefix of a device plugin's reservation: `Allocate` leases the VF it hands
+/// the kubelet to `deviceplugin/RESOURCE/PCI`, with no namespace, and the CNI ADD that
+/// names that VF (`deviceID`) takes it over (see [`Engine::pod_add`]).
+pub const DEVICE_PLUGIN_OWNER_PREFIX: &str = "deviceplugin/";
+
 /// Where a pod's VF comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VfSource {
@@ -232,6 +237,9 @@ impl Engine {
             tracing::warn!(owner = %req.owner, vf = %l.vf_pci, old = ?l.netns, state = l.state.as_str(), "the owner holds a lease that is not this attachment's; releasing it first");
             self.pod_del(&req.owner)?;
         }
+        if let VfSource::Device(vf) = &req.source {
+            self.take_over_reservation(*vf)?;
+        }
         let (pool, vf) = self.resolve_source(&req.source)?;
         let mut a = AcquireRequest::new(&pool, &req.owner);
         a.owner_kind = OwnerKind::Container;
@@ -242,6 +250,24 @@ impl Engine {
         a.attach_if_netdev = true;
         let lease = self.acquire(&a)?;
         self.attachment_of(lease)
+    }
+
+    /// A device plugin's reservation of `vf` (an active lease of a
+    /// [`DEVICE_PLUGIN_OWNER_PREFIX`] owner, in no namespace) is released, so that the
+    /// attachment the kubelet gave that VF to can lease it. Any other lease stays, and the
+    /// acquire that follows refuses the VF naming its owner.
+    fn take_over_reservation(&mut self, vf: PciAddr) -> Result<(), EngineError> {
+        let Some(l) = self.ledger.read(|tx| tx.lease_by_vf(vf))? else {
+            return Ok(());
+        };
+        if l.owner.starts_with(DEVICE_PLUGIN_OWNER_PREFIX)
+            && l.netns.is_none()
+            && l.state == LeaseState::Active
+        {
+            tracing::info!(vf = %vf, reservation = %l.owner, "taking over the device plugin's reservation");
+            self.release(&crate::recover::ReleaseTarget::Owner(l.owner))?;
+        }
+        Ok(())
     }
 
     fn attachment_of(&self, lease: Lease) -> Result<PodAttachment, EngineError> {

@@ -13,6 +13,7 @@ use crate::selector::{PfFacts, PoolSelector, selects};
 
 /// How a pool picks a free VF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// The lowest free VF of the lowest PF (by PCI address).
@@ -190,7 +191,8 @@ pub struct PoolVf {
 }
 
 /// Where a VF of a pool stands (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VfState {
     Free,

@@ -3,7 +3,7 @@
 //! leases whose owner is gone, removes leases on VFs that vanished) and `reapply` (puts
 //! leases back on VFs re-created after a reboot).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vfpool_model::{PciAddr, validate_owner};
 
 use crate::domain::LibvirtDomains;
@@ -35,7 +35,8 @@ pub struct GcAction {
 }
 
 /// What `lease gc` did to one lease (JSON: the kebab-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum GcKind {
     /// An acquire whose process died: the VF restored, the row removed.
@@ -77,7 +78,8 @@ pub struct ReapplyAction {
 }
 
 /// What `reapply` did to one lease (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReapplyKind {
     /// Its configuration is on its VF again.
@@ -116,6 +118,8 @@ pub struct GcReport {
     pub in_progress: usize,
     /// Leases kept: healthy, or owner unknown.
     pub kept: usize,
+    /// Pods' L3 addresses whose lease is gone, given back.
+    pub addresses_freed: Vec<crate::vm::FreedAddress>,
     pub errors: Vec<String>,
 }
 
@@ -284,6 +288,11 @@ impl Engine {
                 action,
                 reason,
             });
+        }
+        // After the leases: a pod whose lease went above gives its address back too.
+        match self.l3_gc_pods() {
+            Ok(freed) => report.addresses_freed = freed,
+            Err(e) => report.errors.push(chain(&e)),
         }
         Ok(report)
     }

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vfpool_host::check::{Check, Report as CheckReport, Status};
 use vfpool_host::iommu::{BootLoader, Change as IommuChange, IommuStatus, Vendor};
 use vfpool_host::{Found, Inventory, Nic, Vf};
@@ -41,7 +41,8 @@ pub struct Shown<T> {
 // ---- NICs ------------------------------------------------------------------------------
 
 /// `nic list`: one physical function that is not a VF.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NicView {
     /// The first netdev, or the PCI address when it has none.
     pub name: String,
@@ -81,7 +82,8 @@ pub struct NicView {
 }
 
 /// `nic show PF`: the PF and each of its VFs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NicDetail {
     #[serde(flatten)]
     pub nic: NicView,
@@ -89,7 +91,8 @@ pub struct NicDetail {
 }
 
 /// One VF in `nic show PF`: what sysfs says, who holds it, and what the PF says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VfView {
     pub index: u16,
     pub pci: PciAddr,
@@ -108,7 +111,8 @@ pub struct VfView {
 }
 
 /// `nic show VF` (a VF's netdev or PCI address).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VfDetail {
     /// Its netdev, or its PCI address when it has none.
     pub name: String,
@@ -121,7 +125,8 @@ pub struct VfDetail {
 }
 
 /// What `nic show NAME` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum NicShow {
     Pf(NicDetail),
@@ -297,7 +302,8 @@ impl Host {
 // ---- NIC changes -----------------------------------------------------------------------
 
 /// What `nic split`, `nic restore` or `host apply` did to one NIC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NicChangeView {
     pub nic: String,
     pub pci: PciAddr,
@@ -309,10 +315,10 @@ pub struct NicChangeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_settled: Option<bool>,
     /// Left out unless the PF was down and was brought up.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub link_brought_up: bool,
     /// Left out unless `--force` made leases stale.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub stale_leases: usize,
 }
 
@@ -337,7 +343,8 @@ impl From<&NicChange> for NicChangeView {
 }
 
 /// A NIC that `host apply` could not bring back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NicFailureView {
     pub nic: String,
     pub pci: Option<PciAddr>,
@@ -356,7 +363,8 @@ impl From<&NicFailure> for NicFailureView {
 }
 
 /// One NIC in `host apply`'s `nics`: what changed, or why not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum NicApplyView {
     Changed(NicChangeView),
@@ -364,7 +372,8 @@ pub enum NicApplyView {
 }
 
 /// `host desired`: one NIC's recorded VF count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DesiredView {
     pub pci: PciAddr,
     pub name: String,
@@ -384,13 +393,16 @@ impl From<&DesiredNic> for DesiredView {
 }
 
 /// `host persist`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PersistView {
     pub desired: Vec<DesiredView>,
     /// `systemd` or `udev`.
     pub hook: BootHook,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub installed: PathBuf,
     /// The other hook's files, removed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub removed: Vec<PathBuf>,
 }
 
@@ -406,7 +418,8 @@ impl From<&PersistReport> for PersistView {
 }
 
 /// `host apply`: the VF counts, the leases re-applied, then what `lease gc` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApplyView {
     pub nics: Vec<NicApplyView>,
     pub leases: Vec<ReapplyView>,
@@ -430,7 +443,8 @@ impl From<&ApplyOutcome> for ApplyView {
 }
 
 /// One lease `host apply` re-applied (or found stale).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReapplyView {
     pub owner: String,
     pub vf_pci: PciAddr,
@@ -457,7 +471,8 @@ impl From<&ReapplyAction> for ReapplyView {
 // ---- host check ------------------------------------------------------------------------
 
 /// `host check`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckView {
     pub vm_ready: bool,
     pub container_ready: bool,
@@ -471,7 +486,8 @@ pub struct CheckView {
 }
 
 /// One readiness check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckItemView {
     pub name: String,
     pub status: Status,
@@ -512,7 +528,8 @@ impl From<&CheckReport> for CheckView {
 // ---- host iommu ------------------------------------------------------------------------
 
 /// `host iommu status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IommuStatusView {
     /// `grub-update`, `grub-mkconfig`, `grubby`, `kernel-install`, or `null` when none found.
     pub boot_loader: Option<BootLoader>,
@@ -543,16 +560,20 @@ impl From<&IommuStatus> for IommuStatusView {
 }
 
 /// `host iommu enable|disable`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IommuChangeView {
     /// The root `written` and `removed` are under (`/` on the real host).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub root: PathBuf,
     pub boot_loader: BootLoader,
     pub vendor: Option<Vendor>,
     /// The kernel arguments (enable: wanted; disable: those vfpool had added).
     pub args: Vec<String>,
     /// Files written or removed, as paths on the host (under `--root`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub written: Vec<PathBuf>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub removed: Vec<PathBuf>,
     /// Why nothing changed, or `null`.
     pub unchanged: Option<String>,
@@ -586,7 +607,8 @@ impl From<&IommuChange> for IommuChangeView {
 // ---- pools -----------------------------------------------------------------------------
 
 /// `pool list` (and `pool create`): a pool's VFs counted by state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolView {
     pub name: String,
     pub policy: Policy,
@@ -597,7 +619,7 @@ pub struct PoolView {
     pub leased: usize,
     pub unhealthy: usize,
     /// `{reason: count}`; left out when no VF is unhealthy.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unhealthy_reasons: BTreeMap<String, usize>,
 }
 
@@ -617,7 +639,8 @@ impl From<&PoolStatus> for PoolView {
 }
 
 /// `pool show`: the pool and each of its VFs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolDetail {
     #[serde(flatten)]
     pub pool: PoolView,
@@ -634,7 +657,8 @@ impl PoolDetail {
 }
 
 /// One VF of a pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolVfView {
     pub vf_pci: PciAddr,
     pub pf: String,
@@ -669,7 +693,8 @@ impl From<&PoolVf> for PoolVfView {
 }
 
 /// `pool delete`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolDeleted {
     pub deleted: String,
 }
@@ -678,7 +703,8 @@ pub struct PoolDeleted {
 
 /// Where a lease is, as shown: the ledger's states, and `released` for the lease that
 /// `lease release` just gave back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LeaseStateView {
     Acquiring,
@@ -700,7 +726,8 @@ impl From<LeaseState> for LeaseStateView {
 }
 
 /// `lease acquire`, `lease list`, `lease release`: one lease.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseView {
     pub id: i64,
     pub owner: String,
@@ -759,18 +786,22 @@ impl LeaseView {
 }
 
 /// `lease gc` (and `host apply`'s `gc`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcView {
     pub actions: Vec<GcActionView>,
     /// Leases another live process is acquiring or releasing right now.
     pub in_progress: usize,
     /// Leases kept: healthy, or owner unknown.
     pub kept: usize,
+    /// Pods' L3 addresses (`vfpool` IPAM) whose lease is gone, given back.
+    pub addresses_freed: Vec<crate::vm::FreedAddress>,
     pub errors: Vec<String>,
 }
 
 /// One thing `lease gc` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcActionView {
     pub owner: String,
     pub vf_pci: PciAddr,
@@ -798,6 +829,7 @@ impl From<&GcReport> for GcView {
             actions: r.actions.iter().map(GcActionView::from).collect(),
             in_progress: r.in_progress,
             kept: r.kept,
+            addresses_freed: r.addresses_freed.clone(),
             errors: r.errors.clone(),
         }
     }

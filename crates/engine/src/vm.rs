@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vfpool_host::Inventory;
 use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfSettings};
 
@@ -35,7 +35,8 @@ pub const VM_OWNER_PREFIX: &str = "vm/";
 // ---- values ----------------------------------------------------------------------------
 
 /// How an L2 network separates its traffic (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum L2Type {
     NoVlan,
@@ -66,7 +67,8 @@ impl FromStr for L2Type {
 }
 
 /// A VM NIC's type (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NicType {
     /// A VF passed through (an SR-IOV L3 only).
@@ -96,7 +98,8 @@ impl FromStr for NicType {
 }
 
 /// Whether a VM runs (JSON: the lower-case name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VmState {
     Stopped,
@@ -249,6 +252,84 @@ impl FromStr for VmNicSpec {
     }
 }
 
+/// A VM's memory and vCPUs (`vm create --memory MiB --vcpus N`): what its libvirt domain
+/// gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmResources {
+    pub memory_mib: u64,
+    pub vcpus: u32,
+}
+
+impl VmResources {
+    /// Memory in MiB: 64 MiB to 4 TiB.
+    pub const MEMORY_MIB: std::ops::RangeInclusive<u64> = 64..=4 * 1024 * 1024;
+    /// vCPUs: KVM's per-VM limit on x86 (`KVM_MAX_VCPUS`).
+    pub const VCPUS: std::ops::RangeInclusive<u32> = 1..=4096;
+
+    /// Checked: memory in [`Self::MEMORY_MIB`], vCPUs in [`Self::VCPUS`].
+    pub fn new(memory_mib: u64, vcpus: u32) -> Result<Self, InvalidValue> {
+        if !Self::MEMORY_MIB.contains(&memory_mib) {
+            return Err(InvalidValue::new(
+                "memory",
+                memory_mib.to_string(),
+                "64..=4194304 (MiB)",
+            ));
+        }
+        if !Self::VCPUS.contains(&vcpus) {
+            return Err(InvalidValue::new("vcpus", vcpus.to_string(), "1..=4096"));
+        }
+        Ok(Self { memory_mib, vcpus })
+    }
+
+    /// From the command line's text; `None` takes the default (1024 MiB, one vCPU).
+    pub fn parse(memory_mib: Option<&str>, vcpus: Option<&str>) -> Result<Self, InvalidValue> {
+        let d = Self::default();
+        let memory_mib = match memory_mib {
+            None => d.memory_mib,
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| InvalidValue::new("memory", s, "64..=4194304 (MiB)"))?,
+        };
+        let vcpus = match vcpus {
+            None => d.vcpus,
+            Some(s) => s
+                .parse::<u32>()
+                .map_err(|_| InvalidValue::new("vcpus", s, "1..=4096"))?,
+        };
+        Self::new(memory_mib, vcpus)
+    }
+}
+
+impl Default for VmResources {
+    fn default() -> Self {
+        Self {
+            memory_mib: 1024,
+            vcpus: 1,
+        }
+    }
+}
+
+impl VmNicSpec {
+    /// A NIC from its parts (the REST API's `{"l3": .., "type": .., "mac": ..}`), checked
+    /// as the text form is: `type` is `vf` (a VF NIC) or `vnic` (default).
+    pub fn from_parts(
+        l3: &str,
+        nic_type: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<Self, InvalidValue> {
+        validate_name("l3", l3)?;
+        let sriov = match nic_type {
+            Some(t) => t.parse::<NicType>()? == NicType::Vf,
+            None => false,
+        };
+        Ok(VmNicSpec {
+            l3: l3.to_owned(),
+            sriov,
+            mac: mac.map(MacAddr::parse_unicast).transpose()?,
+        })
+    }
+}
+
 /// A VM NIC as named on the command line: `nic0` or `0`.
 pub fn parse_nic_ref(s: &str) -> Result<u32, InvalidValue> {
     s.strip_prefix("nic")
@@ -285,7 +366,8 @@ pub struct L3Request {
 }
 
 /// An L2 network (`l2 list`, `l2 show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L2View {
     pub name: String,
     pub nic: String,
@@ -299,7 +381,8 @@ pub struct L2View {
 }
 
 /// An L3 network (`l3 list`, `l3 show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L3View {
     pub name: String,
     pub l2: String,
@@ -308,9 +391,13 @@ pub struct L3View {
     /// The L2's flag.
     pub sriov: bool,
     pub cidr: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub gateway: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub range_first: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub range_last: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub dns: Option<Ipv4Addr>,
     /// Addresses handed out now.
     pub allocated: usize,
@@ -320,27 +407,44 @@ pub struct L3View {
 }
 
 /// One address handed out on an L3 (`l3 show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L3AddressView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
+    pub address: Ipv4Addr,
+    pub owner: String,
+}
+
+/// An address `lease gc` gave back: a pod's (`cni/...`) whose lease is gone (JSON contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FreedAddress {
+    pub l3: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub address: Ipv4Addr,
     pub owner: String,
 }
 
 /// An address an owner holds on an L3, with what a pod needs to use it (`l3_allocate`,
 /// the CNI plugin's `vfpool` IPAM).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct L3Allocation {
     pub l3: String,
     pub owner: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub address: Ipv4Addr,
     /// The L3's prefix length.
     pub prefix: u8,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv4))]
     pub gateway: Ipv4Addr,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub dns: Option<Ipv4Addr>,
 }
 
 /// `l3 check-vf`: the VFs a VF NIC on this L3 can get now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VfCheckView {
     pub l3: String,
     pub l2: String,
@@ -356,7 +460,8 @@ pub struct VfCheckView {
 }
 
 /// A VM NIC (`vm show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VmNicView {
     pub index: u32,
     /// `nicN`.
@@ -371,6 +476,7 @@ pub struct VmNicView {
     pub vlan: Option<u32>,
     pub mac: MacAddr,
     /// Its L3 address while the VM runs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub address: Option<Ipv4Addr>,
     /// The VF leased to it while the VM runs (VF NICs).
     pub vf: Option<PciAddr>,
@@ -382,16 +488,24 @@ pub struct VmNicView {
 }
 
 /// A VM (`vm list`, `vm show`; JSON contract).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VmView {
     pub name: String,
     pub uuid: String,
     pub state: VmState,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The libvirt (URI) vfpool defined the VM's domain at (`vm start --libvirt`), until
+    /// `vm stop` undefines it.
+    pub libvirt: Option<String>,
     pub nics: Vec<VmNicView>,
 }
 
 /// `vm migrate`: what was decided (the migration itself is the platform's job).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MigrateView {
     pub vm: String,
     pub to: String,
@@ -438,6 +552,9 @@ struct VmRow {
     name: String,
     uuid: String,
     state: VmState,
+    memory_mib: u64,
+    vcpus: u32,
+    libvirt_uri: Option<String>,
 }
 
 fn db(op: &'static str) -> impl FnOnce(rusqlite::Error) -> EngineError {
@@ -562,7 +679,7 @@ impl Tx<'_> {
 
     fn vm_rows(&self) -> Result<Vec<VmRow>, EngineError> {
         self.query_all(
-            "SELECT name, uuid, state FROM vms ORDER BY name",
+            "SELECT name, uuid, state, memory_mib, vcpus, libvirt_uri FROM vms ORDER BY name",
             [],
             "read vms",
             |r| {
@@ -570,6 +687,10 @@ impl Tx<'_> {
                     name: r.get(0)?,
                     uuid: r.get(1)?,
                     state: VmState::parse(&r.get::<_, String>(2)?),
+                    // Written checked (`VmResources::new`); a negative one reads as 0.
+                    memory_mib: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    vcpus: r.get(4)?,
+                    libvirt_uri: r.get(5)?,
                 })
             },
         )
@@ -1184,6 +1305,37 @@ impl Engine {
         })
     }
 
+    /// For `lease gc`: gives back the L3 addresses of pods (the CNI plugin's `vfpool` IPAM,
+    /// owner `cni/NETWORK/CONTAINERID/IFNAME`) that hold no lease. A pod's lease comes
+    /// before its address at ADD and goes after it at DEL (and its undo), so an address
+    /// without a lease is one a DEL or an undo died before giving back. One transaction:
+    /// an ADD cannot slip in between the look and the delete.
+    pub(crate) fn l3_gc_pods(&mut self) -> Result<Vec<FreedAddress>, EngineError> {
+        self.ledger.write(Durability::Synced, |tx| {
+            let orphans = tx.query_all(
+                "SELECT l3, address, owner FROM l3_addresses \
+                 WHERE owner LIKE 'cni/%' AND owner NOT IN (SELECT owner FROM leases) \
+                 ORDER BY owner",
+                [],
+                "read l3 addresses",
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+            )?;
+            let mut freed = Vec::new();
+            for (l3, address, owner) in orphans {
+                tx.exec(
+                    "DELETE FROM l3_addresses WHERE owner = ?1",
+                    [&owner],
+                    "free an l3 address",
+                )?;
+                let address = address
+                    .parse()
+                    .map_err(|_| corrupt(format!("l3 address '{address}' of {owner}")))?;
+                freed.push(FreedAddress { l3, address, owner });
+            }
+            Ok(freed)
+        })
+    }
+
     /// Refused while a VM NIC is on it or an address is handed out on it.
     pub fn l3_delete(&mut self, name: &str) -> Result<(), EngineError> {
         self.ledger.write(Durability::Synced, |tx| {
@@ -1282,9 +1434,21 @@ impl Engine {
             .count())
     }
 
-    /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0).
+    /// `vm create NAME --nic ...`: a stopped VM with these NICs (indexes from 0), 1024 MiB
+    /// and one vCPU.
     pub fn vm_create(&mut self, name: &str, nics: &[VmNicSpec]) -> Result<VmView, EngineError> {
+        self.vm_create_with(name, nics, VmResources::default())
+    }
+
+    /// `vm create NAME --nic ... --memory MiB --vcpus N`.
+    pub fn vm_create_with(
+        &mut self,
+        name: &str,
+        nics: &[VmNicSpec],
+        res: VmResources,
+    ) -> Result<VmView, EngineError> {
         validate_name("vm", name)?;
+        VmResources::new(res.memory_mib, res.vcpus)?;
         let uuid = new_uuid()?;
         self.ledger.write(Durability::Synced, |tx| {
             if tx.vm_rows()?.iter().any(|v| v.name == name) {
@@ -1294,8 +1458,15 @@ impl Engine {
                 });
             }
             tx.exec(
-                "INSERT INTO vms (name, uuid, state, created) VALUES (?1, ?2, 'stopped', ?3)",
-                params![name, uuid, now()],
+                "INSERT INTO vms (name, uuid, state, created, memory_mib, vcpus) \
+                 VALUES (?1, ?2, 'stopped', ?3, ?4, ?5)",
+                params![
+                    name,
+                    uuid,
+                    now(),
+                    i64::try_from(res.memory_mib).unwrap_or(i64::MAX),
+                    res.vcpus
+                ],
                 "insert a vm",
             )?;
             for (i, spec) in nics.iter().enumerate() {
@@ -1314,6 +1485,20 @@ impl Engine {
     pub fn vm_list(&mut self) -> Result<Vec<VmView>, EngineError> {
         self.ledger
             .read(|tx| tx.vm_rows()?.into_iter().map(|v| vm_view(tx, v)).collect())
+    }
+
+    /// Records that vfpool defined VM `name`'s domain at libvirt `uri` (`vm start
+    /// --libvirt`), or (`None`) that it undefined it.
+    pub fn vm_set_libvirt(&mut self, name: &str, uri: Option<&str>) -> Result<(), EngineError> {
+        self.ledger.write(Durability::Synced, |tx| {
+            tx.vm_row(name)?;
+            tx.exec(
+                "UPDATE vms SET libvirt_uri = ?2 WHERE name = ?1",
+                params![name, uri],
+                "record a vm's libvirt domain",
+            )
+            .map(drop)
+        })
     }
 
     /// Only a stopped VM.
@@ -1420,6 +1605,7 @@ impl Engine {
     /// for every NIC. All or nothing: when a VF or an address is missing, what was taken
     /// is given back and the VM stays stopped.
     pub fn vm_start(&mut self, name: &str) -> Result<VmView, EngineError> {
+        let _lock = self.vm_lock(name)?;
         // Marked running first: `lease gc` keeps the leases of a running VM, and a second
         // start is refused here rather than racing this one.
         let (nics, l3s, l2s) = self.ledger.write(Durability::Unsynced, |tx| {
@@ -1567,10 +1753,20 @@ impl Engine {
         Ok(())
     }
 
+    /// VM `name`'s start/stop lock; none for a name no VM can have (the lookup that
+    /// follows answers for it).
+    fn vm_lock(&self, name: &str) -> Result<Option<crate::lock::VmLock>, EngineError> {
+        if validate_name("vm", name).is_err() {
+            return Ok(None);
+        }
+        crate::lock::VmLock::take(&self.state, name).map(Some)
+    }
+
     /// Stops a VM: releases its VFs and addresses, marks it stopped. Best effort: every
     /// lease is tried; a release that fails is left for `lease gc` (which releases the
     /// leases of a stopped VM) and reported.
     pub fn vm_stop(&mut self, name: &str) -> Result<VmView, EngineError> {
+        let _lock = self.vm_lock(name)?;
         let (vm, nics) = self
             .ledger
             .read(|tx| Ok((tx.vm_row(name)?, tx.nic_rows(name)?)))?;
@@ -1840,6 +2036,9 @@ fn vm_view(tx: &Tx<'_>, vm: VmRow) -> Result<VmView, EngineError> {
         name: vm.name,
         uuid: vm.uuid,
         state: vm.state,
+        memory_mib: vm.memory_mib,
+        vcpus: vm.vcpus,
+        libvirt: vm.libvirt_uri,
         nics,
     })
 }

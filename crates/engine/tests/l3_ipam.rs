@@ -168,3 +168,50 @@ fn bad_owners_unknown_l3_another_l3_and_delete_in_use_are_refused() {
     e.l3_release("cni/n/c/net1").unwrap();
     e.l3_delete("net1").unwrap();
 }
+
+#[test]
+fn lease_gc_frees_the_addresses_of_pods_whose_lease_is_gone() {
+    let (_lab, mut e) = setup();
+    e.pool_create(
+        "p",
+        common::sel(&["eno49"]),
+        vfpool_engine::Policy::FirstFit,
+    )
+    .unwrap();
+    e.vm_create("v", &["l3=net1".parse().unwrap()]).unwrap();
+    e.vm_start("v").unwrap();
+    // Pod a: its lease and its address (ADD done). Pod b: its address only (a DEL that
+    // released the VF and died before the address). Another owner's: not a pod's.
+    e.acquire(&common::req("p", "cni/n/a/net1")).unwrap();
+    for o in ["cni/n/a/net1", "cni/n/b/net1", "other/x"] {
+        e.l3_allocate("net1", o).unwrap();
+    }
+    let b = e.l3_address("cni/n/b/net1").unwrap().unwrap().address;
+    let owners = |e: &mut vfpool_engine::Engine| -> Vec<String> {
+        e.l3_show("net1")
+            .unwrap()
+            .addresses
+            .into_iter()
+            .map(|h| h.owner)
+            .collect()
+    };
+
+    let rep = e.gc().unwrap();
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    let freed: Vec<_> = rep
+        .addresses_freed
+        .iter()
+        .map(|f| (f.l3.as_str(), f.address, f.owner.as_str()))
+        .collect();
+    assert_eq!(freed, [("net1", b, "cni/n/b/net1")]);
+    assert_eq!(owners(&mut e), ["vm/v/nic0", "cni/n/a/net1", "other/x"]);
+
+    // Pod a's lease goes (its DEL died after the VF): the next gc frees its address.
+    e.release(&vfpool_engine::ReleaseTarget::Owner("cni/n/a/net1".into()))
+        .unwrap();
+    let rep = e.gc().unwrap();
+    assert_eq!(rep.addresses_freed.len(), 1);
+    assert_eq!(rep.addresses_freed[0].owner, "cni/n/a/net1");
+    assert_eq!(owners(&mut e), ["vm/v/nic0", "other/x"]);
+    assert!(e.gc().unwrap().addresses_freed.is_empty(), "nothing more");
+}

@@ -140,7 +140,8 @@ fn a_version_1_ledger_is_upgraded_in_place_and_keeps_its_pools_and_leases() {
             "CREATE INDEX leases_pool ON leases(pool); DROP TABLE vf_gens;
              ALTER TABLE leases DROP COLUMN netns_dev; ALTER TABLE leases DROP COLUMN netns_ino;
              ALTER TABLE leases DROP COLUMN ifname; DROP TABLE desired_nics;
-             PRAGMA user_version = 1;",
+             ALTER TABLE vms DROP COLUMN memory_mib; ALTER TABLE vms DROP COLUMN vcpus;
+             ALTER TABLE vms DROP COLUMN libvirt_uri; PRAGMA user_version = 1;",
         )
         .unwrap();
     assert!(indexes(&db).contains(&"leases_pool".to_owned()));
@@ -178,7 +179,9 @@ fn a_version_2_ledger_gets_the_lease_counts() {
         .execute_batch(
             "DROP TABLE vf_gens; ALTER TABLE leases DROP COLUMN netns_dev;
              ALTER TABLE leases DROP COLUMN netns_ino; ALTER TABLE leases DROP COLUMN ifname;
-             DROP TABLE desired_nics; PRAGMA user_version = 2;",
+             DROP TABLE desired_nics; 
+             ALTER TABLE vms DROP COLUMN memory_mib; ALTER TABLE vms DROP COLUMN vcpus;
+             ALTER TABLE vms DROP COLUMN libvirt_uri; PRAGMA user_version = 2;",
         )
         .unwrap();
     let mut l = Ledger::open(&db).unwrap();
@@ -208,7 +211,8 @@ fn a_version_3_ledger_gets_the_netns_identity_and_old_leases_have_none() {
         .execute_batch(
             "ALTER TABLE leases DROP COLUMN netns_dev; ALTER TABLE leases DROP COLUMN netns_ino;
              ALTER TABLE leases DROP COLUMN ifname; DROP TABLE desired_nics;
-             PRAGMA user_version = 3;",
+             ALTER TABLE vms DROP COLUMN memory_mib; ALTER TABLE vms DROP COLUMN vcpus;
+             ALTER TABLE vms DROP COLUMN libvirt_uri; PRAGMA user_version = 3;",
         )
         .unwrap();
     let mut l = Ledger::open(&db).unwrap();
@@ -241,7 +245,11 @@ fn a_version_5_ledger_gets_the_ifname_column_and_keeps_its_leases() {
     }
     Connection::open(&db)
         .unwrap()
-        .execute_batch("ALTER TABLE leases DROP COLUMN ifname; PRAGMA user_version = 5;")
+        .execute_batch(
+            "ALTER TABLE leases DROP COLUMN ifname; ALTER TABLE vms DROP COLUMN memory_mib;
+             ALTER TABLE vms DROP COLUMN vcpus; ALTER TABLE vms DROP COLUMN libvirt_uri;
+             PRAGMA user_version = 5;",
+        )
         .unwrap();
     let mut l = Ledger::open(&db).unwrap();
     assert_eq!(user_version(&db), SCHEMA_VERSION);
@@ -277,7 +285,7 @@ fn a_version_6_ledger_gets_the_vm_tables_and_keeps_its_leases() {
         .unwrap();
     assert!(!tables(&db).contains(&"vms".to_owned()));
     let mut l = Ledger::open(&db).unwrap();
-    assert_eq!(user_version(&db), 7);
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
     for t in [
         "l2_networks",
         "l3_networks",
@@ -288,4 +296,34 @@ fn a_version_6_ledger_gets_the_vm_tables_and_keeps_its_leases() {
         assert!(tables(&db).contains(&t.to_owned()), "{t}");
     }
     assert_eq!(l.read(|tx| tx.leases()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_version_7_ledger_gives_its_vms_1024_mib_and_one_vcpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    drop(Ledger::open(&db).unwrap());
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE vms DROP COLUMN memory_mib; ALTER TABLE vms DROP COLUMN vcpus;
+             ALTER TABLE vms DROP COLUMN libvirt_uri;
+             INSERT INTO vms (name, uuid, state, created) VALUES ('vm1', 'u-1', 'running', 1);
+             PRAGMA user_version = 7;",
+        )
+        .unwrap();
+    drop(Ledger::open(&db).unwrap());
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
+    let row: (String, String, i64, i64, Option<String>) = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT name, state, memory_mib, vcpus, libvirt_uri FROM vms",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("vm1".into(), "running".into(), 1024, 1, None));
+    // Opening it again changes nothing.
+    drop(Ledger::open(&db).unwrap());
+    assert_eq!(user_version(&db), SCHEMA_VERSION);
 }

@@ -554,3 +554,33 @@ fn a_mac_is_set_without_reloading_the_vf_driver() {
     e.pod_del("cni/n/mac/net1").unwrap();
     lab.assert_pristine("eno49", a.lease.vf_index, "after DEL");
 }
+
+/// A device plugin's reservation (a lease of `deviceplugin/...` in no namespace) is taken
+/// over by the ADD that names its VF; any other lease of the VF still refuses the ADD.
+#[test]
+fn add_takes_over_a_device_plugins_reservation_and_nothing_else() {
+    let (lab, mut e) = setup();
+    let vf = vf_of(&lab, "eno49", 0);
+    let mut r = vfpool_engine::AcquireRequest::new("p", "deviceplugin/vfpool.io_p/x");
+    r.vf = Some(vf);
+    r.owner_kind = vfpool_engine::OwnerKind::Container;
+    e.acquire(&r).unwrap();
+    let ns = netns(&lab, "t1");
+    let a = e
+        .pod_add(&pod("cni/n/t1/net1", VfSource::Device(vf), &ns, "net1"))
+        .unwrap();
+    assert_eq!(a.lease.vf_pci, vf);
+    let owners: Vec<String> = e.leases().unwrap().into_iter().map(|l| l.owner).collect();
+    assert_eq!(owners, ["cni/n/t1/net1"], "the reservation is gone");
+
+    // A manual lease of another VF is not a reservation: the ADD is refused.
+    let other = vf_of(&lab, "eno49", 1);
+    let mut m = vfpool_engine::AcquireRequest::new("p", "someone");
+    m.vf = Some(other);
+    e.acquire(&m).unwrap();
+    let ns2 = netns(&lab, "t2");
+    let err = e
+        .pod_add(&pod("cni/n/t2/net1", VfSource::Device(other), &ns2, "net1"))
+        .unwrap_err();
+    assert!(matches!(err, EngineError::VfLeased { .. }), "{err:?}");
+}

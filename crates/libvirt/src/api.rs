@@ -166,6 +166,19 @@ impl Libvirt {
         Self::op(vm, "destroy", self.domain(vm)?.destroy())
     }
 
+    /// The UUID of domain `vm` (8-4-4-4-12, lower case), or `None` when libvirt has no
+    /// domain of that name.
+    pub fn domain_uuid(&self, vm: &str) -> Result<Option<String>, LibvirtError> {
+        match self.conn.lookup_domain_by_name(vm) {
+            Ok(d) => Self::op(vm, "query", d.uuid_string()).map(Some),
+            Err(e) if e.code().is(virt::error::ErrorNumber::NoDomain) => Ok(None),
+            Err(source) => Err(LibvirtError::Lookup {
+                vm: vm.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// Whether the domain runs.
     pub fn is_active(&self, vm: &str) -> Result<bool, LibvirtError> {
         Self::op(vm, "query", self.domain(vm)?.is_active())

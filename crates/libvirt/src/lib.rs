@@ -25,7 +25,8 @@ mod render;
 mod types;
 
 pub use parse::{
-    DomainInterface, InterfaceKind, ParseError, interfaces_of, macs_of, vf_addresses_of,
+    DomainInterface, InterfaceKind, ParseError, interfaces_of, macs_of, pci_hostdevs_of,
+    vf_addresses_of,
 };
 pub use render::{RenderError, domain_xml, interface_xml, network_xml};
 pub use types::{Disk, DiskFormat, Nic, VfNic, Vm, Vnic, VnicMode};

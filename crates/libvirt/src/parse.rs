@@ -1,5 +1,5 @@
-//! Reading a domain's XML back: its interfaces, the VFs its hostdev interfaces pass through,
-//! its MACs. Used by the libvirt hook, which gets the domain's XML on stdin; the XML may be a
+//! Reading a domain's XML back: its interfaces, the VFs it passes through (hostdev
+//! interfaces and plain PCI hostdevs), its MACs. Used by the libvirt hook, which gets the domain's XML on stdin; the XML may be a
 //! `<domain>` or libvirt's status XML (`<domstatus>` around it): every `<devices>`'s
 //! `<interface>` is read.
 
@@ -33,6 +33,16 @@ pub enum ParseError {
     /// A hostdev interface without its `<source><address type="pci" .../></source>`.
     #[error("interface {index}: hostdev interface without a PCI source address")]
     NoPciAddress { index: usize },
+    /// A PCI `<hostdev>`'s source address holds something libvirt would not have written.
+    #[error("pci hostdev {index}: invalid {field} '{value}'")]
+    HostdevBadValue {
+        index: usize,
+        field: &'static str,
+        value: String,
+    },
+    /// A `<hostdev mode="subsystem" type="pci">` without its `<source><address/></source>`.
+    #[error("pci hostdev {index}: no source address")]
+    HostdevNoPciAddress { index: usize },
 }
 
 /// One `<interface>` of a domain, as far as vfpool needs it.
@@ -56,15 +66,94 @@ pub enum InterfaceKind {
     Other(String),
 }
 
-/// The PCI addresses of a domain's hostdev interfaces, in document order.
+/// The PCI functions a domain passes through: its hostdev interfaces' (in document order),
+/// then its plain `<hostdev mode="subsystem" type="pci">`s' ([`pci_hostdevs_of`]). A VF
+/// named twice is listed twice, as libvirt keeps it (and fails only at start).
 pub fn vf_addresses_of(xml: &str) -> Result<Vec<PciAddr>, ParseError> {
-    Ok(interfaces_of(xml)?
+    let mut out: Vec<PciAddr> = interfaces_of(xml)?
         .into_iter()
         .filter_map(|i| match i.kind {
             InterfaceKind::Hostdev(pci) => Some(pci),
             _ => None,
         })
-        .collect())
+        .collect();
+    out.extend(pci_hostdevs_of(xml)?);
+    Ok(out)
+}
+
+/// The source addresses of the `<hostdev mode="subsystem" type="pci">` directly under a
+/// `<devices>` (a VF given whole without `<interface>`: libvirt does not set its MAC or
+/// VLAN), in document order. Other hostdevs (USB, SCSI, `mode="capabilities"`) are not
+/// read.
+pub fn pci_hostdevs_of(xml: &str) -> Result<Vec<PciAddr>, ParseError> {
+    let mut reader = Reader::from_str(xml);
+    let mut stack: Vec<String> = Vec::new();
+    // Inside a PCI hostdev: its source address once read.
+    let mut current: Option<Option<PciAddr>> = None;
+    let mut out = Vec::new();
+    loop {
+        let event = reader.read_event().map_err(|source| ParseError::Xml {
+            position: reader.error_position(),
+            source,
+        })?;
+        let xml_err = |source: quick_xml::Error| ParseError::Xml {
+            position: reader.buffer_position(),
+            source,
+        };
+        let (e, empty) = match &event {
+            Event::Start(e) => (Some(e), false),
+            Event::Empty(e) => (Some(e), true),
+            Event::End(_) => {
+                let closed = stack.pop();
+                if closed.as_deref() == Some("hostdev")
+                    && stack.last().map(String::as_str) == Some("devices")
+                    && let Some(pci) = current.take()
+                {
+                    let index = out.len();
+                    out.push(pci.ok_or(ParseError::HostdevNoPciAddress { index })?);
+                }
+                (None, false)
+            }
+            Event::Eof => break,
+            _ => (None, false),
+        };
+        let Some(e) = e else { continue };
+        let name = e.name().as_ref().to_owned();
+        let parent = stack.last().map(String::as_str);
+        let index = out.len();
+        if name == "hostdev" && parent == Some("devices") {
+            let is_pci = attr(e, "mode").map_err(|x| x.or_xml(xml_err))?.as_deref()
+                == Some("subsystem")
+                && attr(e, "type").map_err(|x| x.or_xml(xml_err))?.as_deref() == Some("pci");
+            if is_pci {
+                if empty {
+                    return Err(ParseError::HostdevNoPciAddress { index });
+                }
+                current = Some(None);
+            }
+        } else if name == "address"
+            && parent == Some("source")
+            && stack.len() >= 2
+            && stack[stack.len() - 2] == "hostdev"
+            && let Some(pci) = current.as_mut()
+        {
+            let bad = |field: &'static str, value: &str| {
+                OpenError::Parse(ParseError::HostdevBadValue {
+                    index,
+                    field,
+                    value: value.to_owned(),
+                })
+            };
+            *pci = Some(pci_address(e, bad).map_err(|x| x.or_xml(xml_err))?);
+        }
+        if !empty {
+            stack.push(name);
+        }
+    }
+    if let Some(element) = stack.pop() {
+        return Err(ParseError::Truncated { element });
+    }
+    Ok(out)
 }
 
 /// The MACs of a domain's interfaces that give one, in document order.
@@ -225,30 +314,39 @@ fn open(
             if attr(e, "type")?.as_deref() != Some("pci") {
                 return Ok(());
             }
-            let part = |key: &'static str| -> Result<u32, OpenError> {
-                let v = attr(e, key)?.unwrap_or(Cow::Borrowed("0"));
-                parse_c_uint(&v).ok_or_else(|| bad(key, &v))
-            };
-            let (domain, bus, slot, function) = (
-                part("domain")?,
-                part("bus")?,
-                part("slot")?,
-                part("function")?,
-            );
-            let bus = u8::try_from(bus).map_err(|_| bad("bus", &bus.to_string()))?;
-            let slot = u8::try_from(slot)
-                .ok()
-                .filter(|s| *s <= 0x1f)
-                .ok_or_else(|| bad("slot", &slot.to_string()))?;
-            let function = u8::try_from(function)
-                .ok()
-                .filter(|f| *f <= 7)
-                .ok_or_else(|| bad("function", &function.to_string()))?;
-            partial.pci = Some(PciAddr::new(domain, bus, slot, function));
+            partial.pci = Some(pci_address(e, bad)?);
         }
         _ => {}
     }
     Ok(())
+}
+
+/// A PCI `<address domain bus slot function/>` as libvirt reads it (a missing part is 0);
+/// `bad` names a part out of range.
+fn pci_address(
+    e: &BytesStart<'_>,
+    bad: impl Fn(&'static str, &str) -> OpenError,
+) -> Result<PciAddr, OpenError> {
+    let part = |key: &'static str| -> Result<u32, OpenError> {
+        let v = attr(e, key)?.unwrap_or(Cow::Borrowed("0"));
+        parse_c_uint(&v).ok_or_else(|| bad(key, &v))
+    };
+    let (domain, bus, slot, function) = (
+        part("domain")?,
+        part("bus")?,
+        part("slot")?,
+        part("function")?,
+    );
+    let bus = u8::try_from(bus).map_err(|_| bad("bus", &bus.to_string()))?;
+    let slot = u8::try_from(slot)
+        .ok()
+        .filter(|s| *s <= 0x1f)
+        .ok_or_else(|| bad("slot", &slot.to_string()))?;
+    let function = u8::try_from(function)
+        .ok()
+        .filter(|f| *f <= 7)
+        .ok_or_else(|| bad("function", &function.to_string()))?;
+    Ok(PciAddr::new(domain, bus, slot, function))
 }
 
 /// An unsigned number as libvirt reads a PCI address part (`virStrToLong_uip` with base 0,

@@ -9,7 +9,7 @@ use common::{chain, mac, macvtap, vf, vm};
 use proptest::prelude::*;
 use vfpool_libvirt::{
     DomainInterface, InterfaceKind, Nic, ParseError, VfNic, Vnic, VnicMode, domain_xml,
-    interfaces_of, macs_of, vf_addresses_of,
+    interfaces_of, macs_of, pci_hostdevs_of, vf_addresses_of,
 };
 use vfpool_model::{MacAddr, PciAddr};
 
@@ -174,9 +174,14 @@ fn libvirts_own_xml_reads_as_libvirt_means_it() {
             },
         ]
     );
+    // The plain hostdev is no interface, but a VF passed through all the same.
     assert_eq!(
         vf_addresses_of(LIBVIRT_STATUS_XML).unwrap(),
-        vec![PciAddr::new(0, 3, 0x10, 4), PciAddr::new(1, 129, 15, 7)]
+        vec![
+            PciAddr::new(0, 3, 0x10, 4),
+            PciAddr::new(1, 129, 15, 7),
+            PciAddr::new(0, 4, 0x10, 0)
+        ]
     );
 }
 
@@ -223,6 +228,97 @@ fn bad_domain_xml_is_an_error_naming_what_is_wrong() {
         chain(&e)
     );
     let e = interfaces_of("<domain><devices><interface type='&bogus;'/></devices></domain>")
+        .unwrap_err();
+    assert!(matches!(e, ParseError::Xml { .. }), "{e:?}");
+}
+
+/// A VF given as a plain `<hostdev>` (libvirt's own form in a domain's status XML: a guest
+/// address, a driver and an alias besides the source).
+const PLAIN_HOSTDEVS: &str = r#"<domstatus state='running'><domain type='kvm'><name>web1</name>
+<devices>
+  <interface type='hostdev' managed='yes'><source><address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x0'/></source></interface>
+  <hostdev mode='subsystem' type='pci' managed='yes'>
+    <driver name='vfio'/>
+    <source><address domain='0x0000' bus='0x03' slot='0x10' function='0x2'/></source>
+    <alias name='hostdev0'/>
+    <address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>
+  </hostdev>
+  <hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/><product id='0xbeef'/></source></hostdev>
+  <hostdev mode='capabilities' type='net'><source><interface>eth0</interface></source></hostdev>
+  <hostdev mode='subsystem' type='pci'><source><address domain='0x0000' bus='0x03' slot='0x10' function='0x0'/></source></hostdev>
+  <hostdev mode='subsystem' type='pci'><source><address domain='0' bus='0x81' slot='0x0f' function='7'/></source></hostdev>
+</devices></domain></domstatus>"#;
+
+#[test]
+fn plain_pci_hostdevs_are_read_with_their_source_address_only() {
+    assert_eq!(
+        pci_hostdevs_of(PLAIN_HOSTDEVS).unwrap(),
+        vec![
+            PciAddr::new(0, 3, 0x10, 2),
+            PciAddr::new(0, 3, 0x10, 0),
+            PciAddr::new(0, 0x81, 0x0f, 7)
+        ],
+        "not the guest address 00:07.0, not USB or capabilities hostdevs"
+    );
+    // Interfaces first, then plain hostdevs; a VF named twice is there twice (libvirt keeps
+    // both and fails at start).
+    assert_eq!(
+        vf_addresses_of(PLAIN_HOSTDEVS).unwrap(),
+        vec![
+            PciAddr::new(0, 3, 0x10, 0),
+            PciAddr::new(0, 3, 0x10, 2),
+            PciAddr::new(0, 3, 0x10, 0),
+            PciAddr::new(0, 0x81, 0x0f, 7)
+        ]
+    );
+    assert_eq!(interfaces_of(PLAIN_HOSTDEVS).unwrap().len(), 1);
+}
+
+#[test]
+fn bad_plain_hostdevs_are_an_error_naming_what_is_wrong() {
+    let hostdev = |inner: &str| {
+        format!(
+            "<domain><devices><hostdev mode='subsystem' type='pci'><source><address domain='0' bus='3' slot='0x10' function='0'/></source></hostdev><hostdev mode='subsystem' type='pci'>{inner}</hostdev></devices></domain>"
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (hostdev(""), "pci hostdev 1: no source address"),
+        (hostdev("<source/>"), "pci hostdev 1: no source address"),
+        (
+            hostdev("<address type='pci' domain='0' bus='1' slot='0' function='0'/>"),
+            "pci hostdev 1: no source address",
+        ),
+        (
+            "<domain><devices><hostdev mode='subsystem' type='pci'/></devices></domain>".into(),
+            "pci hostdev 0: no source address",
+        ),
+        (
+            hostdev("<source><address domain='0' bus='256' slot='0' function='0'/></source>"),
+            "pci hostdev 1: invalid bus '256'",
+        ),
+        (
+            hostdev("<source><address domain='0' bus='1' slot='0x20' function='0'/></source>"),
+            "pci hostdev 1: invalid slot '32'",
+        ),
+        (
+            hostdev("<source><address domain='0' bus='1' slot='0' function='8'/></source>"),
+            "pci hostdev 1: invalid function '8'",
+        ),
+        (
+            hostdev("<source><address domain='x' bus='1' slot='0' function='0'/></source>"),
+            "pci hostdev 1: invalid domain 'x'",
+        ),
+        (
+            "<domain><devices><hostdev mode='subsystem' type='pci'><source>".into(),
+            "domain XML ends inside <source>",
+        ),
+    ];
+    for (xml, want) in cases {
+        let e = pci_hostdevs_of(&xml).unwrap_err();
+        assert_eq!(chain(&e), want, "{xml}");
+        assert_eq!(chain(&vf_addresses_of(&xml).unwrap_err()), want, "{xml}");
+    }
+    let e = pci_hostdevs_of("<domain><devices><hostdev mode='&bogus;'/></devices></domain>")
         .unwrap_err();
     assert!(matches!(e, ParseError::Xml { .. }), "{e:?}");
 }

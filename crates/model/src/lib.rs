@@ -8,7 +8,21 @@
 /// Serializes a type as its `Display` text and deserializes it through its `FromStr`, so the
 /// JSON and the command line spell values the same way (`"0000:03:00.0"`, `"eno49#0-3"`).
 macro_rules! serde_as_text {
-    ($t:ty) => {
+    ($t:ty, $example:expr) => {
+        /// In the OpenAPI document: a string, as the type's `Display` writes it.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $t {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .examples([$example])
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $t {}
+
         impl serde::Serialize for $t {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)

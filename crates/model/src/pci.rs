@@ -86,7 +86,7 @@ impl FromStr for PciAddr {
     }
 }
 
-serde_as_text!(PciAddr);
+serde_as_text!(PciAddr, "0000:03:10.0");
 
 /// An Ethernet MAC address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -154,7 +154,7 @@ impl FromStr for MacAddr {
     }
 }
 
-serde_as_text!(MacAddr);
+serde_as_text!(MacAddr, "02:00:00:00:00:01");
 
 #[cfg(test)]
 mod tests {

@@ -205,7 +205,7 @@ impl FromStr for VfSelector {
     }
 }
 
-serde_as_text!(VfSelector);
+serde_as_text!(VfSelector, "eno49#0-3");
 
 #[cfg(test)]
 mod tests {

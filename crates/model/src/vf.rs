@@ -7,6 +7,7 @@ use crate::{InvalidValue, MacAddr};
 
 /// What a NIC is, for SR-IOV purposes (the cloud platform seed's "virtualization state").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NicState {
     /// A PF with VFs enabled (`sriov_numvfs > 0`).
@@ -38,6 +39,7 @@ impl fmt::Display for NicState {
 
 /// The VLAN protocol of a VF's port VLAN (`ip link set PF vf N vlan V proto P`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum VlanProto {
     #[default]
     #[serde(rename = "802.1q")]
@@ -86,6 +88,7 @@ impl FromStr for VlanProto {
 
 /// A VF's administrative link state (`ip link set PF vf N state S`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LinkState {
     /// Follow the PF's link (IFLA_VF_LINK_STATE_AUTO = 0).
@@ -156,6 +159,7 @@ pub fn parse_on_off(field: &'static str, s: &str) -> Result<bool, InvalidValue> 
 /// Fields the kernel did not report are `None`: a driver that has no trust setting reports
 /// nothing rather than "off".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VfConfig {
     pub mac: MacAddr,
     pub vlan: u16,
@@ -194,6 +198,7 @@ impl VfConfig {
 
 /// A requested VF configuration: each `Some` is a change to make, each `None` is left alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VfSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -298,6 +298,36 @@ fn gen_err(path: &Path, e: io::Error) -> HostError {
 /// Written once the simulated host is generated whole.
 const GENERATED: &str = "sim/generated";
 
+/// The kernel's boot id (`/proc/sys/kernel/random/boot_id`): new at every boot.
+const BOOT_ID: &str = "proc/sys/kernel/random/boot_id";
+
+/// A boot id as the kernel writes it (a random UUID, one line).
+fn new_boot_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut words = [0u64; 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        h.write_usize(i);
+        *w = h.finish();
+    }
+    let [a, b] = words;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}\n",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 impl SimHost {
     /// Opens the simulated host at `root`, generating `spec` there first if no host exists.
     pub fn open_or_create(root: &Path, spec: &HostSpec) -> Result<Self, HostError> {
@@ -315,6 +345,14 @@ impl SimHost {
             }
             let mark = root.join(GENERATED);
             fs::write(&mark, "").map_err(|e| gen_err(&mark, e))?;
+        }
+        // A tree generated before the simulator kept a boot id gets one.
+        let boot_id = root.join(BOOT_ID);
+        if !boot_id.exists() {
+            if let Some(d) = boot_id.parent() {
+                fs::create_dir_all(d).map_err(|e| gen_err(d, e))?;
+            }
+            fs::write(&boot_id, new_boot_id()).map_err(|e| gen_err(&boot_id, e))?;
         }
         Ok(host)
     }
@@ -346,8 +384,10 @@ impl SimHost {
     }
 
     /// What a reboot does to SR-IOV: every PF comes back with 0 VFs, autoprobe on, and no
-    /// VF configuration.
+    /// VF configuration; and the kernel has a new boot id.
     pub fn reboot(&self) -> Result<(), HostError> {
+        let boot_id = self.root.join(BOOT_ID);
+        fs::write(&boot_id, new_boot_id()).map_err(|e| gen_err(&boot_id, e))?;
         let devices = self.sys().join("bus/pci/devices");
         let rd = fs::read_dir(&devices).map_err(|e| gen_err(&devices, e))?;
         for e in rd.flatten() {
@@ -416,6 +456,7 @@ impl SimHost {
         link(&r.join("sys/class/net/lo"), "../../devices/virtual/net/lo")?;
         w("proc/cmdline", &format!("{}\n", spec.cmdline))?;
         w("proc/sys/kernel/osrelease", &format!("{}\n", spec.kernel))?;
+        w(BOOT_ID, &new_boot_id())?;
         w(
             "proc/cpuinfo",
             &format!(
@@ -846,7 +887,7 @@ impl SimHost {
                 })?;
             }
         }
-        fs::write(pf_dir.join("sriov_numvfs"), format!("{n}\n"))
+        replace_attr(&pf_dir.join("sriov_numvfs"), &format!("{n}\n"))
     }
 
     fn create_vf(&self, pf_dir: &Path, pf: PciAddr, i: u32) -> Result<(), HostError> {
@@ -1061,6 +1102,17 @@ fn link(at: &Path, target: &str) -> Result<(), HostError> {
     }
 }
 
+/// Writes an attribute's new value as the kernel does: a reader sees the old value or the
+/// new one, never an empty or half-written file (a plain `fs::write` truncates first, and
+/// readers do not take the simulator's lock). Written beside it, then renamed over it.
+fn replace_attr(path: &Path, value: &str) -> io::Result<()> {
+    let name = file_name(path)?;
+    let dir = fs::canonicalize(path.parent().ok_or_else(|| io_err(EINVAL))?)?;
+    let tmp = dir.join(format!(".{name}.sim-new"));
+    fs::write(&tmp, value)?;
+    fs::rename(&tmp, dir.join(name))
+}
+
 impl AttrWriter for SimHost {
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
         let _lock = self.lock().map_err(to_io)?;
@@ -1070,14 +1122,14 @@ impl AttrWriter for SimHost {
         match name.as_str() {
             "sriov_numvfs" => self.write_numvfs(&parent, value),
             "sriov_drivers_autoprobe" => match value.trim() {
-                "0" | "1" => fs::write(path, format!("{}\n", value.trim())),
+                "0" | "1" => replace_attr(path, &format!("{}\n", value.trim())),
                 _ => Err(io_err(EINVAL)),
             },
             "driver_override" => {
                 let v = value.trim();
-                fs::write(
+                replace_attr(
                     path,
-                    if v.is_empty() {
+                    &if v.is_empty() {
                         "(null)\n".to_owned()
                     } else {
                         format!("{v}\n")
@@ -1146,7 +1198,7 @@ impl AttrWriter for SimHost {
                 if !path.exists() {
                     return Err(io_err(ENOENT));
                 }
-                fs::write(path, value)
+                replace_attr(path, value)
             }
         }
     }

@@ -557,3 +557,32 @@ fn host_check_tells_iommu_enabled_from_ready_and_says_reboot_pending() {
     );
     assert_eq!(c.remedy, "keep it across reboots: vfpool host iommu enable");
 }
+
+/// A reader never sees an attribute half-written (a kernel's sysfs read gives the old value
+/// or the new one): the REST API's fuzz run found `sriov_numvfs` read as '' while a split
+/// wrote it.
+#[test]
+fn readers_never_see_an_attribute_half_written() {
+    let (_d, _sim, fs) = demo();
+    let nic = pf(&fs, "eno50");
+    let path = nic.dir.join("sriov_numvfs");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let v = std::fs::read_to_string(&path).unwrap();
+                assert!(["0\n", "1\n"].contains(&v.as_str()), "read {v:?}");
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for _ in 0..100 {
+        fs.write(&path, "1").unwrap();
+        fs.write(&path, "0").unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+}

@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use vfpool_engine::{AcquireRequest, GcView, Lease, LeaseView, ReleaseTarget};
-use vfpool_model::{InvalidValue, MacAddr, PciAddr, VfSettings, parse_on_off};
+use vfpool_engine::{AcquireInput, AcquireRequest, GcView, Lease, LeaseView, ReleaseTarget};
+use vfpool_model::{InvalidValue, PciAddr};
 
 use crate::context::{Context, out, print_json};
 use crate::table::{Table, opt};
@@ -88,61 +87,29 @@ pub struct AcquireArgs {
     netns: Option<PathBuf>,
 }
 
-fn num<T: FromStr>(
-    field: &'static str,
-    v: &Option<String>,
-    allowed: &str,
-) -> Result<Option<T>, InvalidValue> {
-    v.as_deref()
-        .map(|s| {
-            s.parse::<T>()
-                .map_err(|_| InvalidValue::new(field, s, allowed))
-        })
-        .transpose()
-}
-
-fn parse<T: FromStr<Err = InvalidValue>>(v: &Option<String>) -> Result<Option<T>, InvalidValue> {
-    v.as_deref().map(str::parse).transpose()
-}
-
 impl AcquireArgs {
+    /// The engine parses the options (the REST API's body goes the same way).
     fn request(&self) -> Result<AcquireRequest, InvalidValue> {
-        let settings = VfSettings {
-            mac: self
-                .mac
-                .as_deref()
-                .map(MacAddr::parse_unicast)
-                .transpose()?,
-            vlan: num("vlan", &self.vlan, "0..=4094")?,
-            qos: num("qos", &self.qos, "0..=7")?,
-            vlan_proto: parse(&self.vlan_proto)?,
-            spoofchk: self
-                .spoofchk
-                .as_deref()
-                .map(|s| parse_on_off("spoofchk", s))
-                .transpose()?,
-            trust: self
-                .trust
-                .as_deref()
-                .map(|s| parse_on_off("trust", s))
-                .transpose()?,
-            link_state: parse(&self.link_state)?,
-            min_tx_rate: num("min-rate", &self.min_rate, "Mbit/s, 0..=4294967295")?,
-            max_tx_rate: num("max-rate", &self.max_rate, "Mbit/s, 0..=4294967295")?,
-            mtu: num("mtu", &self.mtu, "a number of bytes like 9000")?,
-        };
-        Ok(AcquireRequest {
+        AcquireInput {
             pool: self.pool.clone(),
             owner: self.owner.clone(),
-            owner_kind: self.owner_kind.parse()?,
-            vf: parse::<PciAddr>(&self.vf)?,
-            settings,
-            driver: parse(&self.driver)?,
-            numa: num("numa", &self.numa, "a NUMA node number like 0")?,
+            owner_kind: Some(self.owner_kind.clone()),
+            vf: self.vf.clone(),
+            mac: self.mac.clone(),
+            vlan: self.vlan.clone(),
+            qos: self.qos.clone(),
+            vlan_proto: self.vlan_proto.clone(),
+            spoofchk: self.spoofchk.clone(),
+            trust: self.trust.clone(),
+            link_state: self.link_state.clone(),
+            min_rate: self.min_rate.clone(),
+            max_rate: self.max_rate.clone(),
+            mtu: self.mtu.clone(),
+            driver: self.driver.clone(),
+            numa: self.numa.clone(),
             netns: self.netns.clone(),
-            ifname: None,
-            attach_if_netdev: false,
-        })
+        }
+        .request()
     }
 }
 
@@ -214,6 +181,14 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
                         a.owner,
                         a.pool,
                         a.reason
+                    );
+                }
+                for a in &rep.addresses_freed {
+                    crate::outln!(
+                        "freed address {} on {} ({}): its lease is gone",
+                        a.address,
+                        a.l3,
+                        a.owner
                     );
                 }
                 crate::outln!(

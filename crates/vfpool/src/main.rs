@@ -13,6 +13,7 @@ mod pool_cmd;
 mod serve_cmd;
 mod table;
 mod vm_cmd;
+mod vm_libvirt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

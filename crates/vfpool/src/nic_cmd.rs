@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -57,17 +56,7 @@ pub enum NicCmd {
     },
 }
 
-/// `--timeout`: whole seconds, 1..=86400.
-pub fn parse_timeout(s: &str) -> Result<Duration, vfpool_model::InvalidValue> {
-    match s.parse::<u64>() {
-        Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
-        _ => Err(vfpool_model::InvalidValue::new(
-            "timeout",
-            s,
-            "whole seconds, 1..=86400",
-        )),
-    }
-}
+pub use vfpool_engine::parse_timeout;
 
 pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
     match cmd {

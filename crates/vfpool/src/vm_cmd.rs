@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use vfpool_engine::{NicType, PoolDeleted, VmNicSpec, VmView, parse_nic_ref};
+use vfpool_engine::{NicType, PoolDeleted, VmNicSpec, VmResources, VmView, parse_nic_ref};
 
 use crate::context::{Context, out, print_json};
 use crate::table::{Table, opt};
@@ -18,17 +18,32 @@ pub enum VmCmd {
         /// MAC is generated, stable and locally administered, when not given); repeat.
         #[arg(long = "nic", value_name = "l3=L3[,sriov][,mac=MAC]")]
         nics: Vec<String>,
+        /// Memory in MiB, 64 to 4194304 (default 1024).
+        #[arg(long, value_name = "MiB")]
+        memory: Option<String>,
+        /// Virtual CPUs, 1 to 4096 (default 1).
+        #[arg(long, value_name = "N")]
+        vcpus: Option<String>,
     },
     /// Starts a VM: a VF for each VF NIC (its MAC, the L2's VLAN, vfio-pci) and an address
     /// for each NIC, all or nothing.
     Start {
         /// The VM's name.
         name: String,
+        /// Then define and start its domain through libvirt at URI (qemu:///system); when
+        /// libvirt fails, the VFs and addresses are given back. Needs a vfpool built with
+        /// the `libvirt` feature.
+        #[arg(long, value_name = "URI")]
+        libvirt: Option<String>,
     },
     /// Stops a VM: its VFs and addresses given back.
     Stop {
         /// The VM's name.
         name: String,
+        /// First destroy its domain through libvirt at URI (and undefine it when `vm start
+        /// --libvirt` defined it). Needs a vfpool built with the `libvirt` feature.
+        #[arg(long, value_name = "URI")]
+        libvirt: Option<String>,
     },
     /// One VM and its NICs (type, MAC, address, VF, detached).
     Show {
@@ -96,7 +111,19 @@ fn show(ctx: &Context, vm: &VmView) -> anyhow::Result<()> {
     if ctx.json() {
         return print_json(vm);
     }
-    crate::outln!("vm {} ({}): {}", vm.name, vm.uuid, vm.state.as_str());
+    crate::outln!(
+        "vm {} ({}): {}, {} MiB, {} vCPU{}{}",
+        vm.name,
+        vm.uuid,
+        vm.state.as_str(),
+        vm.memory_mib,
+        vm.vcpus,
+        if vm.vcpus == 1 { "" } else { "s" },
+        vm.libvirt
+            .as_deref()
+            .map(|u| format!(", domain defined at {u}"))
+            .unwrap_or_default()
+    );
     let mut t = Table::new(&[
         "NIC", "TYPE", "L3", "L2", "MAC", "ADDRESS", "VF", "DETACHED",
     ]);
@@ -119,15 +146,27 @@ fn show(ctx: &Context, vm: &VmView) -> anyhow::Result<()> {
 pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
     let mut engine = ctx.engine()?;
     let vm = match cmd {
-        VmCmd::Create { name, nics } => {
+        VmCmd::Create {
+            name,
+            nics,
+            memory,
+            vcpus,
+        } => {
+            let res = VmResources::parse(memory.as_deref(), vcpus.as_deref())?;
             let specs = nics
                 .iter()
                 .map(|s| s.parse::<VmNicSpec>())
                 .collect::<Result<Vec<_>, _>>()?;
-            engine.vm_create(&name, &specs)?
+            engine.vm_create_with(&name, &specs, res)?
         }
-        VmCmd::Start { name } => engine.vm_start(&name)?,
-        VmCmd::Stop { name } => engine.vm_stop(&name)?,
+        VmCmd::Start { name, libvirt } => match libvirt {
+            Some(uri) => engine.vm_start_libvirt(&name, &uri)?,
+            None => engine.vm_start(&name)?,
+        },
+        VmCmd::Stop { name, libvirt } => match libvirt {
+            Some(uri) => engine.vm_stop_libvirt(&name, &uri)?,
+            None => engine.vm_stop(&name)?,
+        },
         VmCmd::Show { name } => engine.vm_show(&name)?,
         VmCmd::List => {
             let list = engine.vm_list()?;

@@ -418,3 +418,82 @@ fn a_hook_killed_part_way_leaves_nothing_a_retry_cannot_finish() {
         assert!(leases(s).is_empty(), "{point}");
     }
 }
+
+/// A domain passing `vfs` through as plain `<hostdev mode='subsystem' type='pci'>`s (no
+/// `<interface>`), as libvirt's status XML shows them.
+fn plain_hostdev_domain(name: &str, vfs: &[&str]) -> String {
+    let devs: String = vfs
+        .iter()
+        .map(|v| {
+            let p: PciAddr = v.parse().unwrap();
+            format!(
+                "<hostdev mode='subsystem' type='pci' managed='yes'><driver name='vfio'/><source><address domain='{:#06x}' bus='{:#04x}' slot='{:#04x}' function='{:#x}'/></source><address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/></hostdev>",
+                p.domain, p.bus, p.device, p.function
+            )
+        })
+        .collect();
+    format!(
+        "<domain type='kvm'><name>{name}</name><memory unit='MiB'>512</memory><os><type>hvm</type></os><devices>{devs}</devices></domain>"
+    )
+}
+
+#[test]
+fn plain_pci_hostdevs_are_leased_and_refused_like_hostdev_interfaces() {
+    let (_dir, s, vfs) = demo();
+    let s = &s;
+    let web1 = plain_hostdev_domain("web1", &[&vfs[0]]);
+    let o = hook(s, &["web1", "prepare", "begin", "-"], &web1);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        leases(s),
+        [(format!("libvirt/web1/{}", vfs[0]), vfs[0].clone())]
+    );
+    // The same VF as a plain hostdev of another domain, or as its hostdev interface:
+    // refused, naming the VF and its owner.
+    for db1 in [
+        plain_hostdev_domain("db1", &[&vfs[1], &vfs[0]]),
+        domain("db1", &[&vfs[0]]),
+    ] {
+        let o = hook(s, &["db1", "prepare", "begin", "-"], &db1);
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            format!(
+                "error: domain 'db1' cannot start: VF {} is leased to 'libvirt/web1/{}'\n",
+                vfs[0], vfs[0]
+            )
+        );
+        assert_eq!(leases(s).len(), 1);
+    }
+    // A domain with both forms: every VF leased.
+    let both = domain("db2", &[&vfs[1]]).replace(
+        "</devices>",
+        &format!(
+            "{}</devices>",
+            plain_hostdev_domain("x", &[&vfs[2]])
+                .split("<devices>")
+                .nth(1)
+                .unwrap()
+                .split("</devices>")
+                .next()
+                .unwrap()
+        ),
+    );
+    let o = hook(s, &["db2", "prepare", "begin", "-"], &both);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(leases(s).len(), 3);
+    for (d, xml) in [("web1", &web1), ("db2", &both)] {
+        let o = hook(s, &[d, "release", "end", "-"], xml);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert!(leases(s).is_empty());
+    // A PCI hostdev without its source address: one line, nothing leased.
+    let bad = "<domain><devices><hostdev mode='subsystem' type='pci'><driver name='vfio'/></hostdev></devices></domain>";
+    let o = hook(s, &["web1", "prepare", "begin", "-"], bad);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: cannot read the XML of domain 'web1': pci hostdev 0: no source address\n"
+    );
+    assert!(leases(s).is_empty());
+}

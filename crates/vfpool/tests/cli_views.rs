@@ -162,7 +162,13 @@ fn nic_and_lease_views_join_host_and_ledger_as_documented() {
     assert_eq!(keys(&apply), ["gc", "leases", "nics"]);
     assert_eq!(
         keys(&apply["gc"]),
-        ["actions", "errors", "in_progress", "kept"]
+        [
+            "actions",
+            "addresses_freed",
+            "errors",
+            "in_progress",
+            "kept"
+        ]
     );
     assert_eq!(apply["nics"][0]["nic"], "eno49");
 }
