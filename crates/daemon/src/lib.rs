@@ -7,6 +7,7 @@
 //!   parse, one engine call, the engine's own view types as the body.
 //! - [`error`]: engine errors as JSON with an HTTP status from their [`vfpool_engine::ErrorKind`].
 //! - [`auth`]: bearer tokens (a read-only one apart), compared in constant time.
+//! - [`cni`]: `POST /api/v1/cni`, the CNI plugin's verbs for `vfpool-cni` (unix socket only).
 //! - [`server`]: the listeners (a unix socket, mode 0600, and loopback TCP unless a token is
 //!   set) and the router.
 
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cni;
 pub mod error;
 pub mod server;
 pub mod state;
