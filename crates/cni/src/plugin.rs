@@ -164,7 +164,7 @@ fn l3_error(e: &EngineError) -> CniError {
 pub enum Engines<'a> {
     /// Opened on first use (the plugin process), from the config's state directory,
     /// sysfs root and `vfpoolNetlink` (else `VFPOOL_NETLINK` from the process).
-    PerCall(Option<Engine>),
+    PerCall(Option<Box<Engine>>),
     /// The daemon's, for this call.
     Lent(&'a mut Engine),
 }
@@ -180,7 +180,7 @@ impl Engines<'_> {
             Engines::Lent(e) => Ok(e),
             Engines::PerCall(slot) => Ok(match slot.take() {
                 Some(e) => slot.insert(e),
-                None => slot.insert(open_engine(conf)?),
+                None => slot.insert(Box::new(open_engine(conf)?)),
             }),
         }
     }

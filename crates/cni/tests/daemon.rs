@@ -79,7 +79,10 @@ impl Demo {
     /// `vfpool serve` over this demo host, on `socket` (and TCP at `listen`).
     fn serve(&self, socket: &Path, listen: Option<&str>) -> Served {
         let mut c = Command::new(vfpool_bin());
-        c.arg("--demo").arg("--state").arg(self.state()).arg("serve");
+        c.arg("--demo")
+            .arg("--state")
+            .arg(self.state())
+            .arg("serve");
         match listen {
             Some(a) => c.args(["--listen", a]),
             None => c.arg("--no-tcp"),
@@ -166,10 +169,7 @@ impl Served {
         let mut s = Served { child };
         let t0 = Instant::now();
         while UnixStream::connect(socket).is_err() {
-            assert!(
-                s.child.try_wait().unwrap().is_none(),
-                "vfpool serve exited"
-            );
+            assert!(s.child.try_wait().unwrap().is_none(), "vfpool serve exited");
             assert!(t0.elapsed() < Duration::from_secs(30), "no socket");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -194,15 +194,14 @@ fn sequence(d: &Demo, socket: &str) -> Vec<(Option<i32>, String)> {
         if !socket.is_empty() {
             assert!(o.through_daemon(), "{what}: not through the daemon: {o:#?}");
         }
-        let text = o
-            .stdout
-            .replace(d.state().to_str().unwrap(), "STATE");
+        let text = o.stdout.replace(d.state().to_str().unwrap(), "STATE");
         outs.push((o.code, text.clone()));
         text
     };
     step(d.cni("STATUS", "", None, &conf, socket), "STATUS");
     let r1 = step(d.cni("ADD", "c1", Some(&ns1), &conf, socket), "ADD");
-    let r1: Value = serde_json::from_str(&r1.replace("STATE", d.state().to_str().unwrap())).unwrap();
+    let r1: Value =
+        serde_json::from_str(&r1.replace("STATE", d.state().to_str().unwrap())).unwrap();
     let mut chk = conf.clone();
     chk["prevResult"] = r1;
     step(d.cni("CHECK", "c1", Some(&ns1), &chk, socket), "CHECK");
@@ -210,7 +209,10 @@ fn sequence(d: &Demo, socket: &str) -> Vec<(Option<i32>, String)> {
         "deviceID": "0000:99:00.0"});
     step(d.cni("ADD", "c9", Some(&ns2), &bad, socket), "ADD bad");
     step(d.cni("DEL", "c1", Some(&ns1), &conf, socket), "DEL");
-    step(d.cni("CHECK", "c1", Some(&ns1), &chk, socket), "CHECK after DEL");
+    step(
+        d.cni("CHECK", "c1", Some(&ns1), &chk, socket),
+        "CHECK after DEL",
+    );
     step(d.cni("DEL", "c1", None, &conf, socket), "DEL again");
     step(d.cni("ADD", "c2", Some(&ns2), &conf, socket), "ADD c2");
     let mut gc = conf.clone();
@@ -246,7 +248,10 @@ fn without_a_daemon_the_plugin_does_the_work_itself() {
     let missing = d.dir.path().join("none.sock");
     let o = d.cni("ADD", "c1", Some(&ns), &conf, missing.to_str().unwrap());
     assert_eq!(o.code, Some(0), "{o:#?}");
-    assert!(o.fell_back() && o.stderr.contains("cannot connect"), "{o:#?}");
+    assert!(
+        o.fell_back() && o.stderr.contains("cannot connect"),
+        "{o:#?}"
+    );
     assert_eq!(d.leases().len(), 1);
     // A socket file nobody listens on (a daemon killed): connection refused.
     let stale = d.dir.path().join("stale.sock");
@@ -258,12 +263,16 @@ fn without_a_daemon_the_plugin_does_the_work_itself() {
     // "" never asks.
     let o = d.cni("STATUS", "", None, &conf, "");
     assert_eq!(o.code, Some(0), "{o:#?}");
-    assert!(!o.stderr.contains("through the daemon") && !o.fell_back(), "{o:#?}");
+    assert!(
+        !o.stderr.contains("through the daemon") && !o.fell_back(),
+        "{o:#?}"
+    );
     // A relative path is the config's error, naming the field.
     let o = d.cni("STATUS", "", None, &conf, "api.sock");
     assert_eq!(o.code, Some(1), "{o:#?}");
     assert!(
-        o.stdout.contains("invalid vfpoolDaemonSocket 'api.sock': an absolute path"),
+        o.stdout
+            .contains("invalid vfpoolDaemonSocket 'api.sock': an absolute path"),
         "{o:#?}"
     );
 }
@@ -342,15 +351,24 @@ fn a_daemon_that_fails_after_the_request_is_not_run_around() {
             e["msg"].as_str().unwrap().contains("vfpool daemon at"),
             "{e}"
         );
-        assert!(d.leases().is_empty(), "{answer}: the plugin ran the ADD too");
+        assert!(
+            d.leases().is_empty(),
+            "{answer}: the plugin ran the ADD too"
+        );
     }
     // A daemon that declines (4xx: nothing done there) is fallen back from.
     let socket = d.dir.path().join("old.sock");
-    let t = fake_daemon(&socket, "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+    let t = fake_daemon(
+        &socket,
+        "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+    );
     let o = d.cni("ADD", "c1", Some(&ns), &conf, socket.to_str().unwrap());
     t.join().unwrap();
     assert_eq!(o.code, Some(0), "{o:#?}");
-    assert!(o.fell_back() && o.stderr.contains("declined (404)"), "{o:#?}");
+    assert!(
+        o.fell_back() && o.stderr.contains("declined (404)"),
+        "{o:#?}"
+    );
     assert_eq!(d.leases().len(), 1);
 }
 
@@ -405,8 +423,9 @@ fn the_endpoint_is_on_the_unix_socket_only() {
 
 #[test]
 fn as_root_a_stand_in_vf_moves_into_a_pod_and_back_through_the_daemon() {
-    if common::skip_unless_root("as_root_a_stand_in_vf_moves_into_a_pod_and_back_through_the_daemon")
-    {
+    if common::skip_unless_root(
+        "as_root_a_stand_in_vf_moves_into_a_pod_and_back_through_the_daemon",
+    ) {
         return;
     }
     common::need_cni_plugins();
@@ -457,7 +476,10 @@ fn as_root_a_stand_in_vf_moves_into_a_pod_and_back_through_the_daemon() {
     let standin = lab.standin(&vf).clone();
     let link = pod.link("net1").expect("the VF in the pod as net1");
     assert_eq!(link["address"], standin.mac.as_str(), "{link}");
-    assert!(lab.host.link(&standin.name).is_none(), "moved out of the host");
+    assert!(
+        lab.host.link(&standin.name).is_none(),
+        "moved out of the host"
+    );
     let ip = r["ips"][0]["address"].as_str().unwrap();
     assert_eq!(pod.addrs4("net1"), [ip], "{r}");
     let del = lab.cni_env(
