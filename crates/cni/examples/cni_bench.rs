@@ -25,9 +25,9 @@
 //! `--via-daemon VFPOOL` adds a contender: the first `--plugin` as a client of `vfpool
 //! serve` (the `VFPOOL` binary, started here with a ledger of its own, the same simulated
 //! tree and `VFPOOL_NETLINK=kernel`), which does the work with its ledger open. Its table
-//! rows add the daemon's CPU time per call: `utime + stime` of `/proc/PID/stat` (all its
-//! threads, in clock ticks) read before and after each call, summed over the rounds per
-//! verb and divided by the calls.
+//! rows add the daemon's CPU time per call: `utime + stime + cutime + cstime` of
+//! `/proc/PID/stat` (all its threads and the IPAM plugins it ran, in clock ticks) read
+//! before and after each call, summed over the rounds per verb and divided by the calls.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -536,13 +536,14 @@ fn clock_ticks() -> u64 {
         .map_or(100, |t| t as u64)
 }
 
-/// `utime + stime` of process `pid` (every thread, the exited ones too), clock ticks.
+/// `utime + stime + cutime + cstime` of process `pid` (every thread, the exited ones too,
+/// and the children it reaped: the IPAM plugins it ran), clock ticks.
 fn daemon_cpu(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon's stat");
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime); `rest` starts at field 3.
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    // Fields 14 to 17 (utime, stime, cutime, cstime); `rest` starts at field 3.
+    f[11..15].iter().map(|v| v.parse::<u64>().unwrap()).sum()
 }
 
 /// A `vfpool serve` this bench started; killed (by its pid) when dropped.
