@@ -21,6 +21,13 @@
 //! its CPU time (user + system) from `wait4`'s rusage, which counts its own reaped children
 //! too (the IPAM plugin): the "no IPAM" rows give the plugin alone. Peak RSS is the
 //! plugin's own `VmHWM` at exit, in separate traced calls (see `Call::peak_rss`).
+//!
+//! `--via-daemon VFPOOL` adds a contender: the first `--plugin` as a client of `vfpool
+//! serve` (the `VFPOOL` binary, started here with a ledger of its own, the same simulated
+//! tree and `VFPOOL_NETLINK=kernel`), which does the work with its ledger open. Its table
+//! rows add the daemon's CPU time per call: `utime + stime + cutime + cstime` of
+//! `/proc/PID/stat` (all its threads and the IPAM plugins it ran, in clock ticks) read
+//! before and after each call, summed over the rounds per verb and divided by the calls.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,6 +61,7 @@ struct Args {
     dir: PathBuf,
     only_ipam: bool,
     rss_rounds: usize,
+    via_daemon: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -67,6 +75,7 @@ fn args() -> Args {
         dir: std::env::temp_dir(),
         only_ipam: false,
         rss_rounds: 20,
+        via_daemon: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,9 +95,11 @@ fn args() -> Args {
             "--dir" => a.dir = v().into(),
             "--only-ipam" => a.only_ipam = true,
             "--rss-rounds" => a.rss_rounds = v().parse().expect("--rss-rounds N"),
+            "--via-daemon" => a.via_daemon = Some(std::path::absolute(v()).unwrap()),
             _ => panic!(
                 "usage: cni_bench [--plugin LABEL=PATH]... [--host-device PATH] [--cni-path DIR] \
-                 [--rounds N] [--rss-rounds N] [--burst N] [--bursts N] [--dir DIR] [--only-ipam]"
+                 [--rounds N] [--rss-rounds N] [--burst N] [--bursts N] [--dir DIR] [--only-ipam] \
+                 [--via-daemon VFPOOL]"
             ),
         }
     }
@@ -106,6 +117,8 @@ fn args() -> Args {
 struct Sample {
     wall: Duration,
     cpu: Duration,
+    /// The daemon's CPU during the call, in clock ticks (0 without a daemon).
+    daemon: u64,
 }
 
 fn tv(t: libc::timeval) -> Duration {
@@ -281,6 +294,7 @@ fn sample(wall: Duration, ru: &libc::rusage) -> Sample {
     Sample {
         wall,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        daemon: 0,
     }
 }
 
@@ -330,6 +344,8 @@ enum Contender {
         /// A vfpool plugin's state directory (its own ledger: one plugin's WAL does not
         /// change another's cost); `None` for host-device.
         state: Option<PathBuf>,
+        /// The pid of the `vfpool serve` the plugin asks (its CPU is measured apart).
+        daemon: Option<u32>,
     },
     /// The RTM_NEWLINK netns move (with the rename to the ifname) done in-process through
     /// `vfpool_netlink::RtNetlink`: the wall-time floor.
@@ -403,14 +419,19 @@ impl Bench {
                 bin,
                 conf,
                 state,
+                daemon,
             } => {
+                let ticks = || daemon.map(daemon_cpu).unwrap_or_default();
                 let stdin = serde_json::to_vec(conf).unwrap();
-                let add = Call {
+                let d0 = ticks();
+                let mut add = Call {
                     bin,
                     env: self.env("ADD", cid, &pod.path, state.as_deref()),
                     stdin: stdin.clone(),
                 }
                 .run();
+                let d1 = ticks();
+                add.sample.daemon = d1 - d0;
                 add.check(&format!("{label} ADD"));
                 let r: Value = serde_json::from_slice(&add.stdout).unwrap();
                 assert_eq!(r["interfaces"][0]["name"], IFNAME, "{label}: {r}");
@@ -421,12 +442,14 @@ impl Bench {
                     .unwrap()
                     .link(IFNAME)
                     .unwrap();
-                let del = Call {
+                let d0 = ticks();
+                let mut del = Call {
                     bin,
                     env: self.env("DEL", cid, &pod.path, state.as_deref()),
                     stdin,
                 }
                 .run();
+                del.sample.daemon = ticks() - d0;
                 del.check(&format!("{label} DEL"));
                 (add.sample, del.sample)
             }
@@ -438,6 +461,7 @@ impl Bench {
                 let add = Sample {
                     wall: t0.elapsed(),
                     cpu: self_cpu() - c0,
+                    daemon: 0,
                 };
                 let (c0, t0) = (self_cpu(), Instant::now());
                 self.nl
@@ -446,6 +470,7 @@ impl Bench {
                 let del = Sample {
                     wall: t0.elapsed(),
                     cpu: self_cpu() - c0,
+                    daemon: 0,
                 };
                 (add, del)
             }
@@ -464,12 +489,19 @@ struct Series {
     wall: Vec<f64>,
     cpu: Vec<f64>,
     rss: Vec<f64>,
+    /// The daemon's CPU over every call, clock ticks.
+    daemon_ticks: u64,
 }
 
 impl Series {
     fn push(&mut self, s: Sample) {
         self.wall.push(s.wall.as_secs_f64() * 1e3);
         self.cpu.push(s.cpu.as_secs_f64() * 1e3);
+        self.daemon_ticks += s.daemon;
+    }
+    /// The daemon's mean CPU per call, ms.
+    fn daemon_ms(&self) -> f64 {
+        self.daemon_ticks as f64 * 1e3 / clock_ticks() as f64 / self.cpu.len().max(1) as f64
     }
     fn push_rss(&mut self, kib: u64) {
         self.rss.push(kib as f64 / 1024.0);
@@ -493,6 +525,36 @@ impl Series {
             Self::q(&self.cpu, 0.9),
             Self::q(&self.rss, 1.0),
         )
+    }
+}
+
+/// Clock ticks per second (`/proc/PID/stat`'s unit).
+fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100, |t| t as u64)
+}
+
+/// `utime + stime + cutime + cstime` of process `pid` (every thread, the exited ones too,
+/// and the children it reaped: the IPAM plugins it ran), clock ticks.
+fn daemon_cpu(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the daemon's stat");
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 to 17 (utime, stime, cutime, cstime); `rest` starts at field 3.
+    f[11..15].iter().map(|v| v.parse::<u64>().unwrap()).sum()
+}
+
+/// A `vfpool serve` this bench started; killed (by its pid) when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -639,8 +701,10 @@ fn run(a: &Args, state: &Path, shm: &Path, nsdir: &Path) {
     // Closed: while any process has the ledger open, the next one to open it skips SQLite's
     // WAL recovery, which every plugin call pays on a host where nothing else keeps it open.
     drop(engine);
-    // The same pool in each plugin's own ledger (the first one's is `state`'s).
-    for k in 1..a.plugins.len() {
+    // The same pool in each plugin's own ledger (the first one's is `state`'s), and in the
+    // daemon's (after the plugins').
+    let ledgers = a.plugins.len() + usize::from(a.via_daemon.is_some());
+    for k in 1..ledgers {
         Host::open(&HostConfig {
             sysfs_root: Some(sysfs.clone()),
             state: Some(plugin_state(state, k)),
@@ -676,6 +740,33 @@ fn run(a: &Args, state: &Path, shm: &Path, nsdir: &Path) {
         cni_path: a.cni_path.clone(),
         nl,
     };
+    // The daemon, in this (the bench's) network and mount namespaces.
+    let daemon_state = plugin_state(state, a.plugins.len());
+    let daemon_socket = daemon_state.join("api.sock");
+    let daemon = a.via_daemon.as_ref().map(|vfpool| {
+        let child = Command::new(vfpool)
+            .arg("--state")
+            .arg(&daemon_state)
+            .arg("--sysfs-root")
+            .arg(&sysfs)
+            .args(["serve", "--no-tcp", "--socket"])
+            .arg(&daemon_socket)
+            .env("VFPOOL_NETLINK", "kernel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child };
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&daemon_socket).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "vfpool serve: no socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    });
     let static_ipam = json!({"type": "static", "addresses": [{"address": "10.1.0.2/24", "gateway": "10.1.0.1"}],
                              "routes": [{"dst": "10.2.0.0/16"}]});
     let mut contenders = Vec::new();
@@ -685,17 +776,30 @@ fn run(a: &Args, state: &Path, shm: &Path, nsdir: &Path) {
         }
         let suffix = if ipam { "static IPAM" } else { "no IPAM" };
         for (k, (label, bin)) in a.plugins.iter().enumerate() {
-            let mut conf =
-                json!({"cniVersion": "1.0.0", "name": "bench", "type": "vfpool-cni", "pool": POOL});
+            let mut conf = json!({"cniVersion": "1.0.0", "name": "bench", "type": "vfpool-cni",
+                "pool": POOL, "vfpoolDaemonSocket": ""});
             if ipam {
                 conf["ipam"] = static_ipam.clone();
             }
             contenders.push(Contender::Plugin {
                 label: format!("{label}, {suffix}"),
                 bin: bin.clone(),
-                conf,
+                conf: conf.clone(),
                 state: Some(plugin_state(state, k)),
+                daemon: None,
             });
+            if k == 0
+                && let Some(d) = &daemon
+            {
+                conf["vfpoolDaemonSocket"] = daemon_socket.display().to_string().into();
+                contenders.push(Contender::Plugin {
+                    label: format!("{label} via daemon, {suffix}"),
+                    bin: bin.clone(),
+                    conf,
+                    state: Some(daemon_state.clone()),
+                    daemon: Some(d.child.id()),
+                });
+            }
         }
         let mut conf = json!({"cniVersion": "1.0.0", "name": "bench-hd", "type": "host-device", "device": "hd0"});
         if ipam {
@@ -706,6 +810,7 @@ fn run(a: &Args, state: &Path, shm: &Path, nsdir: &Path) {
             bin: a.host_device.clone(),
             conf,
             state: None,
+            daemon: None,
         });
     }
     contenders.push(Contender::Bare);
@@ -719,6 +824,7 @@ fn run(a: &Args, state: &Path, shm: &Path, nsdir: &Path) {
         bench.add_del(c, "warmup", &pod);
     }
     let t0 = Instant::now();
+    let daemon_at_start = daemon.as_ref().map(|d| daemon_cpu(d.child.id()));
     // A new order every round (a seeded xorshift shuffle): a call's CPU time includes
     // kernel work left by the call before it (RCU callbacks, deferred frees run in softirq
     // on whatever task is current), so no contender may always follow the same one.
@@ -752,10 +858,20 @@ fn run(a: &Args, state: &Path, shm: &Path, nsdir: &Path) {
         t0.elapsed().as_secs_f64(),
         loadavg()
     );
+    if let (Some(d), Some(t)) = (&daemon, daemon_at_start) {
+        // Over the whole sequential phase, its idle time between calls included.
+        // (The traced RSS calls included.)
+        let calls = 2 * (a.rounds + a.rss_rounds) * if a.only_ipam { 1 } else { 2 };
+        println!(
+            "daemon CPU over the rounds: {:.2} ms per call ({calls} calls)",
+            (daemon_cpu(d.child.id()) - t) as f64 * 1e3 / clock_ticks() as f64 / calls as f64
+        );
+    }
     if a.rounds > 0 {
         report(&contenders, &adds, &dels);
     }
     drop(pod);
+    drop(daemon);
     bursts(a, &bench, &host, &vfs, &static_ipam, nsdir);
     println!("\nload average at the end: {}", loadavg());
 }
@@ -787,12 +903,15 @@ fn report(
     // Ratios against host-device with the same IPAM, and against the floor.
     let find = |l: &str| contenders.iter().position(|c| c.label() == l);
     let bare = contenders.len() - 1;
-    println!("\n| plugin | verb | CPU / host-device's (medians) | wall - bare move (medians) |");
-    println!("| --- | --- | --- | --- |");
+    println!(
+        "\n| plugin | verb | CPU / host-device's (medians) | wall - bare move (medians) | daemon CPU ms per call (mean) | plugin + daemon CPU / host-device's |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (i, c) in contenders.iter().enumerate() {
         let Contender::Plugin {
             label,
             state: Some(_),
+            daemon,
             ..
         } = c
         else {
@@ -804,8 +923,17 @@ fn report(
             let (w, cpu, _) = m[&i].med();
             let (_, hcpu, _) = m[&hd].med();
             let (bw, _, _) = m[&bare].med();
+            let (d, sum) = if daemon.is_some() {
+                let d = m[&i].daemon_ms();
+                (
+                    format!("{d:.2}"),
+                    format!("{:.3} ({:.2} / {hcpu:.2} ms)", (cpu + d) / hcpu, cpu + d),
+                )
+            } else {
+                ("-".into(), "-".into())
+            };
             println!(
-                "| {label} | {verb} | {:.3} ({cpu:.2} / {hcpu:.2} ms) | {:+.2} ms ({w:.2} - {bw:.2}) |",
+                "| {label} | {verb} | {:.3} ({cpu:.2} / {hcpu:.2} ms) | {:+.2} ms ({w:.2} - {bw:.2}) | {d} | {sum} |",
                 cpu / hcpu,
                 w - bw
             );
@@ -826,7 +954,7 @@ fn bursts(a: &Args, bench: &Bench, host: &Host, vfs: &[String], static_ipam: &Va
     let (label, bin) = &a.plugins[0];
     for b in 0..a.bursts {
         let vf_conf = json!({"cniVersion": "1.1.0", "name": "burst", "type": "vfpool-cni",
-                             "pool": POOL, "ipam": static_ipam});
+                             "pool": POOL, "ipam": static_ipam, "vfpoolDaemonSocket": ""});
         let calls = |cmd: &str| -> Vec<Call<'_>> {
             pods.iter()
                 .enumerate()

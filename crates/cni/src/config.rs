@@ -24,6 +24,9 @@ use crate::version::{CniVersion, negotiate};
 /// The `type` this plugin answers to.
 pub const PLUGIN_TYPE: &str = "vfpool-cni";
 
+/// Where `vfpool serve` listens on a real host (its `--socket` default).
+pub const DEFAULT_DAEMON_SOCKET: &str = "/run/vfpool/api.sock";
+
 /// The config as read from stdin: its bytes (IPAM delegation passes them on) and its
 /// top-level object.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +109,10 @@ pub struct PluginConf {
     /// `VFPOOL_NETLINK`. A field because runtimes do not always pass their environment
     /// on (podman's cleanup process, which runs DEL, does not).
     pub kernel_netlink: Option<bool>,
+    /// `vfpoolDaemonSocket`: the unix socket of `vfpool serve`, which does the verbs'
+    /// work with its ledger open (default [`DEFAULT_DAEMON_SOCKET`]); `None` (the field
+    /// given as `""`): never ask the daemon.
+    pub daemon_socket: Option<PathBuf>,
     /// `runtimeConfig.CNIDeviceInfoFile`: where Multus will read the device info.
     pub device_info_file: Option<PathBuf>,
     /// `deviceInfoDir`: write the device info there too when Multus named no file.
@@ -208,6 +215,16 @@ impl PluginConf {
                 }
             },
         };
+        let daemon_socket = match m.get("vfpoolDaemonSocket") {
+            Some(Value::String(s)) if s.is_empty() => None,
+            v => Some(
+                opt_path(v, "vfpoolDaemonSocket")
+                    .map_err(|e| {
+                        CniError::new(e.code, format!("{} (or \"\": never ask the daemon)", e.msg))
+                    })?
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DAEMON_SOCKET)),
+            ),
+        };
         let device_info_dir = opt_path(m.get("deviceInfoDir"), "deviceInfoDir")?;
         let device_info_file =
             opt_path(rt("CNIDeviceInfoFile"), "runtimeConfig.CNIDeviceInfoFile")?;
@@ -243,6 +260,7 @@ impl PluginConf {
             sysfs_root,
             proc_root: env.vfpool_proc_root.clone(),
             kernel_netlink,
+            daemon_socket,
             device_info_file,
             device_info_dir,
             valid_attachments,

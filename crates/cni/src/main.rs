@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use vfpool_cni::{CniEnv, CniError, Command, SUPPORTED_VERSIONS, version_output};
+use vfpool_cni::daemon::{self, Answer, CallError, HostId};
+use vfpool_cni::plugin::Engines;
+use vfpool_cni::{CniEnv, CniError, Command, PluginConf, SUPPORTED_VERSIONS, version_output};
 
 const USAGE: &str = "\
 vfpool-cni: a CNI plugin that gives a container an SR-IOV VF from vfpool (a lease), with its
@@ -22,7 +24,10 @@ IPAM: any plugin in CNI_PATH by exec, or {\"type\": \"vfpool\", \"l3\": \"NAME\"
 of a vfpool L3 network, shared with VM NICs (vfpool l3 show lists who holds each).
 VF settings: mac, vlan, vlanQoS, vlanProto, spoofchk, trust, link_state, min_tx_rate,
 max_tx_rate, mtu. State: vfpoolState / vfpoolSysfsRoot / vfpoolNetlink, else VFPOOL_STATE /
-VFPOOL_SYSFS_ROOT / VFPOOL_NETLINK.";
+VFPOOL_SYSFS_ROOT / VFPOOL_NETLINK.
+With vfpool serve running on the same host (its socket: vfpoolDaemonSocket, default
+/run/vfpool/api.sock; \"\" never asks it), the daemon does the work with its ledger open;
+without it, the plugin does it itself.";
 
 fn main() -> ExitCode {
     let env = match CniEnv::from_env() {
@@ -46,25 +51,74 @@ fn main() -> ExitCode {
             "cannot read the network config from stdin: {e}"
         )));
     }
-    let out = if env.command == Command::Version {
-        Ok(Some(version_output()))
-    } else {
-        vfpool_cni::plugin::run(&env, &stdin)
+    if env.command == Command::Version {
+        return print(&Answer::of(&Ok(Some(version_output()))));
+    }
+    let conf = match PluginConf::parse(&stdin, &env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
     };
-    match out {
-        Ok(Some(text)) => {
-            let mut out = std::io::stdout().lock();
-            if writeln!(out, "{text}").is_err() {
-                return ExitCode::FAILURE;
+    if let Some(socket) = &conf.daemon_socket {
+        match through_daemon(socket, &env, &conf, stdin) {
+            Ok(answer) => return print(&answer),
+            Err(CallError::Unavailable(why)) => {
+                tracing::debug!(socket = %socket.display(), reason = %why, "not through the daemon: doing the work here");
             }
-            ExitCode::SUCCESS
-        }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::warn!(command = %env.command, code = e.code, error = %e.msg, "failed");
-            fail(&e)
+            Err(CallError::Failed(why)) => {
+                let e = CniError::try_again(why);
+                tracing::warn!(command = %env.command, error = %e.msg, "failed");
+                return fail(&e);
+            }
         }
     }
+    let out = vfpool_cni::plugin::run_with(&env, &conf, &mut Engines::per_call());
+    if let Err(e) = &out {
+        tracing::warn!(command = %env.command, code = e.code, error = %e.msg, "failed");
+    }
+    print(&Answer::of(&out))
+}
+
+/// Asks `vfpool serve` at `socket` to run the verb.
+fn through_daemon(
+    socket: &std::path::Path,
+    env: &CniEnv,
+    conf: &PluginConf,
+    stdin: Vec<u8>,
+) -> Result<Answer, CallError> {
+    let host = HostId::of(conf).map_err(|e| CallError::Unavailable(e.msg))?;
+    let stdin = String::from_utf8(stdin)
+        .map_err(|_| CallError::Unavailable("the config is not UTF-8".into()))?;
+    let mut vars = Vec::new();
+    for k in daemon::VARS {
+        if let Some(v) = std::env::var_os(k) {
+            let v = v.into_string().map_err(|_| {
+                CallError::Unavailable(format!("{k} is not UTF-8 (the request is JSON)"))
+            })?;
+            vars.push((k.to_owned(), v));
+        }
+    }
+    tracing::debug!(socket = %socket.display(), command = %env.command, "through the daemon");
+    daemon::call(
+        socket,
+        &daemon::Request {
+            env: vars,
+            stdin,
+            host,
+        },
+    )
+}
+
+/// Prints an answer (the result, or the error result) and exits with its status.
+fn print(a: &Answer) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(a.stdout.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::from(a.exit)
 }
 
 /// Logs to stderr (the runtime keeps it), at `VFPOOL_LOG` (default `warn`; `debug`, or

@@ -158,15 +158,53 @@ fn l3_error(e: &EngineError) -> CniError {
     }
 }
 
-/// Runs the verb of `env` on the config in `stdin`; `Some(result)` to print.
+/// Where the verbs get their engine: the plugin process opens the ledger once per call,
+/// the daemon (`vfpool serve`, its `POST /api/v1/cni`) lends one it keeps open. Both run
+/// the same verbs ([`run_with`]).
+pub enum Engines<'a> {
+    /// Opened on first use (the plugin process), from the config's state directory,
+    /// sysfs root and `vfpoolNetlink` (else `VFPOOL_NETLINK` from the process).
+    PerCall(Option<Box<Engine>>),
+    /// The daemon's, for this call.
+    Lent(&'a mut Engine),
+}
+
+impl Engines<'_> {
+    /// The plugin process's: nothing open yet.
+    pub fn per_call() -> Self {
+        Engines::PerCall(None)
+    }
+
+    fn get(&mut self, conf: &PluginConf) -> Result<&mut Engine, CniError> {
+        match self {
+            Engines::Lent(e) => Ok(e),
+            Engines::PerCall(slot) => Ok(match slot.take() {
+                Some(e) => slot.insert(e),
+                None => slot.insert(Box::new(open_engine(conf)?)),
+            }),
+        }
+    }
+}
+
+/// Runs the verb of `env` on the config in `stdin`, opening the ledger in this process;
+/// `Some(result)` to print.
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     let conf = PluginConf::parse(stdin, env)?;
+    run_with(env, &conf, &mut Engines::per_call())
+}
+
+/// Runs the verb of `env` on `conf` with `engines`; `Some(result)` to print.
+pub fn run_with(
+    env: &CniEnv,
+    conf: &PluginConf,
+    engines: &mut Engines<'_>,
+) -> Result<Option<String>, CniError> {
     match env.command {
-        Command::Add => add(env, &conf).map(Some),
-        Command::Del => del(env, &conf).map(|()| None),
-        Command::Check => check(env, &conf).map(|()| None),
-        Command::Status => status(&conf).map(|()| None),
-        Command::Gc => gc(env, &conf).map(|()| None),
+        Command::Add => add(env, conf, engines).map(Some),
+        Command::Del => del(env, conf, engines).map(|()| None),
+        Command::Check => check(env, conf, engines).map(|()| None),
+        Command::Status => status(conf, engines).map(|()| None),
+        Command::Gc => gc(env, conf, engines).map(|()| None),
         Command::Version => Ok(Some(crate::version_output())),
     }
 }
@@ -302,7 +340,7 @@ fn service_path(conf: &PluginConf, ip: &PodIp) -> Option<ServicePath> {
 
 /// ADD: lease and attach, IPAM, addresses and routes, service path, device info. A
 /// failure at any step undoes the steps before it (IPAM DEL, the lease released).
-fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
+fn add(env: &CniEnv, conf: &PluginConf, engines: &mut Engines<'_>) -> Result<String, CniError> {
     let a = attachment(env)?;
     let ns = netns(env)?;
     let source = conf.source.as_ref().ok_or_else(|| {
@@ -311,7 +349,7 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
             "no VF source in config: give one of deviceID, pool or master",
         )
     })?;
-    let mut engine = open_engine(conf)?;
+    let engine = engines.get(conf)?;
     let owner = owner(&conf.name, a);
     let att = engine
         .pod_add(&PodRequest {
@@ -446,11 +484,14 @@ fn add(env: &CniEnv, conf: &PluginConf) -> Result<String, CniError> {
 
 /// DEL: the lease released (VF back in the host, restored) whatever is left, IPAM DEL,
 /// the device-info file removed. Every step is tried; the first error is returned.
-fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
+fn del(env: &CniEnv, conf: &PluginConf, engines: &mut Engines<'_>) -> Result<(), CniError> {
     let a = attachment(env)?;
     let owner = owner(&conf.name, a);
     let mut first: Option<CniError> = None;
-    match open_engine(conf).and_then(|mut e| e.pod_del(&owner).map_err(|e| cni_error(&e))) {
+    match engines
+        .get(conf)
+        .and_then(|e| e.pod_del(&owner).map_err(|e| cni_error(&e)))
+    {
         Ok(r) => {
             tracing::info!(
                 owner,
@@ -463,7 +504,7 @@ fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
     }
     if let Some(ipam) = &conf.ipam {
         let r = match &ipam.l3 {
-            Some(_) => open_engine(conf).and_then(|mut e| {
+            Some(_) => engines.get(conf).and_then(|e| {
                 e.l3_release(&owner)
                     .map(|freed| {
                         tracing::info!(owner, released = freed.is_some(), "DEL: l3 address")
@@ -497,7 +538,7 @@ fn del(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
 /// CHECK: the attachment is as `prevResult` says and the lease applied: the VF netdev in
 /// the namespace under the ifname, up, with its MAC, MTU, addresses and routes, its
 /// PF-side settings, the service path; IPAM's own CHECK.
-fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
+fn check(env: &CniEnv, conf: &PluginConf, engines: &mut Engines<'_>) -> Result<(), CniError> {
     let a = attachment(env)?;
     let ns = netns(env)?;
     let prev = conf.prev_result.as_ref().ok_or_else(|| {
@@ -520,7 +561,7 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
                 ),
             )
         })?;
-    let mut engine = open_engine(conf)?;
+    let engine = engines.get(conf)?;
     let owner = owner(&conf.name, a);
     let ip = pod_ip(prev, Some(index));
     let sp = service_path(conf, &ip);
@@ -599,8 +640,10 @@ fn check(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
 }
 
 /// STATUS: the ledger opens and, for a pool or a master PF, a free healthy VF is there.
-fn status(conf: &PluginConf) -> Result<(), CniError> {
-    let mut engine = open_engine(conf).map_err(|e| CniError::not_available(e.msg))?;
+fn status(conf: &PluginConf, engines: &mut Engines<'_>) -> Result<(), CniError> {
+    let engine = engines
+        .get(conf)
+        .map_err(|e| CniError::not_available(e.msg))?;
     let Some(source) = &conf.source else {
         return Ok(());
     };
@@ -611,10 +654,10 @@ fn status(conf: &PluginConf) -> Result<(), CniError> {
 
 /// GC: releases every attachment of this network that is not valid (and its IPAM
 /// allocation, by an IPAM DEL for it), going on past failures.
-fn gc(env: &CniEnv, conf: &PluginConf) -> Result<(), CniError> {
+fn gc(env: &CniEnv, conf: &PluginConf, engines: &mut Engines<'_>) -> Result<(), CniError> {
     let valid = conf.valid_attachments.clone().unwrap_or_default();
     let keep: HashSet<String> = valid.iter().map(|a| owner(&conf.name, a)).collect();
-    let mut engine = open_engine(conf)?;
+    let engine = engines.get(conf)?;
     let report = engine
         .pod_gc(&owner_prefix(&conf.name), &keep)
         .map_err(|e| cni_error(&e))?;

@@ -17,6 +17,7 @@
 //! - [`error`]: engine errors as JSON with an HTTP status from their [`vfpool_engine::ErrorKind`].
 //! - [`auth`]: bearer tokens (a read-only one apart), compared in constant time.
 //! - [`console`]: the web console (server-rendered HTML, one script, live from the events).
+//! - [`cni`]: `POST /api/v1/cni`, the CNI plugin's verbs for `vfpool-cni` (unix socket only).
 //! - [`server`]: the listeners (a unix socket, mode 0600, and loopback TCP unless a token is
 //!   set) and the router.
 //! - [`metrics`]: `GET /metrics` and the layer that times lease operations and splits.
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod auth;
 pub mod console;
+pub mod cni;
 pub mod error;
 pub mod metrics;
 pub mod server;

@@ -116,7 +116,8 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
     tracing::info!(socket = %socket.display(), "serving on the unix socket");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
-        let app = app.clone();
+        // The CNI endpoint on the unix socket only (crate::cni): the TCP router lacks it.
+        let app = crate::cni::router(state.clone()).merge(app.clone());
         let state = state.clone();
         async move {
             axum::serve(unix, app)

@@ -164,6 +164,12 @@ impl Host {
         &self.state
     }
 
+    /// Whether the kernel's rtnetlink was asked for on a simulated sysfs tree
+    /// ([`HostConfig::kernel_netlink`]).
+    pub fn kernel_netlink(&self) -> bool {
+        self.config.kernel_netlink
+    }
+
     /// Whether this is a simulated host (the demo, or a simulated tree given by path).
     pub fn is_simulated(&self) -> bool {
         self.sim.is_some()

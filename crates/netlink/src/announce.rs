@@ -14,7 +14,9 @@ use nix::libc;
 use nix::sys::socket::{
     AddressFamily, LinkAddr, MsgFlags, SockFlag, SockType, SockaddrLike, sendto, socket,
 };
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
+use std::sync::mpsc::Sender;
 use vfpool_model::MacAddr;
 
 use crate::{IfAddr, NetlinkError};
@@ -67,6 +69,42 @@ fn broadcast_on(ifindex: u32) -> Result<LinkAddr, NetlinkError> {
     })
 }
 
+/// Where the packet sockets of announcements go to be closed, once
+/// [`close_sockets_in_background`] was called.
+static CLOSER: OnceLock<Sender<OwnedFd>> = OnceLock::new();
+
+/// From now on, the packet socket of an announcement is closed by a thread of its own
+/// rather than by the caller. Closing an `AF_PACKET` socket waits for an RCU grace period
+/// (`synchronize_net` in `packet_release`: 10-12 ms on this machine's VM), after the frames
+/// are sent: a long-lived process (the daemon) answers without waiting for it. A
+/// short-lived one need not: its exit closes the socket the same way. Idempotent; if the
+/// thread cannot be started, sockets are closed by the caller as before.
+pub fn close_sockets_in_background() {
+    CLOSER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<OwnedFd>();
+        let spawned = std::thread::Builder::new()
+            .name("announce-close".into())
+            .spawn(move || {
+                for fd in rx {
+                    drop(fd);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "announcements' sockets will be closed in line");
+        }
+        tx
+    });
+}
+
+/// Closes `fd`, in the background when asked ([`close_sockets_in_background`]).
+fn dispose(fd: OwnedFd) {
+    match CLOSER.get() {
+        // A send fails only when the thread is gone: the socket comes back and is closed here.
+        Some(tx) => drop(tx.send(fd)),
+        None => drop(fd),
+    }
+}
+
 /// Sends the announcements of `addrs` (IPv4 ones; see the module) out of netdev `name`
 /// (`ifindex`, `mac`) in the calling thread's network namespace.
 pub(crate) fn announce_here(
@@ -109,8 +147,12 @@ pub(crate) fn announce_here(
     })?;
     for ip in v4 {
         let frame = garp_frame(mac, ip);
-        sendto(fd.as_raw_fd(), &frame, &dest, MsgFlags::empty()).map_err(err(ip.to_string()))?;
+        if let Err(e) = sendto(fd.as_raw_fd(), &frame, &dest, MsgFlags::empty()) {
+            dispose(fd);
+            return Err(err(ip.to_string())(e));
+        }
     }
+    dispose(fd);
     Ok(())
 }
 

@@ -53,27 +53,60 @@ fn announce_sends_one_gratuitous_arp_per_ipv4_address_from_inside_a_namespace() 
         let mut buf = [0u8; 2048];
         while recvfrom::<LinkAddr>(rx.as_raw_fd(), &mut buf).is_ok() {}
 
-        inside.announce("net1", &addrs).unwrap();
-
         let want: Vec<[u8; 28]> = ["10.9.0.5", "10.9.1.5"]
             .iter()
             .map(|a| garp_frame(mac, a.parse::<Ipv4Addr>().unwrap()))
             .collect();
-        let mut seen = Vec::new();
-        let until = Instant::now() + Duration::from_secs(2);
-        while seen.len() < want.len() && Instant::now() < until {
-            let Ok((n, from)) = recvfrom::<LinkAddr>(rx.as_raw_fd(), &mut buf) else {
-                continue;
-            };
-            let from = from.unwrap();
-            if from.ifindex() == peer_index as usize
-                && from.protocol() == 0x0806u16.to_be()
-                && n >= 28
-            {
-                seen.push(<[u8; 28]>::try_from(&buf[..28]).unwrap());
+        // The packet sockets open in the pod's namespace (`/proc/net/packet` as seen from it).
+        let fds = || {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    nix::sched::setns(pod.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    std::fs::read_to_string("/proc/thread-self/net/packet")
+                        .unwrap()
+                        .lines()
+                        .count()
+                })
+                .join()
+                .unwrap()
+            })
+        };
+        // The packet socket closed in line, then (as in the daemon) by a thread of its own:
+        // the same frames, and the socket is closed all the same.
+        for background in [false, true] {
+            if background {
+                crate::announce::close_sockets_in_background();
             }
+            let before = fds();
+            inside.announce("net1", &addrs).unwrap();
+            let mut seen = Vec::new();
+            let until = Instant::now() + Duration::from_secs(2);
+            while seen.len() < want.len() && Instant::now() < until {
+                let Ok((n, from)) = recvfrom::<LinkAddr>(rx.as_raw_fd(), &mut buf) else {
+                    continue;
+                };
+                let from = from.unwrap();
+                if from.ifindex() == peer_index as usize
+                    && from.protocol() == 0x0806u16.to_be()
+                    && n >= 28
+                {
+                    seen.push(<[u8; 28]>::try_from(&buf[..28]).unwrap());
+                }
+            }
+            assert_eq!(
+                seen, want,
+                "one announcement per IPv4 address, in order (background {background})"
+            );
+            let until = Instant::now() + Duration::from_secs(2);
+            while fds() > before && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert_eq!(
+                fds(),
+                before,
+                "the packet socket left open (background {background})"
+            );
         }
-        assert_eq!(seen, want, "one announcement per IPv4 address, in order");
         // The broadcast destination: the kernel filled the Ethernet header from sll_addr.
         let e = inside.announce("nope0", &addrs).unwrap_err();
         assert!(e.to_string().contains("nope0"), "{e}");
