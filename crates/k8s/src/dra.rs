@@ -374,9 +374,15 @@ impl Servers {
         self.sockets.iter().all(|(p, id)| uds::file_id(p) == *id)
     }
 
+    /// Stops serving and removes the sockets that are still ours: the kubelet's plugin
+    /// watcher deregisters a plugin whose registration socket is gone, and a client never
+    /// finds a socket file with no server behind it.
     fn stop(self) {
         for t in self.tasks {
             t.abort();
+        }
+        for (p, id) in &self.sockets {
+            uds::remove_if_same(p, *id);
         }
     }
 }
