@@ -28,6 +28,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod k8s;
 pub mod metrics;
 pub mod server;
 pub mod snapshot;

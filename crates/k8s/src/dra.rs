@@ -374,11 +374,18 @@ impl Servers {
         self.sockets.iter().all(|(p, id)| uds::file_id(p) == *id)
     }
 
-    /// Stops serving and removes the sockets that are still ours: the kubelet's plugin
-    /// watcher deregisters a plugin whose registration socket is gone, and a client never
-    /// finds a socket file with no server behind it.
     fn stop(self) {
-        for t in self.tasks {
+        drop(self);
+    }
+}
+
+/// Stopping (or the plugin's task dropped: the daemon ends) stops serving and removes the
+/// sockets that are still ours: the kubelet's plugin watcher deregisters a plugin whose
+/// registration socket is gone, and a client never finds a socket file with no server
+/// behind it.
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
             t.abort();
         }
         for (p, id) in &self.sockets {

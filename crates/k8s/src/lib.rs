@@ -61,6 +61,10 @@ use vfpool_model::InvalidValue;
 pub use claims::{KubeClaims, allocated_devices};
 pub use deviceplugin::run_device_plugins;
 pub use dra::{AllocatedDevice, BoxFuture, ClaimRef, ClaimSource, dra_owner, run_dra_plugin};
+/// The Kubernetes 1.34 types this one is built with.
+pub use k8s_openapi;
+/// The `kube` crate this one is built with (the daemon makes its client with it).
+pub use kube;
 pub use names::{device_name, parse_device_name, pcidevice_env};
 pub use slices::{
     Backoff, DEFAULT_DRIVER, MAX_DEVICES_PER_SLICE, PCIE_ROOT_ATTRIBUTE, Published, SliceConfig,

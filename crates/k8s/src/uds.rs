@@ -50,10 +50,11 @@ pub fn bind(path: &Path) -> Result<UnixListenerStream, K8sError> {
 /// Removes the socket file at `path` when it is still the one identified by `id` (a file
 /// made again by someone else is left).
 pub fn remove_if_same(path: &Path, id: Option<(u64, u64)>) {
-    if id.is_some() && file_id(path) == id {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(socket = %path.display(), error = %e, "cannot remove the socket");
-        }
+    if id.is_some()
+        && file_id(path) == id
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!(socket = %path.display(), error = %e, "cannot remove the socket");
     }
 }
 

@@ -15,8 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use k8s_openapi::api::resource::v1::ResourceSlice;
 use serde_json::{Value, json};
+use vfpool_k8s::k8s_openapi::api::resource::v1::ResourceSlice;
+use vfpool_k8s::kube;
 
 pub const NODE: &str = "worker-1";
 pub const NODE_UID: &str = "6b1f3c2e-0000-4000-8000-000000000001";
