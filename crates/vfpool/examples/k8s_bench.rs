@@ -299,10 +299,7 @@ async fn main() {
             }
         }
         split_list.push(ms(t.elapsed()));
-        wait_until("the split in the slices", || {
-            published(&api) == want
-        })
-        .await;
+        wait_until("the split in the slices", || published(&api) == want).await;
         split_slices.push(ms(t.elapsed()));
     }
     summary(

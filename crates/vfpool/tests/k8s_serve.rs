@@ -443,3 +443,45 @@ fn kubernetes_flags_without_kubernetes_are_one_line_errors() {
     let e = run(&["--kubernetes", "--no-dra"]);
     assert!(e.contains("invalid no-dra 'true'"), "{e}");
 }
+
+/// `--kubernetes` on the demo host: the kubelet's directory is `STATE/kubelet`, never the
+/// real one; with `--no-dra --device-plugin` no API server is needed and no DRA socket made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_hosts_kubelet_is_in_its_state_directory() {
+    let lab = Lab::new(true);
+    let dir = lab.dir.path();
+    let state = dir.join("state");
+    let mut kubelet = Kubelet::start(&state.join("kubelet/device-plugins"));
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vfpool"))
+        .arg("--demo")
+        .arg("--state")
+        .arg(&state)
+        .args([
+            "serve",
+            "--no-tcp",
+            "--kubernetes",
+            "--no-dra",
+            "--device-plugin",
+        ])
+        .env("KUBECONFIG", dir.join("none"))
+        .env("HOME", dir)
+        .env_remove("NODE_NAME")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let r = kubelet.next_registration().await;
+    assert!(r.resource_name.starts_with("vfpool.io/"), "{r:?}");
+    assert!(
+        state
+            .join("kubelet/device-plugins")
+            .join(&r.endpoint)
+            .exists()
+    );
+    assert!(!state.join("kubelet/plugins_registry").exists());
+    assert!(child.try_wait().unwrap().is_none(), "still serving");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
