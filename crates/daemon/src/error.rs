@@ -33,6 +33,8 @@ pub enum DaemonError {
     Tls { path: PathBuf, reason: String },
     #[error(transparent)]
     Watch(#[from] crate::watch::WatchError),
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Kubernetes(String),
     #[error("cannot serve: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod console;
 pub mod cni;
 pub mod error;
+pub mod k8s;
 pub mod metrics;
 pub mod server;
 pub mod snapshot;

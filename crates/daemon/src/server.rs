@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub gc_interval: Duration,
     /// Serve TCP over TLS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// The kubelet plugins and ResourceSlices; `None`: not on Kubernetes.
+    pub kubernetes: Option<crate::k8s::KubernetesConfig>,
 }
 
 /// A certificate chain and its private key, PEM.
@@ -51,6 +53,7 @@ impl Default for ServeConfig {
             read_token_file: None,
             gc_interval: Duration::from_secs(60),
             tls: None,
+            kubernetes: None,
         }
     }
 }
@@ -174,6 +177,9 @@ pub async fn serve(host: Host, cfg: ServeConfig) -> Result<(), DaemonError> {
                 });
             }
         }
+    }
+    if let Some(k) = &cfg.kubernetes {
+        crate::k8s::start(&state, k, &mut tasks).await?;
     }
     tasks.spawn(gc_loop(state, cfg.gc_interval));
     let out = match tasks.join_next().await {

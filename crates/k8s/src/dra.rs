@@ -375,8 +375,21 @@ impl Servers {
     }
 
     fn stop(self) {
-        for t in self.tasks {
+        drop(self);
+    }
+}
+
+/// Stopping (or the plugin's task dropped: the daemon ends) stops serving and removes the
+/// sockets that are still ours: the kubelet's plugin watcher deregisters a plugin whose
+/// registration socket is gone, and a client never finds a socket file with no server
+/// behind it.
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
             t.abort();
+        }
+        for (p, id) in &self.sockets {
+            uds::remove_if_same(p, *id);
         }
     }
 }

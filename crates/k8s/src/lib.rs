@@ -24,7 +24,8 @@
 //!   which devices were allocated with which opaque configuration ([`settings`]), leases
 //!   each VF to `dra/CLAIM-UID/DEVICE` with those settings, writes a CDI spec
 //!   ([`cdi`]) and returns its device ids; NodeUnprepareResources releases. Devices are
-//!   named as in the ResourceSlices: [`device_name`].
+//!   named as in the ResourceSlices: [`device_name`]. [`KubeClaims`] is the `ClaimSource`
+//!   over the API server (the ResourceClaim's `status.allocation`, checked by uid).
 //!
 //! - [`run_slice_publisher`]`(cfg, host, client, changes)`: the DRA driver's ResourceSlices
 //!   (`resource.k8s.io/v1`) on the API server through `kube`: one pool per node, a device
@@ -41,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cdi;
+pub mod claims;
 pub mod deviceplugin;
 pub mod dra;
 pub mod names;
@@ -56,8 +58,13 @@ use std::time::Duration;
 use vfpool_engine::{EngineError, ErrorKind, Host};
 use vfpool_model::InvalidValue;
 
+pub use claims::{KubeClaims, allocated_devices};
 pub use deviceplugin::run_device_plugins;
 pub use dra::{AllocatedDevice, BoxFuture, ClaimRef, ClaimSource, dra_owner, run_dra_plugin};
+/// The Kubernetes 1.34 types this one is built with.
+pub use k8s_openapi;
+/// The `kube` crate this one is built with (the daemon makes its client with it).
+pub use kube;
 pub use names::{device_name, parse_device_name, pcidevice_env};
 pub use slices::{
     Backoff, DEFAULT_DRIVER, MAX_DEVICES_PER_SLICE, PCIE_ROOT_ATTRIBUTE, Published, SliceConfig,

@@ -10,32 +10,52 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::K8sError;
 
-/// Binds `path` (removing a socket file left there), creating its directory.
+/// Binds `path` (replacing a socket file left there), creating its directory. The socket
+/// is bound and listening under a temporary name in the same directory, then renamed to
+/// `path`: a client (the kubelet's plugin watcher, which acts on the file's creation) never
+/// finds a file there that refuses connections.
 pub fn bind(path: &Path) -> Result<UnixListenerStream, K8sError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| K8sError::Io {
-            what: "create the socket directory",
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(K8sError::Io {
-                what: "remove the old socket",
-                path: path.to_owned(),
-                source,
-            });
-        }
-    }
-    let l = UnixListener::bind(path).map_err(|source| K8sError::Io {
-        what: "bind",
-        path: path.to_owned(),
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| K8sError::Io {
+        what: "create the socket directory",
+        path: dir.to_owned(),
         source,
     })?;
+    if path.is_dir() {
+        return Err(K8sError::Io {
+            what: "remove the old socket",
+            path: path.to_owned(),
+            source: std::io::Error::other("a directory is there"),
+        });
+    }
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let l = UnixListener::bind(&tmp).map_err(|source| K8sError::Io {
+        what: "bind",
+        path: tmp.clone(),
+        source,
+    })?;
+    if let Err(source) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(K8sError::Io {
+            what: "put in place the socket",
+            path: path.to_owned(),
+            source,
+        });
+    }
     Ok(UnixListenerStream::new(l))
+}
+
+/// Removes the socket file at `path` when it is still the one identified by `id` (a file
+/// made again by someone else is left).
+pub fn remove_if_same(path: &Path, id: Option<(u64, u64)>) {
+    if id.is_some()
+        && file_id(path) == id
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        tracing::warn!(socket = %path.display(), error = %e, "cannot remove the socket");
+    }
 }
 
 /// A channel to the gRPC server on the unix socket `path` (connected now, so that a
@@ -89,11 +109,24 @@ mod tests {
             e.to_string(),
             format!("cannot connect to {}", missing.display())
         );
-        // A socket left by a dead process is replaced.
+        // A socket left by a dead process is replaced; no temporary file is left.
         let s = dir.path().join("s.sock");
         drop(bind(&s).unwrap());
         assert!(s.exists());
         let _l = bind(&s).unwrap();
         assert!(connect(&s).await.is_ok());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        // A socket file is removed only while it is the same file.
+        let id = file_id(&s);
+        let _l2 = bind(&s).unwrap();
+        remove_if_same(&s, id);
+        assert!(s.exists());
+        remove_if_same(&s, file_id(&s));
+        assert!(!s.exists());
     }
 }

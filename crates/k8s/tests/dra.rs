@@ -368,8 +368,12 @@ async fn a_claim_prepared_before_a_restart_is_still_prepared_after_it() {
     );
     let lease = d.lab.engine().leases().unwrap();
 
-    // The daemon stops; the CDI directory (a tmpfs) is lost.
+    // The daemon stops: its sockets go with it (the kubelet deregisters the plugin, and a
+    // client waiting for the socket never finds one nobody serves); the CDI directory (a
+    // tmpfs) is lost.
     d.stop().await;
+    assert!(!dra_socket(&d.lab.cfg).exists());
+    assert!(!registration_socket(&d.lab.cfg).exists());
     std::fs::remove_file(d.spec("u7")).unwrap();
     let (stop, task) = start(&d.lab, &d.claims);
     d.stop = Some(stop);

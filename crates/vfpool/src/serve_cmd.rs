@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use vfpool_daemon::ServeConfig;
+use vfpool_daemon::k8s::KubernetesConfig;
 
 use crate::context::Context;
 
@@ -44,6 +45,75 @@ pub struct ServeArgs {
     /// Seconds between two `gc` runs (1..=86400).
     #[arg(long, default_value = "60", value_name = "SECONDS")]
     gc_interval: String,
+    /// Serve on Kubernetes (the DRA driver; --device-plugin too) with the kubelet in
+    /// /var/lib/kubelet (STATE/kubelet on the demo host).
+    #[arg(long, help_heading = "Kubernetes")]
+    kubernetes: bool,
+    /// Serve on Kubernetes with the kubelet's directory DIR (implies --kubernetes).
+    #[arg(long, value_name = "DIR", help_heading = "Kubernetes")]
+    kubelet_root: Option<PathBuf>,
+    /// The DRA driver's name (default vfpool.io).
+    #[arg(long, value_name = "NAME", help_heading = "Kubernetes")]
+    dra_driver: Option<String>,
+    /// This node's Kubernetes name (the DRA driver's ResourceSlices).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "NODE_NAME",
+        help_heading = "Kubernetes"
+    )]
+    node_name: Option<String>,
+    /// Serve the device plugins (v1beta1), resource PREFIX/POOL per vfpool pool.
+    #[arg(long, help_heading = "Kubernetes")]
+    device_plugin: bool,
+    /// No DRA driver (no ResourceSlices, no DRA kubelet plugin): with --device-plugin.
+    #[arg(long, help_heading = "Kubernetes")]
+    no_dra: bool,
+    /// The device plugins' resource prefix (default vfpool.io).
+    #[arg(long, value_name = "PREFIX", help_heading = "Kubernetes")]
+    resource_prefix: Option<String>,
+    /// Where the DRA plugin writes CDI specs (default /var/run/cdi; STATE/cdi on the demo
+    /// host).
+    #[arg(long, value_name = "DIR", help_heading = "Kubernetes")]
+    cdi_dir: Option<PathBuf>,
+}
+
+/// The Kubernetes part of `args`: `None` unless --kubernetes or --kubelet-root; a
+/// Kubernetes flag without either is an error naming it.
+fn kubernetes(args: &ServeArgs) -> Result<Option<KubernetesConfig>, vfpool_model::InvalidValue> {
+    if !args.kubernetes && args.kubelet_root.is_none() {
+        let given = [
+            (
+                "device-plugin",
+                args.device_plugin.then(|| "true".to_owned()),
+            ),
+            ("no-dra", args.no_dra.then(|| "true".to_owned())),
+            ("dra-driver", args.dra_driver.clone()),
+            ("resource-prefix", args.resource_prefix.clone()),
+            (
+                "cdi-dir",
+                args.cdi_dir.as_ref().map(|p| p.display().to_string()),
+            ),
+        ];
+        if let Some((flag, v)) = given.into_iter().find_map(|(f, v)| v.map(|v| (f, v))) {
+            return Err(vfpool_model::InvalidValue::new(
+                flag,
+                v,
+                "only on Kubernetes: add --kubelet-root DIR or --kubernetes",
+            ));
+        }
+        return Ok(None);
+    }
+    let d = KubernetesConfig::default();
+    Ok(Some(KubernetesConfig {
+        kubelet_root: args.kubelet_root.clone(),
+        dra: !args.no_dra,
+        device_plugin: args.device_plugin,
+        driver: args.dra_driver.clone().unwrap_or(d.driver),
+        node_name: args.node_name.clone(),
+        resource_prefix: args.resource_prefix.clone().unwrap_or(d.resource_prefix),
+        cdi_dir: args.cdi_dir.clone(),
+    }))
 }
 
 pub fn run(ctx: Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -70,6 +140,7 @@ pub fn run(ctx: Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| {
             vfpool_model::InvalidValue::new("gc-interval", &args.gc_interval, "1..=86400 seconds")
         })?;
+    let kubernetes = kubernetes(&args)?;
     let cfg = ServeConfig {
         listen,
         socket: args.socket,
@@ -80,6 +151,7 @@ pub fn run(ctx: Context, args: ServeArgs) -> anyhow::Result<ExitCode> {
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| vfpool_daemon::server::TlsFiles { cert, key }),
+        kubernetes,
     };
     if ctx.host.is_simulated() {
         eprintln!(
