@@ -54,7 +54,7 @@ impl ApiFailure {
 /// The daemon could not be reached or answered something that is not the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read the token file {path}: {source}")]
+    #[error("cannot read the token file {path}")]
     TokenFile {
         path: PathBuf,
         #[source]
@@ -64,7 +64,7 @@ pub enum ClientError {
     CaFile { path: PathBuf, reason: String },
     #[error("cannot set up TLS: {0}")]
     Tls(String),
-    #[error("cannot connect to the daemon at {url}: {source}")]
+    #[error("cannot connect to the daemon at {url}")]
     Connect {
         url: String,
         #[source]
@@ -84,7 +84,7 @@ pub enum ClientError {
         "`vfpool {command}` runs only on the host itself (the daemon's API does not cover it): run it without --api"
     )]
     NotCovered { command: &'static str },
-    #[error("cannot start the HTTP client: {0}")]
+    #[error("cannot start the HTTP client")]
     Runtime(#[source] std::io::Error),
 }
 
