@@ -450,6 +450,66 @@ mod tests {
         assert_eq!(seg("a/b"), "a%2Fb");
     }
 
+    /// A canned answer on a unix socket: what the client makes of it.
+    fn answer(raw: &'static str) -> anyhow::Result<Shown<Vec<u32>>> {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("api.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let mut req = Vec::new();
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(raw.as_bytes()).unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        let url = format!("unix:{}", sock.display());
+        let c = Client::new(&ClientConfig {
+            url: &url,
+            token_file: None,
+            ca_file: None,
+        })
+        .unwrap();
+        let r = c.get("/api/v1/x");
+        let req = server.join().unwrap();
+        assert!(req.starts_with("GET /api/v1/x HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.to_ascii_lowercase().contains("host: localhost"),
+            "{req}"
+        );
+        r
+    }
+
+    #[test]
+    fn warnings_come_from_the_headers_and_errors_from_the_body() {
+        let s = answer(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nvfpool-warning: one\r\nvfpool-warning: two\r\ncontent-length: 5\r\n\r\n[1,2]",
+        )
+        .unwrap();
+        assert_eq!(s.view, vec![1, 2]);
+        assert_eq!(s.warnings, vec!["one", "two"]);
+        let e = answer(
+            "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 47\r\n\r\n{\"error\":{\"kind\":\"conflict\",\"message\":\"taken\"}}",
+        )
+        .unwrap_err();
+        let f = e.downcast_ref::<ApiFailure>().unwrap();
+        assert_eq!(
+            (f.engine_kind(), f.message.as_str()),
+            (ErrorKind::Conflict, "taken")
+        );
+        let e = answer("HTTP/1.1 502 Bad Gateway\r\ncontent-length: 4\r\n\r\noops").unwrap_err();
+        assert!(e.downcast_ref::<ApiFailure>().is_none());
+        assert!(
+            e.to_string()
+                .contains("answered 502 Bad Gateway to GET /api/v1/x: oops"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_bad_url_names_the_option() {
         for url in [
