@@ -502,6 +502,83 @@ fn tokens_are_sent_and_a_refusal_is_one_line() {
 }
 
 #[test]
+fn https_with_the_given_ca_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s");
+    let local = dir.path().join("local");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&local).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let api = format!("https://localhost:{port}");
+    let with_ca = |args: &[&str]| {
+        let mut a = vec!["--ca-file", cert_pem.to_str().unwrap()];
+        a.extend(args);
+        remote(&api, None, &a)
+    };
+    let _serve = Serve(
+        vfpool(
+            &state,
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--socket",
+                state.join("api.sock").to_str().unwrap(),
+                "--tls-cert",
+                cert_pem.to_str().unwrap(),
+                "--tls-key",
+                key_pem.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let t = Instant::now();
+    while !with_ca(&["nic", "list"]).status.success() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no daemon at {api}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for args in [
+        &["nic", "split", "eno49", "--vfs", "3"][..],
+        &["nic", "show", "eno49", "-o", "json"],
+    ] {
+        let l = common::run(&local, args);
+        let r = with_ca(args);
+        assert_eq!(
+            normalize(&String::from_utf8_lossy(&r.stdout)),
+            normalize(&String::from_utf8_lossy(&l.stdout)),
+            "{args:?}"
+        );
+        assert_eq!(r.status.code(), Some(0), "{args:?}");
+    }
+    // The system's roots (if it has any) do not know this certificate: refused, one line.
+    let (code, out, err) = text(&remote(&api, None, &["nic", "list"]));
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(
+        err.starts_with("error: ") && err.lines().count() == 1 && err.contains("certificate"),
+        "{err}"
+    );
+    // Nor over plain HTTP.
+    let (code, _, err) = text(&remote(&format!("http://{listen}"), None, &["nic", "list"]));
+    assert_eq!(code, Some(1), "{err}");
+    // --ca-file is for https only.
+    let (code, _, err) = text(&remote(
+        &format!("http://{listen}"),
+        None,
+        &["--ca-file", cert_pem.to_str().unwrap(), "nic", "list"],
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.starts_with("error: invalid ca-file '"), "{err}");
+}
+
+#[test]
 fn what_the_api_does_not_cover_is_refused_naming_the_command() {
     let dir = tempfile::tempdir().unwrap();
     // No daemon there: the refusal comes before any connection.
