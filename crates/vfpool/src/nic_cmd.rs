@@ -109,16 +109,19 @@ pub fn run(b: &Backend, cmd: NicCmd) -> anyhow::Result<ExitCode> {
                 Backend::Local(ctx) => {
                     Done::from(ctx.engine()?.restore_nics(&nics, timeout, force)?)
                 }
-                Backend::Remote(r) => each_nic(&nics, |nic| {
-                    r.client.call(
-                        Method::POST,
-                        &format!("/api/v1/nics/{}/restore", seg(nic)),
-                        Some(&RestoreBody {
-                            force,
-                            timeout: Some(timeout.as_secs()),
-                        }),
-                    )
-                })?,
+                Backend::Remote(r) => {
+                    precheck(r, &nics, None)?;
+                    each_nic(&nics, |nic| {
+                        r.client.call(
+                            Method::POST,
+                            &format!("/api/v1/nics/{}/restore", seg(nic)),
+                            Some(&RestoreBody {
+                                force,
+                                timeout: Some(timeout.as_secs()),
+                            }),
+                        )
+                    })?
+                }
             };
             finish(b.json(), &done)
         }
@@ -178,26 +181,69 @@ fn each_nic(
     Ok(done)
 }
 
-fn split_remote(r: &Remote, req: &SplitRequest) -> anyhow::Result<Done> {
-    each_nic(&req.nics, |nic| {
-        let Some(vfs) = req.vfs.trim().parse::<u64>().ok() else {
-            // Not a number: the engine's message, which names the NIC and its maximum.
-            let shown: Shown<NicShow> = r.client.get(&format!("/api/v1/nics/{}", seg(nic)))?;
-            return Err(match shown.view {
-                NicShow::Pf(d) => vfpool_host::HostError::VfCountOutOfRange {
-                    nic: d.nic.name,
-                    value: req.vfs.clone(),
-                    total: d.nic.total_vfs,
+/// What the engine checks of every named NIC before it touches any (so that a bad name
+/// or count changes nothing, here as on the host): a PF with SR-IOV, named once, and the
+/// count in its range. Returns each NIC's count.
+fn precheck(r: &Remote, nics: &[String], vfs: Option<&str>) -> anyhow::Result<Vec<u64>> {
+    use vfpool_host::HostError;
+    let mut seen: Vec<vfpool_model::PciAddr> = Vec::new();
+    let mut counts = Vec::new();
+    for name in nics {
+        let shown: Shown<NicShow> = r.client.get(&format!("/api/v1/nics/{}", seg(name)))?;
+        let d = match shown.view {
+            NicShow::Vf(v) => {
+                return Err(HostError::IsVf {
+                    nic: name.clone(),
+                    vf_pci: v.vf.pci,
+                    pf: v.pf,
                 }
-                .into(),
-                NicShow::Vf(v) => anyhow::anyhow!("{} is a VF, not a PF", v.name),
-            });
+                .into());
+            }
+            NicShow::Pf(d) if d.nic.total_vfs == 0 => {
+                return Err(HostError::NotSriov {
+                    nic: name.clone(),
+                    pci: d.nic.pci,
+                }
+                .into());
+            }
+            NicShow::Pf(d) => d,
         };
+        if let Some(value) = vfs {
+            // `split::check_count`.
+            let n = value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n != 0 && *n <= d.nic.total_vfs)
+                .ok_or_else(|| HostError::VfCountOutOfRange {
+                    nic: d.nic.name.clone(),
+                    value: value.to_owned(),
+                    total: d.nic.total_vfs,
+                })?;
+            counts.push(u64::from(n));
+        }
+        if seen.contains(&d.nic.pci) {
+            return Err(vfpool_engine::EngineError::NamedTwice {
+                nic: name.clone(),
+                pci: d.nic.pci,
+            }
+            .into());
+        }
+        seen.push(d.nic.pci);
+    }
+    Ok(counts)
+}
+
+fn split_remote(r: &Remote, req: &SplitRequest) -> anyhow::Result<Done> {
+    let counts = precheck(r, &req.nics, Some(&req.vfs))?;
+    let vfs: std::collections::HashMap<&str, u64> =
+        req.nics.iter().map(String::as_str).zip(counts).collect();
+    each_nic(&req.nics, |nic| {
         r.client.call(
             Method::POST,
             &format!("/api/v1/nics/{}/split", seg(nic)),
             Some(&SplitBody {
-                vfs,
+                vfs: vfs.get(nic).copied().unwrap_or_default(),
                 autoprobe: req.autoprobe,
                 force: req.force,
                 keep_link: req.keep_link,
