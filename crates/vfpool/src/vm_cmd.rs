@@ -8,7 +8,7 @@ use vfpool_daemon::api::vms::{VmBody, VmNicBody, VmNicPatch};
 use vfpool_engine::{NicType, PoolDeleted, VmNicSpec, VmResources, VmView, parse_nic_ref};
 
 use crate::client::seg;
-use crate::context::{Backend, not_remote, out, print_json};
+use crate::context::{Backend, Remote, out, print_json};
 use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
@@ -165,13 +165,12 @@ fn libvirt_query(uri: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// `POST path` with no body: the VM as the daemon answers.
+fn post(r: &Remote, path: String) -> anyhow::Result<VmView> {
+    Ok(r.client.call::<_, ()>(Method::POST, &path, None)?.view)
+}
+
 pub fn run(b: &Backend, cmd: VmCmd) -> anyhow::Result<ExitCode> {
-    let post = |path: String| -> anyhow::Result<VmView> {
-        match b {
-            Backend::Remote(r) => Ok(r.client.call::<_, ()>(Method::POST, &path, None)?.view),
-            Backend::Local(_) => Err(not_remote("vm")),
-        }
-    };
     let vm = match cmd {
         VmCmd::Create {
             name,
@@ -207,22 +206,28 @@ pub fn run(b: &Backend, cmd: VmCmd) -> anyhow::Result<ExitCode> {
                 Some(uri) => ctx.engine()?.vm_start_libvirt(&name, &uri)?,
                 None => ctx.engine()?.vm_start(&name)?,
             },
-            Backend::Remote(_) => post(format!(
-                "{}/start{}",
-                vm_path(&name),
-                libvirt_query(libvirt.as_deref())
-            ))?,
+            Backend::Remote(r) => post(
+                r,
+                format!(
+                    "{}/start{}",
+                    vm_path(&name),
+                    libvirt_query(libvirt.as_deref())
+                ),
+            )?,
         },
         VmCmd::Stop { name, libvirt } => match b {
             Backend::Local(ctx) => match libvirt {
                 Some(uri) => ctx.engine()?.vm_stop_libvirt(&name, &uri)?,
                 None => ctx.engine()?.vm_stop(&name)?,
             },
-            Backend::Remote(_) => post(format!(
-                "{}/stop{}",
-                vm_path(&name),
-                libvirt_query(libvirt.as_deref())
-            ))?,
+            Backend::Remote(r) => post(
+                r,
+                format!(
+                    "{}/stop{}",
+                    vm_path(&name),
+                    libvirt_query(libvirt.as_deref())
+                ),
+            )?,
         },
         VmCmd::Show { name } => match b {
             Backend::Local(ctx) => ctx.engine()?.vm_show(&name)?,
