@@ -10,7 +10,10 @@ use vfpool_host::check::Status;
 use vfpool_host::iommu::EnableRequest;
 use vfpool_host::{Inventory, manifest};
 
-use crate::context::{Backend, Context, print_json};
+use hyper::Method;
+use vfpool_daemon::api::host::IommuBody;
+
+use crate::context::{Backend, Context, Remote, not_remote, print_json};
 use crate::table::Table;
 
 #[derive(Debug, Subcommand)]
@@ -113,14 +116,7 @@ pub enum DebugCmd {
 pub fn run(b: &Backend, cmd: HostCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         HostCmd::Check { root } => host_check(b, root.as_deref()),
-        HostCmd::Iommu(IommuCmd::Status { root: None }) => {
-            let st: IommuStatusView = match b {
-                Backend::Local(ctx) => (&ctx.host.iommu_status(None)?).into(),
-                Backend::Remote(r) => r.client.get("/api/v1/host/iommu")?.view,
-            };
-            iommu_status(b.json(), &st)
-        }
-        HostCmd::Iommu(cmd) => host_iommu(b.local("host iommu")?, cmd),
+        HostCmd::Iommu(cmd) => host_iommu(b, cmd),
         HostCmd::Persist { udev, root } => {
             host_persist(b.local("host persist")?, udev, root.as_deref())
         }
@@ -189,11 +185,15 @@ fn iommu_status(json: bool, st: &IommuStatusView) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
-    let change = match cmd {
+fn host_iommu(b: &Backend, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
+    let change: IommuChangeView = match cmd {
         IommuCmd::Status { root } => {
-            let st = ctx.host.iommu_status(root.as_deref())?;
-            return iommu_status(ctx.json(), &(&st).into());
+            let st: IommuStatusView = match (b, &root) {
+                (Backend::Local(ctx), _) => (&ctx.host.iommu_status(root.as_deref())?).into(),
+                (Backend::Remote(r), None) => r.client.get("/api/v1/host/iommu")?.view,
+                (Backend::Remote(_), Some(_)) => return Err(not_remote("host iommu --root")),
+            };
+            return iommu_status(b.json(), &st);
         }
         IommuCmd::Enable {
             root,
@@ -208,15 +208,37 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
                     .map_err(vfpool_engine::EngineError::from)?,
                 allow_unsafe_interrupts,
             };
-            ctx.host.iommu_enable(root.as_deref(), &req)?
+            match (b, &root) {
+                (Backend::Local(ctx), _) => (&ctx.host.iommu_enable(root.as_deref(), &req)?).into(),
+                (Backend::Remote(r), None) => iommu_change(
+                    r,
+                    &IommuBody {
+                        enabled: true,
+                        vendor: req.vendor,
+                        allow_unsafe_interrupts,
+                    },
+                )?,
+                (Backend::Remote(_), Some(_)) => return Err(not_remote("host iommu --root")),
+            }
         }
-        IommuCmd::Disable { root } => ctx.host.iommu_disable(root.as_deref())?,
+        IommuCmd::Disable { root } => match (b, &root) {
+            (Backend::Local(ctx), _) => (&ctx.host.iommu_disable(root.as_deref())?).into(),
+            (Backend::Remote(r), None) => iommu_change(
+                r,
+                &IommuBody {
+                    enabled: false,
+                    vendor: None,
+                    allow_unsafe_interrupts: false,
+                },
+            )?,
+            (Backend::Remote(_), Some(_)) => return Err(not_remote("host iommu --root")),
+        },
     };
     for w in &change.warnings {
         eprintln!("warning: {w}");
     }
-    if ctx.json() {
-        print_json(&IommuChangeView::from(&change))?;
+    if b.json() {
+        print_json(&change)?;
         return Ok(ExitCode::SUCCESS);
     }
     crate::outln!("boot loader: {}", change.boot_loader);
@@ -236,16 +258,23 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
         crate::outln!("removed {}", p.display());
     }
     if let Some(c) = &change.command {
-        if c.ran {
-            crate::outln!("ran: {}", c.command);
+        if change.command_ran {
+            crate::outln!("ran: {c}");
         } else {
-            crate::outln!("to run on the host: {}", c.command);
+            crate::outln!("to run on the host: {c}");
         }
     }
     if change.unchanged.is_none() || !change.written.is_empty() || !change.removed.is_empty() {
         crate::outln!("effective {}", change.effective);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `POST /api/v1/host/iommu`. The view carries its warnings (the headers repeat them).
+fn iommu_change(r: &Remote, body: &IommuBody) -> anyhow::Result<IommuChangeView> {
+    Ok(r.client
+        .call(Method::POST, "/api/v1/host/iommu", Some(body))?
+        .view)
 }
 
 fn host_check(b: &Backend, root: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {

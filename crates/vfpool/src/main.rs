@@ -218,8 +218,11 @@ fn local_only(c: &Command) -> Option<&'static str> {
     use host_cmd::HostCmd as H;
     Some(match c {
         Command::Host(H::Check { root: Some(_) }) => "host check --root",
-        Command::Host(H::Iommu(host_cmd::IommuCmd::Status { root: None })) => return None,
-        Command::Host(H::Iommu(_)) => "host iommu",
+        Command::Host(H::Iommu(
+            host_cmd::IommuCmd::Status { root: Some(_) }
+            | host_cmd::IommuCmd::Enable { root: Some(_), .. }
+            | host_cmd::IommuCmd::Disable { root: Some(_) },
+        )) => "host iommu --root",
         Command::Host(H::Persist { .. }) => "host persist",
         Command::Host(H::Desired) => "host desired",
         Command::Host(H::Apply { .. }) => "host apply",

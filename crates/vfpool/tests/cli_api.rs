@@ -121,20 +121,22 @@ fn mask_uuids(l: &str) -> String {
 
 /// One command here and through the daemon: the same stdout, stderr and exit status.
 /// Returns the exit status.
-fn same(local_state: &Path, api: &str, args: &[&str]) -> i32 {
+fn same(local_state: &Path, served_state: &Path, api: &str, args: &[&str]) -> i32 {
     let l = common::run(local_state, args);
     let r = remote(api, None, args);
-    let show = |o: &Output| {
+    // Paths on the demo host (`host iommu`'s files) are under each host's own state.
+    let show = |o: &Output, state: &Path| {
         format!(
             "exit {:?}\n--- stdout\n{}--- stderr\n{}",
             o.status.code(),
             normalize(&String::from_utf8_lossy(&o.stdout)),
             normalize(&String::from_utf8_lossy(&o.stderr))
         )
+        .replace(state.to_str().unwrap(), "$STATE")
     };
     assert_eq!(
-        show(&r),
-        show(&l),
+        show(&r, served_state),
+        show(&l, local_state),
         "vfpool {args:?}: through --api (left) and on the host (right) differ"
     );
     l.status.code().unwrap()
@@ -401,10 +403,41 @@ fn every_covered_command_prints_the_same_through_the_daemon() {
         (&["host", "check", "-o", "json"], 0),
         (&["host", "iommu", "status"], 0),
         (&["host", "iommu", "status", "-o", "json"], 0),
+        (&["host", "iommu", "enable", "--vendor", "sparc"], 2),
+        (&["host", "iommu", "enable"], 0),
+        (&["host", "iommu", "enable", "-o", "json"], 0),
+        (&["host", "iommu", "status"], 0),
+        (&["host", "check"], 0),
+        (&["host", "iommu", "disable", "-o", "json"], 0),
+        (&["host", "iommu", "disable"], 0),
     ];
     for (args, want) in steps {
-        let got = same(&local, &api, args);
+        let got = same(&local, &served, &api, args);
         assert_eq!(got, *want, "vfpool {args:?}: exit status");
+    }
+
+    // Enabled for the next boot, not in the running kernel (no IOMMU units on either demo
+    // host): a reboot is pending, and `host check` says what enables it.
+    for state in [&local, &served] {
+        let units = state.join("demo-host/sys/class/iommu");
+        for e in std::fs::read_dir(&units).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::remove_file(&p)
+                .or_else(|_| std::fs::remove_dir_all(&p))
+                .unwrap();
+        }
+    }
+    let out = common::run(&local, &["host", "check"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reboot pending: the IOMMU is enabled"),
+        "{out:?}"
+    );
+    for (args, want) in [
+        (&["host", "check"][..], 1),
+        (&["host", "check", "-o", "json"], 1),
+        (&["host", "iommu", "status"], 0),
+    ] {
+        assert_eq!(same(&local, &served, &api, args), want, "vfpool {args:?}");
     }
 }
 
@@ -601,7 +634,14 @@ fn what_the_api_does_not_cover_is_refused_naming_the_command() {
         (&["host", "persist"], "host persist"),
         (&["host", "apply"], "host apply"),
         (&["host", "desired"], "host desired"),
-        (&["host", "iommu", "enable"], "host iommu"),
+        (
+            &["host", "iommu", "enable", "--root", "/"],
+            "host iommu --root",
+        ),
+        (
+            &["host", "iommu", "status", "--root", "/"],
+            "host iommu --root",
+        ),
         (&["host", "check", "--root", "/"], "host check --root"),
         (&["l3", "check-vf", "n3"], "l3 check-vf"),
         (&["l2", "libvirt-network", "n2"], "l2 libvirt-network"),
