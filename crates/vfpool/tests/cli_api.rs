@@ -662,6 +662,18 @@ fn what_the_api_does_not_cover_is_refused_naming_the_command() {
             "{args:?}"
         );
     }
+    // The URL from the environment.
+    let o = Command::new(env!("CARGO_BIN_EXE_vfpool"))
+        .args(["vm", "xml", "web"])
+        .env("VFPOOL_API", &api)
+        .env_remove("VFPOOL_STATE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).starts_with("error: `vfpool vm xml` runs only"),
+        "{o:?}"
+    );
     // A covered command with no daemon: one line naming where it looked.
     let (code, _, err) = text(&remote(&api, None, &["nic", "list"]));
     assert_eq!(code, Some(1));
