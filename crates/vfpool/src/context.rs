@@ -2,7 +2,44 @@
 
 use vfpool_engine::{Engine, Host, HostConfig};
 
+use crate::client::Client;
 use crate::{Cli, Output};
+
+/// Where a command's views come from: this host (the engine in this process) or a running
+/// daemon's API (`--api`). Each command fetches through it and prints the same way.
+pub enum Backend {
+    Local(Context),
+    Remote(Remote),
+}
+
+/// A daemon's API, and how to print.
+pub struct Remote {
+    pub client: Client,
+    pub output: Output,
+}
+
+impl Backend {
+    pub fn json(&self) -> bool {
+        match self {
+            Backend::Local(c) => c.json(),
+            Backend::Remote(r) => r.output == Output::Json,
+        }
+    }
+
+    /// This host, for a command the API does not cover (`main` refuses those with `--api`
+    /// before they run; this is the second guard).
+    pub fn local(&self, command: &'static str) -> anyhow::Result<&Context> {
+        match self {
+            Backend::Local(c) => Ok(c),
+            Backend::Remote(_) => Err(not_remote(command)),
+        }
+    }
+}
+
+/// The one-line refusal of a command that only runs on the host itself.
+pub fn not_remote(command: &'static str) -> anyhow::Error {
+    crate::client::ClientError::NotCovered { command }.into()
+}
 
 /// The host the command works on, and how to print.
 pub struct Context {

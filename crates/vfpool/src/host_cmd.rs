@@ -10,7 +10,10 @@ use vfpool_host::check::Status;
 use vfpool_host::iommu::EnableRequest;
 use vfpool_host::{Inventory, manifest};
 
-use crate::context::{Context, print_json};
+use hyper::Method;
+use vfpool_daemon::api::host::IommuBody;
+
+use crate::context::{Backend, Context, Remote, not_remote, print_json};
 use crate::table::Table;
 
 #[derive(Debug, Subcommand)]
@@ -110,12 +113,15 @@ pub enum DebugCmd {
     SimReboot,
 }
 
-pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
+pub fn run(b: &Backend, cmd: HostCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        HostCmd::Check { root } => host_check(ctx, root.as_deref()),
-        HostCmd::Iommu(cmd) => host_iommu(ctx, cmd),
-        HostCmd::Persist { udev, root } => host_persist(ctx, udev, root.as_deref()),
+        HostCmd::Check { root } => host_check(b, root.as_deref()),
+        HostCmd::Iommu(cmd) => host_iommu(b, cmd),
+        HostCmd::Persist { udev, root } => {
+            host_persist(b.local("host persist")?, udev, root.as_deref())
+        }
         HostCmd::Desired => {
+            let ctx = b.local("host desired")?;
             let d = ctx.engine()?.desired()?;
             if ctx.json() {
                 let views: Vec<DesiredView> = d.iter().map(Into::into).collect();
@@ -138,47 +144,56 @@ pub fn run(ctx: &Context, cmd: HostCmd) -> anyhow::Result<ExitCode> {
             nic,
             timeout,
             keep_link,
-        } => host_apply(ctx, nic.as_deref(), &timeout, keep_link),
+        } => host_apply(b.local("host apply")?, nic.as_deref(), &timeout, keep_link),
     }
 }
 
-fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
-    let change = match cmd {
+/// `host iommu status`.
+fn iommu_status(json: bool, st: &IommuStatusView) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(st)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    crate::outln!(
+        "boot loader    {}",
+        st.boot_loader
+            .map_or_else(|| "unknown".to_owned(), |b| b.to_string())
+    );
+    crate::outln!(
+        "enabled        {}{}",
+        yes(st.enabled),
+        st.enabled_by
+            .as_ref()
+            .map(|b| format!(" ({b}{})", if st.by_vfpool { ", by vfpool" } else { "" }))
+            .unwrap_or_default()
+    );
+    crate::outln!(
+        "ready          {}{}",
+        yes(st.ready),
+        if st.units.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", st.units.join(", "))
+        }
+    );
+    if st.reboot_pending {
+        crate::outln!(
+            "reboot pending: enabled for the next boot, not in the running kernel (if a reboot does not help, enable VT-d / AMD-Vi in the BIOS)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn host_iommu(b: &Backend, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
+    let change: IommuChangeView = match cmd {
         IommuCmd::Status { root } => {
-            let st = ctx.host.iommu_status(root.as_deref())?;
-            if ctx.json() {
-                print_json(&IommuStatusView::from(&st))?;
-            } else {
-                let yes = |b: bool| if b { "yes" } else { "no" };
-                crate::outln!(
-                    "boot loader    {}",
-                    st.boot_loader
-                        .map_or_else(|| "unknown".to_owned(), |b| b.to_string())
-                );
-                crate::outln!(
-                    "enabled        {}{}",
-                    yes(st.enabled),
-                    st.enabled_by
-                        .as_ref()
-                        .map(|b| format!(" ({b}{})", if st.by_vfpool { ", by vfpool" } else { "" }))
-                        .unwrap_or_default()
-                );
-                crate::outln!(
-                    "ready          {}{}",
-                    yes(st.ready),
-                    if st.units.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", st.units.join(", "))
-                    }
-                );
-                if st.reboot_pending {
-                    crate::outln!(
-                        "reboot pending: enabled for the next boot, not in the running kernel (if a reboot does not help, enable VT-d / AMD-Vi in the BIOS)"
-                    );
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
+            let st: IommuStatusView = match (b, &root) {
+                (Backend::Local(ctx), _) => (&ctx.host.iommu_status(root.as_deref())?).into(),
+                (Backend::Remote(r), None) => r.client.get("/api/v1/host/iommu")?.view,
+                (Backend::Remote(_), Some(_)) => return Err(not_remote("host iommu --root")),
+            };
+            return iommu_status(b.json(), &st);
         }
         IommuCmd::Enable {
             root,
@@ -193,15 +208,37 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
                     .map_err(vfpool_engine::EngineError::from)?,
                 allow_unsafe_interrupts,
             };
-            ctx.host.iommu_enable(root.as_deref(), &req)?
+            match (b, &root) {
+                (Backend::Local(ctx), _) => (&ctx.host.iommu_enable(root.as_deref(), &req)?).into(),
+                (Backend::Remote(r), None) => iommu_change(
+                    r,
+                    &IommuBody {
+                        enabled: true,
+                        vendor: req.vendor,
+                        allow_unsafe_interrupts,
+                    },
+                )?,
+                (Backend::Remote(_), Some(_)) => return Err(not_remote("host iommu --root")),
+            }
         }
-        IommuCmd::Disable { root } => ctx.host.iommu_disable(root.as_deref())?,
+        IommuCmd::Disable { root } => match (b, &root) {
+            (Backend::Local(ctx), _) => (&ctx.host.iommu_disable(root.as_deref())?).into(),
+            (Backend::Remote(r), None) => iommu_change(
+                r,
+                &IommuBody {
+                    enabled: false,
+                    vendor: None,
+                    allow_unsafe_interrupts: false,
+                },
+            )?,
+            (Backend::Remote(_), Some(_)) => return Err(not_remote("host iommu --root")),
+        },
     };
     for w in &change.warnings {
         eprintln!("warning: {w}");
     }
-    if ctx.json() {
-        print_json(&IommuChangeView::from(&change))?;
+    if b.json() {
+        print_json(&change)?;
         return Ok(ExitCode::SUCCESS);
     }
     crate::outln!("boot loader: {}", change.boot_loader);
@@ -221,10 +258,10 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
         crate::outln!("removed {}", p.display());
     }
     if let Some(c) = &change.command {
-        if c.ran {
-            crate::outln!("ran: {}", c.command);
+        if change.command_ran {
+            crate::outln!("ran: {c}");
         } else {
-            crate::outln!("to run on the host: {}", c.command);
+            crate::outln!("to run on the host: {c}");
         }
     }
     if change.unchanged.is_none() || !change.written.is_empty() || !change.removed.is_empty() {
@@ -233,10 +270,20 @@ fn host_iommu(ctx: &Context, cmd: IommuCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_check(ctx: &Context, root: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let report = ctx.host.check(root)?;
-    if ctx.json() {
-        print_json(&CheckView::from(&report))?;
+/// `POST /api/v1/host/iommu`. The view carries its warnings (the headers repeat them).
+fn iommu_change(r: &Remote, body: &IommuBody) -> anyhow::Result<IommuChangeView> {
+    Ok(r.client
+        .call(Method::POST, "/api/v1/host/iommu", Some(body))?
+        .view)
+}
+
+fn host_check(b: &Backend, root: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let report: CheckView = match b {
+        Backend::Local(ctx) => (&ctx.host.check(root)?).into(),
+        Backend::Remote(r) => r.client.get("/api/v1/host/check")?.view,
+    };
+    if b.json() {
+        print_json(&report)?;
     } else {
         let mut t = Table::new(&["CHECK", "STATUS", "DETAIL"]);
         for c in &report.checks {
@@ -245,10 +292,11 @@ fn host_check(ctx: &Context, root: Option<&std::path::Path>) -> anyhow::Result<E
                 Status::Warn => "warn",
                 Status::Fail => "FAIL",
             };
-            t.row(vec![c.name.to_owned(), s.to_owned(), c.detail.clone()]);
+            t.row(vec![c.name.clone(), s.to_owned(), c.detail.clone()]);
         }
         crate::context::out(&t.render());
-        for c in report.checks.iter().filter(|c| !c.remedy.is_empty()) {
+        for c in &report.checks {
+            let Some(remedy) = &c.remedy else { continue };
             crate::outln!(
                 "\n{} ({}): {}",
                 c.name,
@@ -257,10 +305,15 @@ fn host_check(ctx: &Context, root: Option<&std::path::Path>) -> anyhow::Result<E
                 } else {
                     "warn"
                 },
-                c.remedy
+                remedy
             );
         }
-        if let Some(st) = report.iommu.as_ref().filter(|s| s.reboot_pending) {
+        if report.reboot_pending {
+            // What enables it, from the IOMMU's status (the check's view does not carry it).
+            let st: IommuStatusView = match b {
+                Backend::Local(ctx) => (&ctx.host.iommu_status(root)?).into(),
+                Backend::Remote(r) => r.client.get("/api/v1/host/iommu")?.view,
+            };
             crate::outln!(
                 "\nreboot pending: the IOMMU is enabled for the next boot ({}) but not in the running kernel; if it stays so after a reboot, enable VT-d / AMD-Vi in the BIOS",
                 st.enabled_by.as_deref().unwrap_or("")

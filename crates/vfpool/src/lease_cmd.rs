@@ -5,10 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use vfpool_engine::{AcquireInput, AcquireRequest, GcView, Lease, LeaseView, ReleaseTarget};
-use vfpool_model::{InvalidValue, PciAddr};
+use hyper::Method;
+use vfpool_daemon::api::leases::AcquireBody;
+use vfpool_engine::view::LeaseStateView;
+use vfpool_engine::{AcquireInput, AcquireRequest, EngineError, GcView, LeaseView, ReleaseTarget};
+use vfpool_model::{InvalidValue, PciAddr, parse_on_off};
 
-use crate::context::{Context, out, print_json};
+use crate::client::owner_path;
+use crate::context::{Backend, out, print_json};
 use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
@@ -113,13 +117,53 @@ impl AcquireArgs {
     }
 }
 
-pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
+impl AcquireArgs {
+    /// The API's body: the options checked here first (the same one-line errors as on the
+    /// host), then sent as the daemon takes them.
+    fn body(&self) -> anyhow::Result<AcquireBody> {
+        self.request()?;
+        let num = |v: &Option<String>| v.as_deref().and_then(|v| v.trim().parse::<u64>().ok());
+        let flag = |field: &'static str, v: &Option<String>| {
+            v.as_deref().map(|v| parse_on_off(field, v)).transpose()
+        };
+        Ok(AcquireBody {
+            pool: self.pool.clone(),
+            owner: self.owner.clone(),
+            owner_kind: Some(self.owner_kind.clone()),
+            vf: self.vf.clone(),
+            mac: self.mac.clone(),
+            vlan: num(&self.vlan),
+            qos: num(&self.qos),
+            vlan_proto: self.vlan_proto.clone(),
+            spoofchk: flag("spoofchk", &self.spoofchk)?,
+            trust: flag("trust", &self.trust)?,
+            link_state: self.link_state.clone(),
+            min_rate: num(&self.min_rate),
+            max_rate: num(&self.max_rate),
+            mtu: num(&self.mtu),
+            driver: self.driver.clone(),
+            numa: num(&self.numa),
+            netns: self.netns.as_ref().map(|p| p.display().to_string()),
+        })
+    }
+}
+
+pub fn run(b: &Backend, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         LeaseCmd::Acquire(args) => {
-            let req = args.request()?;
-            let lease = ctx.engine()?.acquire(&req)?;
-            if ctx.json() {
-                print_json(&LeaseView::from(&lease))?;
+            let lease: LeaseView = match b {
+                Backend::Local(ctx) => {
+                    let req = args.request()?;
+                    (&ctx.engine()?.acquire(&req)?).into()
+                }
+                Backend::Remote(r) => {
+                    r.client
+                        .call(Method::POST, "/api/v1/leases", Some(&args.body()?))?
+                        .view
+                }
+            };
+            if b.json() {
+                print_json(&lease)?;
             } else {
                 show(&lease);
             }
@@ -131,9 +175,30 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
                 // clap requires exactly one of them.
                 _ => bail!("give an OWNER or --vf PCI (one of them)"),
             };
-            let lease = ctx.engine()?.release(&target)?;
-            if ctx.json() {
-                print_json(&LeaseView::released(&lease))?;
+            let lease: LeaseView = match b {
+                Backend::Local(ctx) => LeaseView::released(&ctx.engine()?.release(&target)?),
+                Backend::Remote(r) => {
+                    let owner = match target {
+                        ReleaseTarget::Owner(o) => o,
+                        ReleaseTarget::Vf(vf) => {
+                            let all: Vec<LeaseView> = r.client.get("/api/v1/leases")?.view;
+                            all.into_iter()
+                                .find(|l| l.vf_pci == vf)
+                                .map(|l| l.owner)
+                                .ok_or(EngineError::VfNotLeased { vf })?
+                        }
+                    };
+                    r.client
+                        .call::<_, ()>(
+                            Method::DELETE,
+                            &format!("/api/v1/leases/{}", owner_path(&owner)),
+                            None,
+                        )?
+                        .view
+                }
+            };
+            if b.json() {
+                print_json(&lease)?;
             } else {
                 crate::outln!(
                     "released {} ({} vf {}) from {}",
@@ -145,10 +210,12 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
             }
         }
         LeaseCmd::List => {
-            let leases = ctx.engine()?.leases()?;
-            if ctx.json() {
-                let views: Vec<LeaseView> = leases.iter().map(Into::into).collect();
-                print_json(&views)?;
+            let leases: Vec<LeaseView> = match b {
+                Backend::Local(ctx) => ctx.engine()?.leases()?.iter().map(Into::into).collect(),
+                Backend::Remote(r) => r.client.get("/api/v1/leases")?.view,
+            };
+            if b.json() {
+                print_json(&leases)?;
             } else {
                 let mut t = Table::new(&[
                     "OWNER", "KIND", "POOL", "VF", "PF", "INDEX", "NETDEV", "STATE",
@@ -162,16 +229,23 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
                         l.pf.clone(),
                         l.vf_index.to_string(),
                         opt(&l.netdev),
-                        l.state.as_str().into(),
+                        state(l.state).into(),
                     ]);
                 }
                 out(&t.render());
             }
         }
         LeaseCmd::Gc => {
-            let rep = ctx.engine()?.gc()?;
-            if ctx.json() {
-                print_json(&GcView::from(&rep))?;
+            let rep: GcView = match b {
+                Backend::Local(ctx) => (&ctx.engine()?.gc()?).into(),
+                Backend::Remote(r) => {
+                    r.client
+                        .call::<_, ()>(Method::POST, "/api/v1/gc", None)?
+                        .view
+                }
+            };
+            if b.json() {
+                print_json(&rep)?;
             } else {
                 for a in &rep.actions {
                     crate::outln!(
@@ -210,13 +284,24 @@ pub fn run(ctx: &Context, cmd: LeaseCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(l: &Lease) {
+/// A lease's state as `lease list` shows it (its JSON spelling).
+fn state(s: LeaseStateView) -> &'static str {
+    match s {
+        LeaseStateView::Acquiring => "acquiring",
+        LeaseStateView::Active => "active",
+        LeaseStateView::Releasing => "releasing",
+        LeaseStateView::Stale => "stale",
+        LeaseStateView::Released => "released",
+    }
+}
+
+fn show(l: &LeaseView) {
     let fields = [
         ("owner", format!("{} ({})", l.owner, l.owner_kind.as_str())),
         ("pool", l.pool.clone()),
         ("vf", format!("{} ({} vf {})", l.vf_pci, l.pf, l.vf_index)),
         ("netdev", opt(&l.netdev)),
-        ("state", l.state.as_str().into()),
+        ("state", state(l.state).into()),
         (
             "applied",
             serde_json::to_string(&l.applied).unwrap_or_default(),

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod client;
 mod context;
 mod hook_cmd;
 mod host_cmd;
@@ -60,6 +61,23 @@ pub struct Cli {
     /// [env: VFPOOL_STATE; default /var/lib/vfpool].
     #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Work through a running daemon (`vfpool serve`) instead of this host: http://HOST:PORT,
+    /// https://HOST[:PORT] or unix:/path/to/api.sock; the same output and exit status.
+    #[arg(
+        long,
+        global = true,
+        env = "VFPOOL_API",
+        value_name = "URL",
+        conflicts_with_all = ["demo", "state"]
+    )]
+    pub api: Option<String>,
+    /// With --api: a file whose first line is the daemon's token (`Authorization: Bearer`);
+    /// give it before the command.
+    #[arg(long, env = "VFPOOL_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// With an https:// --api: the CA certificates (PEM) to trust instead of the system's.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Output format: table (for people) or json (the documented contract, README).
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -141,6 +159,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         K::InvalidInput
     } else if let Some(h) = e.downcast_ref::<vfpool_host::HostError>() {
         vfpool_engine::EngineError::kind_of_host(h)
+    } else if let Some(f) = e.downcast_ref::<client::ApiFailure>() {
+        f.engine_kind()
+    } else if let Some(client::ClientError::NotCovered { .. }) = e.downcast_ref() {
+        K::InvalidInput
     } else {
         K::Io
     };
@@ -156,19 +178,63 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let ctx = context::Context::new(&cli)?;
+    use context::Backend;
+    let b = match &cli.api {
+        Some(url) => {
+            if let Some(command) = local_only(&cli.command) {
+                return Err(context::not_remote(command));
+            }
+            Backend::Remote(context::Remote {
+                client: client::Client::new(&client::ClientConfig {
+                    url,
+                    token_file: cli.token_file.as_deref(),
+                    ca_file: cli.ca_file.as_deref(),
+                })?,
+                output: cli.output,
+            })
+        }
+        None => Backend::Local(context::Context::new(&cli)?),
+    };
     match cli.command {
-        Command::Host(c) => host_cmd::run(&ctx, c),
-        Command::Nic(c) => nic_cmd::run(&ctx, c),
-        Command::Pool(c) => pool_cmd::run(&ctx, c),
-        Command::Lease(c) => lease_cmd::run(&ctx, c),
-        Command::L2(c) => net_cmd::run_l2(&ctx, c),
-        Command::L3(c) => net_cmd::run_l3(&ctx, c),
-        Command::Vm(c) => vm_cmd::run(&ctx, c),
-        Command::LibvirtHook(c) => hook_cmd::run(&ctx, c),
-        Command::Debug(c) => host_cmd::run_debug(&ctx, c),
-        Command::Serve(a) => serve_cmd::run(ctx, a),
+        Command::Host(c) => host_cmd::run(&b, c),
+        Command::Nic(c) => nic_cmd::run(&b, c),
+        Command::Pool(c) => pool_cmd::run(&b, c),
+        Command::Lease(c) => lease_cmd::run(&b, c),
+        Command::L2(c) => net_cmd::run_l2(&b, c),
+        Command::L3(c) => net_cmd::run_l3(&b, c),
+        Command::Vm(c) => vm_cmd::run(&b, c),
+        Command::LibvirtHook(c) => hook_cmd::run(b.local("libvirt-hook")?, c),
+        Command::Debug(c) => host_cmd::run_debug(b.local("debug")?, c),
+        Command::Serve(a) => match b {
+            Backend::Local(ctx) => serve_cmd::run(ctx, a),
+            Backend::Remote(_) => Err(context::not_remote("serve")),
+        },
     }
+}
+
+/// The commands the daemon's API does not cover (refused with `--api`, naming the
+/// command).
+fn local_only(c: &Command) -> Option<&'static str> {
+    use host_cmd::HostCmd as H;
+    Some(match c {
+        Command::Host(H::Check { root: Some(_) }) => "host check --root",
+        Command::Host(H::Iommu(
+            host_cmd::IommuCmd::Status { root: Some(_) }
+            | host_cmd::IommuCmd::Enable { root: Some(_), .. }
+            | host_cmd::IommuCmd::Disable { root: Some(_) },
+        )) => "host iommu --root",
+        Command::Host(H::Persist { .. }) => "host persist",
+        Command::Host(H::Desired) => "host desired",
+        Command::Host(H::Apply { .. }) => "host apply",
+        Command::L2(net_cmd::L2Cmd::LibvirtNetwork { .. }) => "l2 libvirt-network",
+        Command::L3(net_cmd::L3Cmd::CheckVf { .. }) => "l3 check-vf",
+        Command::Vm(vm_cmd::VmCmd::Xml { .. }) => "vm xml",
+        Command::Vm(vm_cmd::VmCmd::Migrate { .. }) => "vm migrate",
+        Command::LibvirtHook(_) => "libvirt-hook",
+        Command::Serve(_) => "serve",
+        Command::Debug(_) => "debug",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

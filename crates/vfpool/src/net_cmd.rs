@@ -3,10 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use hyper::Method;
+use vfpool_daemon::api::net::{L2Body, L2Patch, L3Body};
 use vfpool_engine::{L2Request, L2Type, L2View, L3Request, L3View, PoolDeleted};
 use vfpool_model::parse_on_off;
 
-use crate::context::{Context, out, print_json};
+use crate::client::seg;
+use crate::context::{Backend, Remote, out, print_json};
 use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
@@ -145,8 +148,14 @@ fn on_off(b: bool) -> String {
     if b { "on" } else { "off" }.to_owned()
 }
 
-pub fn run_l2(ctx: &Context, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
-    let mut engine = ctx.engine()?;
+/// `DELETE path` on the daemon.
+fn delete(r: &Remote, path: &str) -> anyhow::Result<()> {
+    r.client
+        .call::<PoolDeleted, ()>(Method::DELETE, path, None)
+        .map(drop)
+}
+
+pub fn run_l2(b: &Backend, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
     let shown = match cmd {
         L2Cmd::Create {
             name,
@@ -155,24 +164,67 @@ pub fn run_l2(ctx: &Context, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
             l2_type,
             sriov,
         } => {
-            let l2_type = l2_type.map(|t| t.parse::<L2Type>()).transpose()?;
-            engine.l2_create(&L2Request {
-                name,
-                nic,
-                l2_type,
-                vlan,
-                sriov,
-            })?
+            let parsed = l2_type
+                .as_deref()
+                .map(|t| t.parse::<L2Type>())
+                .transpose()?;
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.l2_create(&L2Request {
+                    name,
+                    nic,
+                    l2_type: parsed,
+                    vlan,
+                    sriov,
+                })?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call(
+                            Method::POST,
+                            "/api/v1/l2",
+                            Some(&L2Body {
+                                name,
+                                nic,
+                                vlan,
+                                l2_type,
+                                sriov,
+                            }),
+                        )?
+                        .view
+                }
+            }
         }
-        L2Cmd::Set { name, sriov } => engine.l2_set_sriov(&name, parse_on_off("sriov", &sriov)?)?,
-        L2Cmd::Show { name } => engine.l2_show(&name)?,
+        L2Cmd::Set { name, sriov } => {
+            let sriov = parse_on_off("sriov", &sriov)?;
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.l2_set_sriov(&name, sriov)?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call(
+                            Method::PATCH,
+                            &format!("/api/v1/l2/{}", seg(&name)),
+                            Some(&L2Patch { sriov }),
+                        )?
+                        .view
+                }
+            }
+        }
+        L2Cmd::Show { name } => match b {
+            Backend::Local(ctx) => ctx.engine()?.l2_show(&name)?,
+            Backend::Remote(r) => r.client.get(&format!("/api/v1/l2/{}", seg(&name)))?.view,
+        },
         L2Cmd::LibvirtNetwork { name } => {
-            out(&engine.l2_libvirt_network(&name)?);
+            out(&b
+                .local("l2 libvirt-network")?
+                .engine()?
+                .l2_libvirt_network(&name)?);
             return Ok(ExitCode::SUCCESS);
         }
         L2Cmd::List => {
-            let list = engine.l2_list()?;
-            if ctx.json() {
+            let list: Vec<L2View> = match b {
+                Backend::Local(ctx) => ctx.engine()?.l2_list()?,
+                Backend::Remote(r) => r.client.get("/api/v1/l2")?.view,
+            };
+            if b.json() {
                 print_json(&list)?;
             } else {
                 out(&l2_table(&list));
@@ -180,8 +232,11 @@ pub fn run_l2(ctx: &Context, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         L2Cmd::Delete { name } => {
-            engine.l2_delete(&name)?;
-            if ctx.json() {
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.l2_delete(&name)?,
+                Backend::Remote(r) => delete(r, &format!("/api/v1/l2/{}", seg(&name)))?,
+            }
+            if b.json() {
                 print_json(&PoolDeleted { deleted: name })?;
             } else {
                 crate::outln!("l2 {name} deleted");
@@ -189,7 +244,7 @@ pub fn run_l2(ctx: &Context, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    if ctx.json() {
+    if b.json() {
         print_json(&shown)?;
     } else {
         out(&l2_table(&[shown]));
@@ -197,9 +252,8 @@ pub fn run_l2(ctx: &Context, cmd: L2Cmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
-    let mut engine = ctx.engine()?;
-    let shown = match cmd {
+pub fn run_l3(b: &Backend, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
+    let shown: L3View = match cmd {
         L3Cmd::Create {
             name,
             l2,
@@ -207,17 +261,38 @@ pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
             gateway,
             range,
             dns,
-        } => engine.l3_create(&L3Request {
-            name,
-            l2,
-            cidr,
-            gateway,
-            range,
-            dns,
-        })?,
+        } => match b {
+            Backend::Local(ctx) => ctx.engine()?.l3_create(&L3Request {
+                name,
+                l2,
+                cidr,
+                gateway,
+                range,
+                dns,
+            })?,
+            Backend::Remote(r) => {
+                r.client
+                    .call(
+                        Method::POST,
+                        "/api/v1/l3",
+                        Some(&L3Body {
+                            name,
+                            l2,
+                            cidr,
+                            gateway,
+                            range,
+                            dns,
+                        }),
+                    )?
+                    .view
+            }
+        },
         L3Cmd::Show { name } => {
-            let shown = engine.l3_show(&name)?;
-            if ctx.json() {
+            let shown: L3View = match b {
+                Backend::Local(ctx) => ctx.engine()?.l3_show(&name)?,
+                Backend::Remote(r) => r.client.get(&format!("/api/v1/l3/{}", seg(&name)))?.view,
+            };
+            if b.json() {
                 print_json(&shown)?;
             } else {
                 out(&l3_table(std::slice::from_ref(&shown)));
@@ -231,8 +306,11 @@ pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         L3Cmd::List => {
-            let list = engine.l3_list()?;
-            if ctx.json() {
+            let list: Vec<L3View> = match b {
+                Backend::Local(ctx) => ctx.engine()?.l3_list()?,
+                Backend::Remote(r) => r.client.get("/api/v1/l3")?.view,
+            };
+            if b.json() {
                 print_json(&list)?;
             } else {
                 out(&l3_table(&list));
@@ -240,8 +318,11 @@ pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         L3Cmd::Delete { name } => {
-            engine.l3_delete(&name)?;
-            if ctx.json() {
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.l3_delete(&name)?,
+                Backend::Remote(r) => delete(r, &format!("/api/v1/l3/{}", seg(&name)))?,
+            }
+            if b.json() {
                 print_json(&PoolDeleted { deleted: name })?;
             } else {
                 crate::outln!("l3 {name} deleted");
@@ -249,8 +330,8 @@ pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         L3Cmd::CheckVf { name } => {
-            let c = engine.l3_check_vf(&name)?;
-            if ctx.json() {
+            let c = b.local("l3 check-vf")?.engine()?.l3_check_vf(&name)?;
+            if b.json() {
                 print_json(&c)?;
             } else {
                 crate::outln!(
@@ -270,7 +351,7 @@ pub fn run_l3(ctx: &Context, cmd: L3Cmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    if ctx.json() {
+    if b.json() {
         print_json(&shown)?;
     } else {
         out(&l3_table(&[shown]));

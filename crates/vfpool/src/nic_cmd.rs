@@ -2,12 +2,15 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use hyper::Method;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use vfpool_daemon::api::nics::{RestoreBody, SplitBody};
 use vfpool_engine::{
-    NicChangeView, NicDetail, NicShow, NicsOutcome, Shown, SplitRequest, VfDetail,
+    NicChangeView, NicDetail, NicShow, NicView, NicsOutcome, Shown, SplitRequest, VfDetail,
 };
 
-use crate::context::{Context, print_json};
+use crate::client::seg;
+use crate::context::{Backend, Context, Remote, print_json};
 use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
@@ -58,10 +61,22 @@ pub enum NicCmd {
 
 pub use vfpool_engine::parse_timeout;
 
-pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
+pub fn run(b: &Backend, cmd: NicCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        NicCmd::List => list(ctx),
-        NicCmd::Show { nic } => show(ctx, &nic),
+        NicCmd::List => {
+            let shown = match b {
+                Backend::Local(ctx) => ctx.host.nics()?,
+                Backend::Remote(r) => r.client.get("/api/v1/nics")?,
+            };
+            list(b.json(), &shown)
+        }
+        NicCmd::Show { nic } => {
+            let shown = match b {
+                Backend::Local(ctx) => ctx.host.nic(&nic)?,
+                Backend::Remote(r) => r.client.get(&format!("/api/v1/nics/{}", seg(&nic)))?,
+            };
+            show(b.json(), &shown)
+        }
         NicCmd::Split {
             nics,
             vfs,
@@ -69,28 +84,173 @@ pub fn run(ctx: &Context, cmd: NicCmd) -> anyhow::Result<ExitCode> {
             timeout,
             force,
             keep_link,
-        } => split_cmd(
-            ctx,
-            SplitRequest {
+        } => {
+            let req = SplitRequest {
                 nics,
                 vfs,
                 autoprobe: autoprobe.as_deref().map(|a| a == "on"),
                 timeout: parse_timeout(&timeout)?,
                 force,
                 keep_link,
-            },
-        ),
+            };
+            let done = match b {
+                Backend::Local(ctx) => Done::from(split_local(ctx, &req)?),
+                Backend::Remote(r) => split_remote(r, &req)?,
+            };
+            finish(b.json(), &done)
+        }
         NicCmd::Restore {
             nics,
             timeout: t,
             force,
         } => {
-            let out = ctx
-                .engine()?
-                .restore_nics(&nics, parse_timeout(&t)?, force)?;
-            finish(ctx, &out)
+            let timeout = parse_timeout(&t)?;
+            let done = match b {
+                Backend::Local(ctx) => {
+                    Done::from(ctx.engine()?.restore_nics(&nics, timeout, force)?)
+                }
+                Backend::Remote(r) => {
+                    precheck(r, &nics, None)?;
+                    each_nic(&nics, |nic| {
+                        r.client.call(
+                            Method::POST,
+                            &format!("/api/v1/nics/{}/restore", seg(nic)),
+                            Some(&RestoreBody {
+                                force,
+                                timeout: Some(timeout.as_secs()),
+                            }),
+                        )
+                    })?
+                }
+            };
+            finish(b.json(), &done)
         }
     }
+}
+
+/// What a split or restore did, as printed: the changes, the failures' messages, warnings.
+pub struct Done {
+    changed: Vec<NicChangeView>,
+    failed: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl From<NicsOutcome> for Done {
+    fn from(out: NicsOutcome) -> Self {
+        let mut warnings = out.warnings;
+        if let Some(e) = &out.not_recorded {
+            // The daemon sends the same line as a warning.
+            warnings.push(format!(
+                "the VF counts were changed but not recorded for the next boot ({}); run `vfpool host persist` again",
+                vfpool_engine::chain(e)
+            ));
+        }
+        Self {
+            changed: out.changed.iter().map(Into::into).collect(),
+            failed: out
+                .failed
+                .iter()
+                .map(|f| vfpool_engine::chain(&f.error))
+                .collect(),
+            warnings,
+        }
+    }
+}
+
+/// One request per NIC, in order. A failure before any NIC changed is the command's error
+/// (as the engine refuses before changing anything); after, it is that NIC's failure.
+fn each_nic(
+    nics: &[String],
+    one: impl Fn(&str) -> anyhow::Result<Shown<NicChangeView>>,
+) -> anyhow::Result<Done> {
+    let mut done = Done {
+        changed: Vec::new(),
+        failed: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for nic in nics {
+        match one(nic) {
+            Ok(s) => {
+                done.changed.push(s.view);
+                done.warnings.extend(s.warnings);
+            }
+            Err(e) if done.changed.is_empty() && done.failed.is_empty() => return Err(e),
+            Err(e) => done.failed.push(format!("{e:#}")),
+        }
+    }
+    Ok(done)
+}
+
+/// What the engine checks of every named NIC before it touches any (so that a bad name
+/// or count changes nothing, here as on the host): a PF with SR-IOV, named once, and the
+/// count in its range. Returns each NIC's count.
+fn precheck(r: &Remote, nics: &[String], vfs: Option<&str>) -> anyhow::Result<Vec<u64>> {
+    use vfpool_host::HostError;
+    let mut seen: Vec<vfpool_model::PciAddr> = Vec::new();
+    let mut counts = Vec::new();
+    for name in nics {
+        let shown: Shown<NicShow> = r.client.get(&format!("/api/v1/nics/{}", seg(name)))?;
+        let d = match shown.view {
+            NicShow::Vf(v) => {
+                return Err(HostError::IsVf {
+                    nic: name.clone(),
+                    vf_pci: v.vf.pci,
+                    pf: v.pf,
+                }
+                .into());
+            }
+            NicShow::Pf(d) if d.nic.total_vfs == 0 => {
+                return Err(HostError::NotSriov {
+                    nic: name.clone(),
+                    pci: d.nic.pci,
+                }
+                .into());
+            }
+            NicShow::Pf(d) => d,
+        };
+        if let Some(value) = vfs {
+            // `split::check_count`.
+            let n = value
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n != 0 && *n <= d.nic.total_vfs)
+                .ok_or_else(|| HostError::VfCountOutOfRange {
+                    nic: d.nic.name.clone(),
+                    value: value.to_owned(),
+                    total: d.nic.total_vfs,
+                })?;
+            counts.push(u64::from(n));
+        }
+        if seen.contains(&d.nic.pci) {
+            return Err(vfpool_engine::EngineError::NamedTwice {
+                nic: name.clone(),
+                pci: d.nic.pci,
+            }
+            .into());
+        }
+        seen.push(d.nic.pci);
+    }
+    Ok(counts)
+}
+
+fn split_remote(r: &Remote, req: &SplitRequest) -> anyhow::Result<Done> {
+    let counts = precheck(r, &req.nics, Some(&req.vfs))?;
+    let vfs: std::collections::HashMap<&str, u64> =
+        req.nics.iter().map(String::as_str).zip(counts).collect();
+    each_nic(&req.nics, |nic| {
+        r.client.call(
+            Method::POST,
+            &format!("/api/v1/nics/{}/split", seg(nic)),
+            Some(&SplitBody {
+                vfs: vfs.get(nic).copied().unwrap_or_default(),
+                autoprobe: req.autoprobe,
+                force: req.force,
+                keep_link: req.keep_link,
+                timeout: Some(req.timeout.as_secs()),
+            }),
+        )
+    })
 }
 
 /// Prints a view's warnings on stderr (the view itself is still right, only less complete).
@@ -100,10 +260,9 @@ pub fn warn<T>(shown: &Shown<T>) {
     }
 }
 
-fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let shown = ctx.host.nics()?;
-    warn(&shown);
-    if ctx.json() {
+fn list(json: bool, shown: &Shown<Vec<NicView>>) -> anyhow::Result<ExitCode> {
+    warn(shown);
+    if json {
         print_json(&shown.view)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -152,10 +311,9 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
-    let shown = ctx.host.nic(name)?;
-    warn(&shown);
-    if ctx.json() {
+fn show(json: bool, shown: &Shown<NicShow>) -> anyhow::Result<ExitCode> {
+    warn(shown);
+    if json {
         print_json(&shown.view)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -293,23 +451,16 @@ fn show_vf(d: &VfDetail) {
     }
 }
 
-/// Prints what a split, restore or apply did; failures on stderr. Exit 1 if any failed.
-pub fn finish(ctx: &Context, out: &NicsOutcome) -> anyhow::Result<ExitCode> {
+/// Prints what a split or restore did; failures on stderr. Exit 1 if any failed.
+fn finish(json: bool, out: &Done) -> anyhow::Result<ExitCode> {
     for f in &out.failed {
-        eprintln!("error: {}", vfpool_engine::chain(&f.error));
+        eprintln!("error: {f}");
     }
     for w in &out.warnings {
         eprintln!("warning: {w}");
     }
-    if let Some(e) = &out.not_recorded {
-        eprintln!(
-            "warning: the VF counts were changed but not recorded for the next boot ({}); run `vfpool host persist` again",
-            vfpool_engine::chain(e)
-        );
-    }
-    if ctx.json() {
-        let changed: Vec<NicChangeView> = out.changed.iter().map(Into::into).collect();
-        print_json(&changed)?;
+    if json {
+        print_json(&out.changed)?;
     } else {
         for r in &out.changed {
             let what = if !r.changed {
@@ -342,13 +493,13 @@ pub fn finish(ctx: &Context, out: &NicsOutcome) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn split_cmd(ctx: &Context, req: SplitRequest) -> anyhow::Result<ExitCode> {
+fn split_local(ctx: &Context, req: &SplitRequest) -> anyhow::Result<NicsOutcome> {
     let mut engine = ctx.engine()?;
     let mp = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} VFs")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     let bars: std::sync::Mutex<HashMap<String, ProgressBar>> = Default::default();
-    let out = engine.split_nics(&req, &|name, ready, total| {
+    let out = engine.split_nics(req, &|name, ready, total| {
         let Ok(mut bars) = bars.lock() else { return };
         let b = bars.entry(name.to_owned()).or_insert_with(|| {
             let b = mp.add(ProgressBar::new(u64::from(total)));
@@ -363,5 +514,5 @@ fn split_cmd(ctx: &Context, req: SplitRequest) -> anyhow::Result<ExitCode> {
             b.finish_and_clear();
         }
     }
-    finish(ctx, &out)
+    Ok(out)
 }

@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use hyper::Method;
+use vfpool_daemon::api::pools::PoolBody;
 use vfpool_engine::{Policy, PoolDeleted, PoolDetail, PoolSelector, PoolView};
 
-use crate::context::{Context, out, print_json};
+use crate::client::seg;
+use crate::context::{Backend, out, print_json};
 use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
@@ -41,8 +44,7 @@ pub enum PoolCmd {
     },
 }
 
-pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
-    let mut engine = ctx.engine()?;
+pub fn run(b: &Backend, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         PoolCmd::Create {
             name,
@@ -54,9 +56,26 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|s| s.parse::<PoolSelector>())
                 .collect::<Result<Vec<_>, _>>()?;
-            let st = engine.pool_create(&name, selectors, policy)?;
-            if ctx.json() {
-                print_json(&PoolView::from(&st))?;
+            let st: PoolView = match b {
+                Backend::Local(ctx) => {
+                    (&ctx.engine()?.pool_create(&name, selectors, policy)?).into()
+                }
+                Backend::Remote(r) => {
+                    r.client
+                        .call(
+                            Method::POST,
+                            "/api/v1/pools",
+                            Some(&PoolBody {
+                                name,
+                                select,
+                                policy: Some(policy.to_string()),
+                            }),
+                        )?
+                        .view
+                }
+            };
+            if b.json() {
+                print_json(&st)?;
             } else {
                 crate::outln!(
                     "pool {} created: {} VFs ({} free), policy {}",
@@ -68,10 +87,12 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
             }
         }
         PoolCmd::List => {
-            let list = engine.pool_list()?;
-            if ctx.json() {
-                let views: Vec<PoolView> = list.iter().map(Into::into).collect();
-                print_json(&views)?;
+            let list: Vec<PoolView> = match b {
+                Backend::Local(ctx) => ctx.engine()?.pool_list()?.iter().map(Into::into).collect(),
+                Backend::Remote(r) => r.client.get("/api/v1/pools")?.view,
+            };
+            if b.json() {
+                print_json(&list)?;
             } else {
                 let mut t = Table::new(&[
                     "NAME",
@@ -90,26 +111,33 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
                         p.free.to_string(),
                         p.leased.to_string(),
                         p.unhealthy.to_string(),
-                        selectors(&p.selectors),
+                        p.selectors.join(" "),
                     ]);
                 }
                 out(&t.render());
             }
         }
         PoolCmd::Show { name } => {
-            let (status, vfs) = engine.pool_show(&name)?;
-            if ctx.json() {
-                print_json(&PoolDetail::new(&status, &vfs))?;
+            let d: PoolDetail = match b {
+                Backend::Local(ctx) => {
+                    let (status, vfs) = ctx.engine()?.pool_show(&name)?;
+                    PoolDetail::new(&status, &vfs)
+                }
+                Backend::Remote(r) => r.client.get(&format!("/api/v1/pools/{}", seg(&name)))?.view,
+            };
+            if b.json() {
+                print_json(&d)?;
             } else {
+                let status = &d.pool;
                 crate::outln!(
                     "pool {}: {} total, {} free, {} leased, {}; policy {}; select {}",
                     status.name,
                     status.total,
                     status.free,
                     status.leased,
-                    status.unhealthy_text(),
+                    unhealthy_text(status),
                     status.policy,
-                    selectors(&status.selectors)
+                    status.selectors.join(" ")
                 );
                 let mut t = Table::new(&[
                     "VF",
@@ -121,7 +149,7 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
                     "STATE",
                     "OWNER/REASON",
                 ]);
-                for v in &vfs {
+                for v in &d.vfs {
                     t.row(vec![
                         v.vf_pci.to_string(),
                         v.pf.clone(),
@@ -137,8 +165,17 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
             }
         }
         PoolCmd::Delete { name } => {
-            engine.pool_delete(&name)?;
-            if ctx.json() {
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.pool_delete(&name)?,
+                Backend::Remote(r) => {
+                    r.client.call::<PoolDeleted, ()>(
+                        Method::DELETE,
+                        &format!("/api/v1/pools/{}", seg(&name)),
+                        None,
+                    )?;
+                }
+            }
+            if b.json() {
                 print_json(&PoolDeleted {
                     deleted: name.clone(),
                 })?;
@@ -150,9 +187,16 @@ pub fn run(ctx: &Context, cmd: PoolCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn selectors(s: &[PoolSelector]) -> String {
-    s.iter()
-        .map(|s| s.to_string())
+/// `3 unhealthy: 2 × no-netdev; 1 × ...`, as the engine's `PoolStatus::unhealthy_text`.
+fn unhealthy_text(p: &PoolView) -> String {
+    if p.unhealthy_reasons.is_empty() {
+        return format!("{} unhealthy", p.unhealthy);
+    }
+    let why = p
+        .unhealthy_reasons
+        .iter()
+        .map(|(r, n)| format!("{n} × {r}"))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join("; ");
+    format!("{} unhealthy: {why}", p.unhealthy)
 }

@@ -3,9 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use hyper::Method;
+use vfpool_daemon::api::vms::{VmBody, VmNicBody, VmNicPatch};
 use vfpool_engine::{NicType, PoolDeleted, VmNicSpec, VmResources, VmView, parse_nic_ref};
 
-use crate::context::{Context, out, print_json};
+use crate::client::seg;
+use crate::context::{Backend, Remote, out, print_json};
 use crate::table::{Table, opt};
 
 #[derive(Debug, Subcommand)]
@@ -107,8 +110,8 @@ pub enum VmNicCmd {
     },
 }
 
-fn show(ctx: &Context, vm: &VmView) -> anyhow::Result<()> {
-    if ctx.json() {
+fn show(json: bool, vm: &VmView) -> anyhow::Result<()> {
+    if json {
         return print_json(vm);
     }
     crate::outln!(
@@ -143,8 +146,31 @@ fn show(ctx: &Context, vm: &VmView) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
-    let mut engine = ctx.engine()?;
+/// A NIC as the API's body takes it.
+fn nic_body(spec: &VmNicSpec) -> VmNicBody {
+    VmNicBody {
+        l3: spec.l3.clone(),
+        nic_type: Some(if spec.sriov { "vf" } else { "vnic" }.to_owned()),
+        mac: spec.mac.map(|m| m.to_string()),
+    }
+}
+
+fn vm_path(name: &str) -> String {
+    format!("/api/v1/vms/{}", seg(name))
+}
+
+/// `?libvirt=URI` for start and stop.
+fn libvirt_query(uri: Option<&str>) -> String {
+    uri.map(|u| format!("?libvirt={}", seg(u)))
+        .unwrap_or_default()
+}
+
+/// `POST path` with no body: the VM as the daemon answers.
+fn post(r: &Remote, path: String) -> anyhow::Result<VmView> {
+    Ok(r.client.call::<_, ()>(Method::POST, &path, None)?.view)
+}
+
+pub fn run(b: &Backend, cmd: VmCmd) -> anyhow::Result<ExitCode> {
     let vm = match cmd {
         VmCmd::Create {
             name,
@@ -157,20 +183,62 @@ pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|s| s.parse::<VmNicSpec>())
                 .collect::<Result<Vec<_>, _>>()?;
-            engine.vm_create_with(&name, &specs, res)?
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.vm_create_with(&name, &specs, res)?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call(
+                            Method::POST,
+                            "/api/v1/vms",
+                            Some(&VmBody {
+                                name,
+                                nics: specs.iter().map(nic_body).collect(),
+                                memory_mib: Some(res.memory_mib),
+                                vcpus: Some(res.vcpus),
+                            }),
+                        )?
+                        .view
+                }
+            }
         }
-        VmCmd::Start { name, libvirt } => match libvirt {
-            Some(uri) => engine.vm_start_libvirt(&name, &uri)?,
-            None => engine.vm_start(&name)?,
+        VmCmd::Start { name, libvirt } => match b {
+            Backend::Local(ctx) => match libvirt {
+                Some(uri) => ctx.engine()?.vm_start_libvirt(&name, &uri)?,
+                None => ctx.engine()?.vm_start(&name)?,
+            },
+            Backend::Remote(r) => post(
+                r,
+                format!(
+                    "{}/start{}",
+                    vm_path(&name),
+                    libvirt_query(libvirt.as_deref())
+                ),
+            )?,
         },
-        VmCmd::Stop { name, libvirt } => match libvirt {
-            Some(uri) => engine.vm_stop_libvirt(&name, &uri)?,
-            None => engine.vm_stop(&name)?,
+        VmCmd::Stop { name, libvirt } => match b {
+            Backend::Local(ctx) => match libvirt {
+                Some(uri) => ctx.engine()?.vm_stop_libvirt(&name, &uri)?,
+                None => ctx.engine()?.vm_stop(&name)?,
+            },
+            Backend::Remote(r) => post(
+                r,
+                format!(
+                    "{}/stop{}",
+                    vm_path(&name),
+                    libvirt_query(libvirt.as_deref())
+                ),
+            )?,
         },
-        VmCmd::Show { name } => engine.vm_show(&name)?,
+        VmCmd::Show { name } => match b {
+            Backend::Local(ctx) => ctx.engine()?.vm_show(&name)?,
+            Backend::Remote(r) => r.client.get(&vm_path(&name))?.view,
+        },
         VmCmd::List => {
-            let list = engine.vm_list()?;
-            if ctx.json() {
+            let list: Vec<VmView> = match b {
+                Backend::Local(ctx) => ctx.engine()?.vm_list()?,
+                Backend::Remote(r) => r.client.get("/api/v1/vms")?.view,
+            };
+            if b.json() {
                 print_json(&list)?;
             } else {
                 let mut t = Table::new(&["NAME", "STATE", "NICS", "VFS", "UUID"]);
@@ -188,31 +256,80 @@ pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         VmCmd::Delete { name } => {
-            engine.vm_delete(&name)?;
-            if ctx.json() {
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.vm_delete(&name)?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call::<PoolDeleted, ()>(Method::DELETE, &vm_path(&name), None)?;
+                }
+            }
+            if b.json() {
                 print_json(&PoolDeleted { deleted: name })?;
             } else {
                 crate::outln!("vm {name} deleted");
             }
             return Ok(ExitCode::SUCCESS);
         }
-        VmCmd::Nic(VmNicCmd::Add { name, nic }) => engine.vm_nic_add(&name, &nic.parse()?)?,
+        VmCmd::Nic(VmNicCmd::Add { name, nic }) => {
+            let spec: VmNicSpec = nic.parse()?;
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.vm_nic_add(&name, &spec)?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call(
+                            Method::POST,
+                            &format!("{}/nics", vm_path(&name)),
+                            Some(&nic_body(&spec)),
+                        )?
+                        .view
+                }
+            }
+        }
         VmCmd::Nic(VmNicCmd::Remove { name, nic }) => {
-            engine.vm_nic_remove(&name, parse_nic_ref(&nic)?)?
+            let index = parse_nic_ref(&nic)?;
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.vm_nic_remove(&name, index)?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call::<_, ()>(
+                            Method::DELETE,
+                            &format!("{}/nics/{index}", vm_path(&name)),
+                            None,
+                        )?
+                        .view
+                }
+            }
         }
         VmCmd::Nic(VmNicCmd::SetType {
             name,
             nic,
             nic_type,
-        }) => engine.vm_nic_set_type(&name, parse_nic_ref(&nic)?, nic_type.parse::<NicType>()?)?,
+        }) => {
+            let index = parse_nic_ref(&nic)?;
+            let t = nic_type.parse::<NicType>()?;
+            match b {
+                Backend::Local(ctx) => ctx.engine()?.vm_nic_set_type(&name, index, t)?,
+                Backend::Remote(r) => {
+                    r.client
+                        .call(
+                            Method::PATCH,
+                            &format!("{}/nics/{index}", vm_path(&name)),
+                            Some(&VmNicPatch {
+                                nic_type: t.as_str().to_owned(),
+                            }),
+                        )?
+                        .view
+                }
+            }
+        }
         VmCmd::Xml { name } => {
             // XML is its own format: `-o json` does not apply.
-            out(&engine.vm_domain_xml(&name)?);
+            out(&b.local("vm xml")?.engine()?.vm_domain_xml(&name)?);
             return Ok(ExitCode::SUCCESS);
         }
         VmCmd::Migrate { name, to } => {
-            let m = engine.vm_migrate(&name, &to)?;
-            if ctx.json() {
+            let m = b.local("vm migrate")?.engine()?.vm_migrate(&name, &to)?;
+            if b.json() {
                 print_json(&m)?;
             } else {
                 crate::outln!("vm {} may migrate to {}: {}", m.vm, m.to, m.note);
@@ -220,6 +337,6 @@ pub fn run(ctx: &Context, cmd: VmCmd) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    show(ctx, &vm)?;
+    show(b.json(), &vm)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -123,6 +123,11 @@ fn touches_real_host(text: &str) -> Option<String> {
             *w == "vfpool"
                 && (i == 0 || matches!(words[i - 1], "&&" | "||" | ";" | "|" | "$("))
                 && !words.contains(&"--demo")
+                // Through the daemon the block itself started (on the demo host): its
+                // socket is under the block's own directory.
+                && !words
+                    .windows(2)
+                    .any(|p| p[0] == "--api" && p[1].starts_with("unix:$"))
         }) || (words.iter().any(|w| w.trim_end_matches(';') == "vfpool-cni")
             // The CNI plugin has no --demo: it must be pointed at a simulated tree.
             && !words.iter().any(|w| w.starts_with("VFPOOL_SYSFS_ROOT=")))
@@ -259,4 +264,10 @@ fn a_vfpool_command_off_the_demo_host_is_caught() {
     assert!(touches_real_host("vfpool nic split eno49 --vfs 7\n").is_some());
     assert!(touches_real_host("true && vfpool lease gc\n").is_some());
     assert!(touches_real_host("vfpool lease acquire --pool p \\\n    --owner x\n").is_some());
+    assert_eq!(
+        touches_real_host("vfpool --api unix:$S/api.sock nic list\n"),
+        None
+    );
+    assert!(touches_real_host("vfpool --api unix:/run/vfpool/api.sock nic list\n").is_some());
+    assert!(touches_real_host("vfpool --api http://127.0.0.1:7878 nic list\n").is_some());
 }

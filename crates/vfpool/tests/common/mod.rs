@@ -18,6 +18,8 @@ pub fn vfpool(state: &Path, args: &[&str]) -> Command {
         .env_remove("VFPOOL_FAULT")
         .env_remove("VFPOOL_STATE")
         .env_remove("VFPOOL_SYSFS_ROOT")
+        .env_remove("VFPOOL_API")
+        .env_remove("VFPOOL_TOKEN_FILE")
         .env("VFPOOL_LOG", "error");
     c
 }
