@@ -29,8 +29,8 @@
 
 pub mod api;
 pub mod auth;
-pub mod console;
 pub mod cni;
+pub mod console;
 pub mod error;
 pub mod k8s;
 pub mod metrics;
