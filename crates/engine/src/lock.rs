@@ -56,33 +56,7 @@ impl PfLocks {
         if self.holds(pci) {
             return Ok(());
         }
-        let dir = dir_in(state);
-        let path = dir.join(format!("pf-{pci}.lock"));
-        let err = |source| EngineError::Lock {
-            path: path.clone(),
-            source,
-        };
-        let open = || {
-            File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-        };
-        let f = match open() {
-            Ok(f) => f,
-            // The first lock of this state directory.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(err)?;
-                open().map_err(err)?
-            }
-            Err(e) => return Err(err(e)),
-        };
-        match hold {
-            Hold::Shared => f.lock_shared(),
-            Hold::Exclusive => f.lock(),
-        }
-        .map_err(err)?;
+        let f = lock_file(state, &format!("pf-{pci}.lock"), hold)?;
         tracing::trace!(pf = %pci, ?hold, "pf lock taken");
         self.held.push((pci, f));
         Ok(())
@@ -101,6 +75,39 @@ impl PfLocks {
             Err(_) => true,
         }
     }
+}
+
+/// Opens `STATE/locks/NAME` (made with its directory on first use) and `flock`s it in
+/// `hold` mode, waiting for it.
+fn lock_file(state: &Path, name: &str, hold: Hold) -> Result<File, EngineError> {
+    let dir = dir_in(state);
+    let path = dir.join(name);
+    let err = |source| EngineError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let open = || {
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    };
+    let f = match open() {
+        Ok(f) => f,
+        // The first lock of this state directory.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            open().map_err(err)?
+        }
+        Err(e) => return Err(err(e)),
+    };
+    match hold {
+        Hold::Shared => f.lock_shared(),
+        Hold::Exclusive => f.lock(),
+    }
+    .map_err(err)?;
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -163,28 +170,7 @@ impl VmLock {
     /// Takes VM `name`'s lock, waiting for it. `name` must be a valid VM name (it is a
     /// file name here).
     pub fn take(state: &Path, name: &str) -> Result<Self, EngineError> {
-        let dir = dir_in(state);
-        let path = dir.join(format!("vm-{name}.lock"));
-        let err = |source| EngineError::Lock {
-            path: path.clone(),
-            source,
-        };
-        let open = || {
-            File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-        };
-        let f = match open() {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(err)?;
-                open().map_err(err)?
-            }
-            Err(e) => return Err(err(e)),
-        };
-        f.lock().map_err(err)?;
+        let f = lock_file(state, &format!("vm-{name}.lock"), Hold::Exclusive)?;
         Ok(Self { _file: f })
     }
 }

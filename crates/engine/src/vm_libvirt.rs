@@ -10,6 +10,30 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::vm::VmView;
 
+impl Engine {
+    /// `vm start`: through libvirt at `libvirt` when given ([`Engine::vm_start_libvirt`]),
+    /// else the leases only ([`Engine::vm_start`]).
+    pub fn vm_start_on(
+        &mut self,
+        name: &str,
+        libvirt: Option<&str>,
+    ) -> Result<VmView, EngineError> {
+        match libvirt {
+            Some(uri) => self.vm_start_libvirt(name, uri),
+            None => self.vm_start(name),
+        }
+    }
+
+    /// `vm stop`: through libvirt at `libvirt` when given ([`Engine::vm_stop_libvirt`]),
+    /// else the leases only ([`Engine::vm_stop`]).
+    pub fn vm_stop_on(&mut self, name: &str, libvirt: Option<&str>) -> Result<VmView, EngineError> {
+        match libvirt {
+            Some(uri) => self.vm_stop_libvirt(name, uri),
+            None => self.vm_stop(name),
+        }
+    }
+}
+
 #[cfg(not(feature = "libvirt-api"))]
 impl Engine {
     /// Refused: this build has no libvirt API.

@@ -202,10 +202,7 @@ pub fn run(b: &Backend, cmd: VmCmd) -> anyhow::Result<ExitCode> {
             }
         }
         VmCmd::Start { name, libvirt } => match b {
-            Backend::Local(ctx) => match libvirt {
-                Some(uri) => ctx.engine()?.vm_start_libvirt(&name, &uri)?,
-                None => ctx.engine()?.vm_start(&name)?,
-            },
+            Backend::Local(ctx) => ctx.engine()?.vm_start_on(&name, libvirt.as_deref())?,
             Backend::Remote(r) => post(
                 r,
                 format!(
@@ -216,10 +213,7 @@ pub fn run(b: &Backend, cmd: VmCmd) -> anyhow::Result<ExitCode> {
             )?,
         },
         VmCmd::Stop { name, libvirt } => match b {
-            Backend::Local(ctx) => match libvirt {
-                Some(uri) => ctx.engine()?.vm_stop_libvirt(&name, &uri)?,
-                None => ctx.engine()?.vm_stop(&name)?,
-            },
+            Backend::Local(ctx) => ctx.engine()?.vm_stop_on(&name, libvirt.as_deref())?,
             Backend::Remote(r) => post(
                 r,
                 format!(

@@ -132,10 +132,7 @@ pub async fn start(
     Query(q): Query<LibvirtQuery>,
 ) -> Result<Response, ApiError> {
     let v = s
-        .engine(move |_, e| match &q.libvirt {
-            Some(uri) => e.vm_start_libvirt(&vm, uri),
-            None => e.vm_start(&vm),
-        })
+        .engine(move |_, e| e.vm_start_on(&vm, q.libvirt.as_deref()))
         .await?;
     s.changed();
     Ok(axum::Json(v).into_response())
@@ -152,10 +149,7 @@ pub async fn stop(
     Query(q): Query<LibvirtQuery>,
 ) -> Result<Response, ApiError> {
     let v = s
-        .engine(move |_, e| match &q.libvirt {
-            Some(uri) => e.vm_stop_libvirt(&vm, uri),
-            None => e.vm_stop(&vm),
-        })
+        .engine(move |_, e| e.vm_stop_on(&vm, q.libvirt.as_deref()))
         .await?;
     s.changed();
     Ok(axum::Json(v).into_response())
